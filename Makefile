@@ -1,0 +1,59 @@
+# intentcam developer targets. `make test` and `make demo` set up whatever is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED ?= ../shared
+# Model mirror: INTENTCAM_MODEL_MIRROR if set, else the workplace mirror when it exists.
+MIRROR ?= $(or $(INTENTCAM_MODEL_MIRROR),$(wildcard $(SHARED)/models))
+DEMO_CLIP ?= $(SHARED)/data/concourse_overhead.avi
+DEMO_OUT ?= demo-out
+APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
+STAMP := $(VENV)/.intentcam-installed
+
+.PHONY: help setup apt venv models test demo bench clean
+
+help:
+	@echo "make setup   install system packages, the virtualenv (.venv) and the models (idempotent)"
+	@echo "make test    set up if needed, then run the test suite"
+	@echo "make demo    set up if needed, then run the daemon on a sample clip"
+	@echo "make clean   remove the virtualenv and demo output"
+
+setup: apt venv models
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "error: need root (or sudo) to install:" $$missing >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; sys.exit(0 if (3,10) <= v <= (3,13) else "error: Python 3.10 to 3.13 needed, found %d.%d" % v)'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,systemd]'
+	@touch $@
+
+models: venv
+	$(BIN)/intentcam models fetch $(if $(MIRROR),--mirror $(MIRROR))
+
+test: setup
+	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
+
+demo: setup
+	@test -f $(DEMO_CLIP) || { echo "error: demo clip $(DEMO_CLIP) not found (set DEMO_CLIP=...)" >&2; exit 1; }
+	@mkdir -p $(DEMO_OUT)
+	$(BIN)/intentcam detect $(SHARED)/data/kite_and_cold.jpg
+	$(BIN)/intentcam run --source $(DEMO_CLIP) --max-frames 150 --report-every 2 \
+	  --sink jsonl:$(DEMO_OUT)/records.jsonl
+	@echo "records written to $(DEMO_OUT)/records.jsonl"
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

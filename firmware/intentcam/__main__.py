@@ -1,0 +1,3 @@
+from intentcam.cli import main
+
+raise SystemExit(main())

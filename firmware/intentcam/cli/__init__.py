@@ -1,0 +1,57 @@
+"""The ``intentcam`` command: one sub-command per job, each with ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from intentcam import __version__
+from intentcam.cli import detect_cmd, models_cmd, run_cmd
+from intentcam.errors import UserError
+
+log = logging.getLogger("intentcam")
+
+COMMANDS = (run_cmd, detect_cmd, models_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intentcam",
+        description="Retail smart-camera daemon: people detection, anonymous tracking and store "
+                    "analytics at the edge.",
+        epilog="Configuration: a TOML file (default /etc/intentcam/intentcam.toml, --config to "
+               "override) under INTENTCAM_* environment variables, e.g. "
+               "INTENTCAM_DETECTOR__THREADS=2. See config/intentcam.example.toml.",
+    )
+    parser.add_argument("--version", action="version", version=f"intentcam {__version__}")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log verbosity (default: logging.level from the config, INFO)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(commands)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level or "WARNING")
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"intentcam: error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("intentcam: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

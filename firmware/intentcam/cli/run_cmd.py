@@ -1,0 +1,89 @@
+"""``intentcam run``: the daemon's main loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from intentcam.capture import open_source
+from intentcam.cli.common import add_config_option, nested, settings_from
+from intentcam.detect import build_detector
+from intentcam.errors import UserError
+from intentcam.pipeline import Pipeline
+from intentcam.sinks import open_sink
+
+NAME = "run"
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        NAME, help="run the camera loop",
+        description="Read frames from the configured camera (or --source), detect people and "
+                    "write records to the sink. Progress (frames, fps, people per frame) is "
+                    "logged at an interval. Ctrl-C or SIGTERM stops cleanly.")
+    add_config_option(parser)
+    parser.add_argument("--source", metavar="S",
+                        help="override camera.source: video file, image folder, /dev/videoN, "
+                             "rtsp://... or http://... URL, picamera2")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    parser.add_argument("--sink", default="stdout", metavar="stdout|jsonl:PATH|none",
+                        help="where records go (default: stdout, JSON lines)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play file sources at their own frame rate instead of as fast as "
+                             "possible")
+    parser.add_argument("--report-every", type=float, default=5.0, metavar="SECONDS",
+                        help="progress report interval (default 5)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the final summary as JSON on stdout")
+    parser.set_defaults(handler=run)
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM and the first Ctrl-C ask the loop to stop; a second Ctrl-C interrupts at once."""
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1", exit_code=2)
+    if args.report_every <= 0:
+        raise UserError("--report-every must be positive", exit_code=2)
+    overrides = nested(camera={"source": args.source, "pace": "realtime" if args.realtime else None})
+    settings = settings_from(args, overrides)
+    if args.sink == "stdout" and args.json:
+        raise UserError("--json prints the summary on stdout; use --sink jsonl:PATH or none "
+                        "with it", exit_code=2)
+    detector = build_detector(settings)
+    sink = open_sink(args.sink)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    source = open_source(settings.camera)
+    log.info("running %s on %s (%s)", settings.detector.model, source.name,
+             detector.model.describe()["reason"])
+    try:
+        pipeline = Pipeline(source, detector, sink, fps_cap=settings.camera.fps_cap,
+                            report_every_s=args.report_every)
+        summary = pipeline.run(stop, max_frames=args.max_frames)
+    finally:
+        source.close()
+        sink.close()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"intentcam: {summary['frames']} frames in {summary['elapsed_s']:.1f} s "
+              f"({summary['fps']:.1f} fps), {summary['people_per_frame']:.2f} people/frame, "
+              f"{summary['dropped']} dropped", file=sys.stderr)
+    return 0

@@ -1,0 +1,227 @@
+"""Daemon configuration: a TOML file layered under ``INTENTCAM_`` environment variables.
+
+Precedence, highest first: explicit overrides (CLI flags) > environment (``INTENTCAM_DETECTOR__THREADS=2``)
+> TOML file (``/etc/intentcam/intentcam.toml`` or ``--config``) > defaults below.
+Every problem is reported as one line ``dotted.path: reason``; see :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from intentcam.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = Path("/etc/intentcam/intentcam.toml")
+ENV_PREFIX = "INTENTCAM_"
+#: Safe inside an MQTT topic level and a file name.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def default_state_dir() -> Path:
+    """Where the daemon keeps models, the spool and live zones.
+
+    systemd's ``StateDirectory=`` exports ``STATE_DIRECTORY``; as root without systemd we use the
+    FHS location; an ordinary user gets an XDG state folder so nothing needs root to try it out.
+    """
+    systemd_dir = os.environ.get("STATE_DIRECTORY")
+    if systemd_dir:
+        return Path(systemd_dir.split(":")[0])
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/intentcam")
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "intentcam"
+
+
+def _default_device_id() -> str:
+    host = socket.gethostname().split(".")[0] or "intentcam"
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in host)
+    return cleaned[:64]
+
+
+def _default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceConfig(_Section):
+    """Who this camera is; both values become MQTT topic levels."""
+
+    id: str = Field(default_factory=_default_device_id, pattern=IDENTIFIER_PATTERN)
+    site: str = Field(default="default", pattern=IDENTIFIER_PATTERN)
+
+
+SourceKind = Literal["auto", "file", "images", "v4l2", "url", "picamera2"]
+
+
+class CameraConfig(_Section):
+    """Where frames come from and how fast we take them."""
+
+    source: str = Field(default="/dev/video0", min_length=1)
+    kind: SourceKind = "auto"
+    fps_cap: float | None = Field(default=10.0, gt=0, le=120)
+    resolution: tuple[int, int] = (1280, 720)
+    #: picamera2 only: size of the low-resolution stream the detector reads.
+    detect_resolution: tuple[int, int] = (640, 360)
+    #: File sources: ``fast`` processes every frame as fast as possible (deterministic);
+    #: ``realtime`` paces frames at the clip's own rate like a live camera.
+    pace: Literal["fast", "realtime"] = "fast"
+    #: Frame rate assumed for image folders (timestamps are index / images_fps).
+    images_fps: float = Field(default=10.0, gt=0, le=1000)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("resolution", "detect_resolution")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        width, height = value
+        if width < 16 or height < 16 or width > 8192 or height > 8192:
+            raise ValueError("width and height must be between 16 and 8192 pixels")
+        return value
+
+
+Tiling = Literal["1x1", "2x1", "2x2", "auto"]
+
+
+class DetectorConfig(_Section):
+    """The person detector: which model, how it runs, and what counts as a person."""
+
+    model: str = Field(default="ssd_mobilenet_v1_coco_quant", pattern=IDENTIFIER_PATTERN)
+    threads: int = Field(default_factory=_default_threads, ge=1, le=64)
+    score_threshold: float = Field(default=0.55, gt=0, lt=1)
+    #: Smallest accepted box side, as a fraction of the frame's height.
+    min_box_size: float = Field(default=0.02, ge=0, lt=1)
+    delegate: Literal["auto", "cpu", "edgetpu"] = "auto"
+    tiling: Tiling = "auto"
+    #: Fraction of a tile's size shared with its neighbour, so people on a seam are whole in one tile.
+    tile_overlap: float = Field(default=0.2, ge=0, le=0.5)
+    nms_iou: float = Field(default=0.5, gt=0, le=1)
+    #: With tiles, also run the whole frame once so people larger than a tile are found whole.
+    tile_full_frame: bool = True
+
+
+class PathsConfig(_Section):
+    """Folders the daemon writes. ``model_dir`` defaults to ``<state_dir>/models``."""
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    model_dir: Path | None = None
+    #: Model manifest; defaults to the one shipped with the package.
+    manifest: Path | None = None
+
+    @property
+    def models(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.state_dir / "models"
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """The whole daemon configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file is passed in as init data *below* the environment: see load_config.
+        return env_settings, init_settings
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML config file, turning every failure into a one-line :class:`ConfigError`."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a config file"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: permission denied"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not a text file"]) from None
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One line per bad field: ``detector.threads: Input should be ... (got -1)``."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling against the example config)"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) or item["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"{path}: {message}{shown}")
+    return lines
+
+
+def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build :class:`Settings` from defaults, a TOML file, ``INTENTCAM_*`` variables and overrides.
+
+    ``path=None`` reads :data:`DEFAULT_CONFIG_PATH` if it exists and uses defaults otherwise;
+    an explicit path must exist. Raises :class:`ConfigError` with one line per bad field.
+    """
+    file_data: dict[str, Any] = {}
+    if path is not None:
+        file_data = read_toml(path)
+    elif DEFAULT_CONFIG_PATH.exists():
+        file_data = read_toml(DEFAULT_CONFIG_PATH)
+    try:
+        settings = Settings(**file_data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    for section, values in (overrides or {}).items():
+        # Validate the section model itself: re-validating Settings would re-read the
+        # environment and let it win over explicit overrides (command-line flags).
+        current = getattr(settings, section)
+        try:
+            updated = type(current).model_validate(_deep_merge(current.model_dump(), values))
+        except ValidationError as exc:
+            raise ConfigError([f"{section}.{line}" for line in describe_validation_error(exc)]) from None
+        setattr(settings, section, updated)
+    return settings

