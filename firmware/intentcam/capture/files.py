@@ -22,15 +22,17 @@ Pace = Literal["fast", "realtime"]
 class _Pacer:
     """Sleeps so clip time advances with the wall clock (``realtime``); does nothing when ``fast``."""
 
-    def __init__(self, pace: Pace, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, pace: Pace, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.pace = pace
         self._sleep = sleep
+        self._clock = clock
         self._start: float | None = None
 
     def wait_for(self, clip_seconds: float) -> None:
         if self.pace == "fast":
             return
-        now = time.monotonic()
+        now = self._clock()
         if self._start is None:
             self._start = now - clip_seconds
         delay = self._start + clip_seconds - now

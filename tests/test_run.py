@@ -1,0 +1,99 @@
+"""``intentcam run``: the loop on real clips, its records, and clean stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from intentcam.capture import VideoFileSource
+from intentcam.detect import SsdPersonDetector
+from intentcam.pipeline import Pipeline
+from tests.conftest import CONCOURSE, MALL, run_cli
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def write(self, record: dict) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        return None
+
+
+def test_run_writes_readable_jsonl_records(tmp_path: Path, config_file) -> None:
+    out = tmp_path / "out.jsonl"
+    result = run_cli("run", "--config", str(config_file()), "--source", str(CONCOURSE),
+                     "--max-frames", "100", "--sink", f"jsonl:{out}", "--report-every", "0.5")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    frames = [r for r in records if r["type"] == "detections"]
+    assert [r["frame"] for r in frames] == list(range(100))
+    assert all(r["people"] == len(r["boxes"]) == len(r["scores"]) for r in frames)
+    assert sum(r["people"] for r in frames) / 100 > 10  # a busy concourse
+    assert all(0 <= v <= 1 for r in frames for box in r["boxes"] for v in box)
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["frames"] == 100 and summary["fps"] > 0
+    assert any(r["type"] == "progress" for r in records)
+    assert "100 frames" in result.stderr and "people/frame" in result.stderr
+
+
+def test_run_bad_source_and_bad_flags_are_one_line_errors(tmp_path: Path, config_file) -> None:
+    config = str(config_file())
+    missing = run_cli("run", "--config", config, "--source", str(tmp_path / "none.mp4"))
+    assert missing.returncode == 1 and "camera.source" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad_sink = run_cli("run", "--config", config, "--source", str(CONCOURSE), "--sink", "kafka")
+    assert bad_sink.returncode == 2 and "--sink" in bad_sink.stderr
+
+
+def test_sigterm_stops_cleanly_with_a_summary(tmp_path: Path, config_file) -> None:
+    out = tmp_path / "out.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
+    # --realtime paces the 2 fps Mall clip: 400 frames would take over three minutes.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "intentcam", "run", "--config", str(config_file()), "--source",
+         str(MALL), "--realtime", "--sink", f"jsonl:{out}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if out.exists() and out.read_text(encoding="utf-8").count("\n") >= 3:
+                break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert records[-1]["type"] == "summary"
+    assert 3 <= records[-1]["frames"] < 400
+
+
+def test_pipeline_stops_on_request_and_counts_invokes(detector: SsdPersonDetector) -> None:
+    source = VideoFileSource(MALL)
+    sink = ListSink()
+    stop = threading.Event()
+    pipeline = Pipeline(source, detector, sink, report_every_s=3600)
+    original_write = sink.write
+
+    def stop_after_five(record: dict) -> None:
+        original_write(record)
+        if record["type"] == "detections" and record["frame"] == 4:
+            stop.set()
+
+    sink.write = stop_after_five  # type: ignore[method-assign]
+    summary = pipeline.run(stop)
+    source.close()
+    assert summary["frames"] == 5
+    assert pipeline.heartbeat.frames == 5 and pipeline.heartbeat.last_progress > 0
+    layout, rects = detector.layout_for(640, 480)
+    assert summary["invokes"] == 5 * len(rects)
