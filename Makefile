@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared
 # Model mirror: INTENTCAM_MODEL_MIRROR if set, else the workplace mirror when it exists.
-MIRROR ?= $(or $(INTENTCAM_MODEL_MIRROR),$(wildcard $(SHARED)/models))
+MIRROR ?= $(abspath $(or $(INTENTCAM_MODEL_MIRROR),$(wildcard $(SHARED)/models)))
 DEMO_CLIP ?= $(SHARED)/data/concourse_overhead.avi
 DEMO_OUT ?= demo-out
 APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
