@@ -83,7 +83,7 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
     assert settings.device.id == "cam-entrance-01"
     text = example.read_text(encoding="utf-8")
     for section in Settings.model_fields:
-        assert f"[{section}]" in text
+        assert f"[{section}]" in text or f"[[{section}]]" in text, section
 
 
 def test_cli_reports_bad_config_with_exit_2_and_no_traceback(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from intentcam.capture import VideoFileSource
 from intentcam.detect import SsdPersonDetector
+from intentcam.config import load_config
 from intentcam.pipeline import Pipeline
+from intentcam.track.stage import TrackingStage
 from tests.conftest import CONCOURSE, MALL, run_cli
 
 
@@ -31,14 +33,18 @@ class ListSink:
 def test_run_writes_readable_jsonl_records(tmp_path: Path, config_file) -> None:
     out = tmp_path / "out.jsonl"
     result = run_cli("run", "--config", str(config_file()), "--source", str(CONCOURSE),
-                     "--max-frames", "100", "--sink", f"jsonl:{out}", "--report-every", "0.5")
+                     "--max-frames", "100", "--sink", f"jsonl:{out}", "--report-every", "0.5",
+                     "--frames")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    frames = [r for r in records if r["type"] == "detections"]
+    frames = [r for r in records if r["type"] == "frame"]
     assert [r["frame"] for r in frames] == list(range(100))
-    assert all(r["people"] == len(r["boxes"]) == len(r["scores"]) for r in frames)
-    assert sum(r["people"] for r in frames) / 100 > 10  # a busy concourse
+    assert all(len(r["boxes"]) == len(r["scores"]) for r in frames)
+    assert all(len(r["tracks"]) == len(r["track_boxes"]) for r in frames)
+    assert sum(len(r["tracks"]) for r in frames) / 100 > 5  # a busy concourse, tracked
     assert all(0 <= v <= 1 for r in frames for box in r["boxes"] for v in box)
+    # The run ended mid-window: the partial window was flushed, not lost.
+    assert [r["type"] for r in records if r["type"] in ("counts", "heatmap")] == ["counts", "heatmap"]
     summary = records[-1]
     assert summary["type"] == "summary" and summary["frames"] == 100 and summary["fps"] > 0
     assert any(r["type"] == "progress" for r in records)
@@ -82,12 +88,14 @@ def test_pipeline_stops_on_request_and_counts_invokes(detector: SsdPersonDetecto
     source = VideoFileSource(MALL)
     sink = ListSink()
     stop = threading.Event()
-    pipeline = Pipeline(source, detector, sink, report_every_s=3600)
+    settings = load_config(None)
+    pipeline = Pipeline(source, detector, lambda aspect: TrackingStage.from_settings(settings, aspect),
+                        sink, report_every_s=3600, frame_records=True)
     original_write = sink.write
 
     def stop_after_five(record: dict) -> None:
         original_write(record)
-        if record["type"] == "detections" and record["frame"] == 4:
+        if record["type"] == "frame" and record["frame"] == 4:
             stop.set()
 
     sink.write = stop_after_five  # type: ignore[method-assign]

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from intentcam.errors import ConfigError
@@ -113,6 +114,119 @@ class DetectorConfig(_Section):
     tile_full_frame: bool = True
 
 
+class TrackerConfig(_Section):
+    """ByteTrack-style association; every lifetime is in seconds of frame time."""
+
+    #: Detections at or above this take part in the first association stage; boxes between
+    #: ``low_score`` and it only keep existing tracks alive. 0.45 lies on the SSD's F1 plateau
+    #: (0.35-0.45) measured on the Mall head annotations (hw_bench/detector_operating_point.py).
+    high_score: float = Field(default=0.45, gt=0, lt=1)
+    low_score: float = Field(default=0.3, gt=0, lt=1)
+    #: A new track needs a detection at least this confident (default: high_score + 0.1,
+    #: ByteTrack's rule).
+    new_track_score: float | None = Field(default=None, gt=0, lt=1)
+    match_iou: float = Field(default=0.2, gt=0, lt=1)
+    low_match_iou: float = Field(default=0.4, gt=0, lt=1)
+    min_hits: int = Field(default=2, ge=1, le=30)
+    lost_ttl_s: float = Field(default=1.5, gt=0, le=60)
+    #: A session token is replaced after this long, so no token follows one person for hours.
+    max_session_s: float = Field(default=3600.0, ge=10, le=86400)
+
+
+Point = tuple[float, float]
+
+
+def _check_points(points: list[Point], minimum: int) -> list[Point]:
+    if len(points) < minimum:
+        raise ValueError(f"needs at least {minimum} points")
+    for x, y in points:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"point ({x}, {y}) is outside the image: coordinates are 0..1")
+    return points
+
+
+class LineConfig(_Section):
+    """A counting line: a polyline in normalised image coordinates; ``in`` is side < 0 -> > 0."""
+
+    id: str = Field(pattern=IDENTIFIER_PATTERN)
+    points: list[Point]
+    #: Door lines feed the store occupancy (in minus out).
+    door: bool = True
+
+    @field_validator("points")
+    @classmethod
+    def _valid(cls, points: list[Point]) -> list[Point]:
+        _check_points(points, 2)
+        if any(a == b for a, b in zip(points, points[1:])):
+            raise ValueError("consecutive points must differ")
+        return points
+
+
+class ZoneConfig(_Section):
+    """A polygon zone in normalised image coordinates."""
+
+    id: str = Field(pattern=IDENTIFIER_PATTERN)
+    points: list[Point]
+    kind: Literal["area", "display", "queue", "staff"] = "area"
+
+    @field_validator("points")
+    @classmethod
+    def _valid(cls, points: list[Point]) -> list[Point]:
+        return _check_points(points, 3)
+
+
+class HomographyConfig(_Section):
+    """Four image points (normalised) and where they lie on the floor (metres)."""
+
+    image: list[Point] = Field(min_length=4, max_length=4)
+    floor: list[Point] = Field(min_length=4, max_length=4)
+    #: The floor rectangle the heatmap grid covers, in metres from the floor origin.
+    floor_size: Point
+
+
+class AnalyticsConfig(_Section):
+    window_s: float = Field(default=60.0, ge=1, le=3600)
+    heatmap_window_s: float = Field(default=300.0, ge=1, le=86400)
+    heatmap_grid: tuple[int, int] = (32, 18)
+    #: How far (frame heights) a foot point must get past a line for a crossing to count.
+    line_hysteresis: float = Field(default=0.03, ge=0, le=0.5)
+    zone_enter_s: float = Field(default=1.0, ge=0, le=600)
+    zone_leave_s: float = Field(default=1.0, ge=0, le=600)
+    #: Local time at which the store occupancy from door lines is reset to 0, daily.
+    occupancy_reset: str = Field(default="04:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    #: IANA time zone for the reset; default: the system's local time.
+    timezone: str | None = None
+    #: Intent signals (units: frame heights, or metres with a homography).
+    min_step: float | None = Field(default=None, gt=0)
+    still_speed: float | None = Field(default=None, gt=0)
+    approach_radius: float | None = Field(default=None, gt=0)
+    homography: HomographyConfig | None = None
+
+    @field_validator("heatmap_grid")
+    @classmethod
+    def _grid(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not (1 <= value[0] <= 256 and 1 <= value[1] <= 256):
+            raise ValueError("grid columns and rows must be between 1 and 256")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class PrivacyConfig(_Section):
+    #: Aggregates describing fewer distinct people than this are suppressed.
+    k_min: int = Field(default=3, ge=1, le=100)
+
+
 class PathsConfig(_Section):
     """Folders the daemon writes. ``model_dir`` defaults to ``<state_dir>/models``."""
 
@@ -143,8 +257,22 @@ class Settings(BaseSettings):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    lines: list[LineConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Settings:
+        for name, items in (("lines", self.lines), ("zones", self.zones)):
+            ids = [item.id for item in items]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise ValueError(f"{name}: duplicate id(s) {', '.join(duplicates)}")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -200,7 +328,8 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
-def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> Settings:
+def load_config(path: Path | str | None = None, *,
+                overrides: dict[str, Any] | None = None) -> Settings:
     """Build :class:`Settings` from defaults, a TOML file, ``INTENTCAM_*`` variables and overrides.
 
     ``path=None`` reads :data:`DEFAULT_CONFIG_PATH` if it exists and uses defaults otherwise;
@@ -208,7 +337,7 @@ def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = 
     """
     file_data: dict[str, Any] = {}
     if path is not None:
-        file_data = read_toml(path)
+        file_data = read_toml(Path(path))
     elif DEFAULT_CONFIG_PATH.exists():
         file_data = read_toml(DEFAULT_CONFIG_PATH)
     try:
@@ -220,7 +349,10 @@ def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = 
         # environment and let it win over explicit overrides (command-line flags).
         current = getattr(settings, section)
         try:
-            updated = type(current).model_validate(_deep_merge(current.model_dump(), values))
+            if isinstance(current, BaseModel):
+                updated = type(current).model_validate(_deep_merge(current.model_dump(), values))
+            else:  # [[lines]] / [[zones]]: an override replaces the whole list
+                updated = TypeAdapter(Settings.model_fields[section].annotation).validate_python(values)
         except ValidationError as exc:
             raise ConfigError([f"{section}.{line}" for line in describe_validation_error(exc)]) from None
         setattr(settings, section, updated)

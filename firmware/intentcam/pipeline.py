@@ -1,4 +1,4 @@
-"""The frame loop: source -> scheduler -> detector -> records, with a progress heartbeat.
+"""The frame loop: source -> scheduler -> detector -> tracking and analytics -> records.
 
 One thread runs this loop; live sources capture on their own thread. The loop records progress
 after every processed frame, which is what the systemd watchdog will be fed from: a stalled
@@ -18,6 +18,10 @@ from intentcam.capture.frame import Frame, FrameSource
 from intentcam.detect.detections import Detections
 from intentcam.detect.ssd import SsdPersonDetector
 from intentcam.sinks import Sink
+from intentcam.track.stage import TrackingStage
+
+#: Builds the tracking stage once the first frame tells the aspect ratio (width / height).
+StageFactory = Callable[[float], TrackingStage]
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +67,21 @@ class LoopStats:
         }
 
 
-def detection_record(frame: Frame, run_origin: float, detections: Detections) -> dict[str, Any]:
-    """One frame's people: normalised ``x1, y1, x2, y2`` boxes and scores (no image data)."""
+def frame_record(frame: Frame, run_origin: float, detections: Detections,
+                 stage: TrackingStage) -> dict[str, Any]:
+    """One frame's people: detections and confirmed tracks (normalised boxes, no image data)."""
+    tracked = stage.last
+    assert tracked is not None
+    # float64 before rounding, or float32 noise (0.8495000004768372) reaches the JSON.
     return {
-        "type": "detections",
+        "type": "frame",
         "frame": frame.index,
         "t": round(frame.timestamp - run_origin, 3),
         "people": len(detections),
-        # float64 before rounding, or float32 noise (0.8495000004768372) reaches the JSON.
         "boxes": detections.boxes.astype(float).round(4).tolist(),
         "scores": detections.scores.astype(float).round(3).tolist(),
+        "tracks": tracked.ids.tolist(),
+        "track_boxes": tracked.boxes.astype(float).round(4).tolist(),
     }
 
 
@@ -82,11 +91,15 @@ class Pipeline:
 
     source: FrameSource
     detector: SsdPersonDetector
+    stage_factory: StageFactory
     sink: Sink
     fps_cap: float | None = None
     report_every_s: float = 5.0
+    #: Also write one ``frame`` record per frame (boxes and track ids); off for the daemon.
+    frame_records: bool = False
     clock: Callable[[], float] = time.monotonic
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    stage: TrackingStage | None = None
 
     def run(self, stop: threading.Event, max_frames: int | None = None) -> dict[str, Any]:
         """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set.
@@ -105,18 +118,28 @@ class Pipeline:
             started = self.clock()
             if run_origin is None:
                 run_origin = frame.timestamp
-            detections = self.detector.detect(frame.image)
-            self.sink.write(detection_record(frame, run_origin, detections))
+            if self.stage is None:
+                width, height = frame.size
+                self.stage = self.stage_factory(width / height)
+            detections = self.detector.detect(frame.image, min_score=self.stage.low_score)
+            for record in self.stage.process(detections, frame.timestamp):
+                self.sink.write(record)
+            if self.frame_records:
+                self.sink.write(frame_record(frame, run_origin, detections, self.stage))
+            people = int((detections.scores >= self.detector.settings.score_threshold).sum())
             stats.frames += 1
             stats.window_frames += 1
-            stats.people += len(detections)
-            stats.window_people += len(detections)
+            stats.people += people
+            stats.window_people += people
             stats.invokes += self.detector.last.invokes
             now = self.clock()
             self.heartbeat.beat(now)
             if now - stats.window_started >= self.report_every_s:
                 self._report(stats, now)
             self._respect_fps_cap(started, stop)
+        if self.stage is not None:
+            for record in self.stage.finish():
+                self.sink.write(record)
         summary = {"type": "summary", **stats.summary(self.clock(), self.source)}
         self.sink.write(summary)
         return summary

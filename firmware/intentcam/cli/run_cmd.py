@@ -16,6 +16,7 @@ from intentcam.detect import build_detector
 from intentcam.errors import UserError
 from intentcam.pipeline import Pipeline
 from intentcam.sinks import open_sink
+from intentcam.track.stage import TrackingStage
 
 NAME = "run"
 log = logging.getLogger(__name__)
@@ -25,8 +26,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         NAME, help="run the camera loop",
         description="Read frames from the configured camera (or --source), detect people and "
-                    "write records to the sink. Progress (frames, fps, people per frame) is "
-                    "logged at an interval. Ctrl-C or SIGTERM stops cleanly.")
+                    "track them under anonymous session tokens and write the analytics records "
+                    "(counts, sessions, heatmap per window) to the sink. Progress (frames, fps, "
+                    "people per frame) is logged at an interval. Ctrl-C or SIGTERM stops cleanly "
+                    "and flushes the partial window.")
     add_config_option(parser)
     parser.add_argument("--source", metavar="S",
                         help="override camera.source: video file, image folder, /dev/videoN, "
@@ -34,6 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     parser.add_argument("--sink", default="stdout", metavar="stdout|jsonl:PATH|none",
                         help="where records go (default: stdout, JSON lines)")
+    parser.add_argument("--frames", action="store_true",
+                        help="also write one record per frame (boxes and track ids)")
     parser.add_argument("--realtime", action="store_true",
                         help="play file sources at their own frame rate instead of as fast as "
                              "possible")
@@ -74,8 +79,10 @@ def run(args: argparse.Namespace) -> int:
     log.info("running %s on %s (%s)", settings.detector.model, source.name,
              detector.model.describe()["reason"])
     try:
-        pipeline = Pipeline(source, detector, sink, fps_cap=settings.camera.fps_cap,
-                            report_every_s=args.report_every)
+        pipeline = Pipeline(source, detector,
+                            lambda aspect: TrackingStage.from_settings(settings, aspect), sink,
+                            fps_cap=settings.camera.fps_cap, report_every_s=args.report_every,
+                            frame_records=args.frames)
         summary = pipeline.run(stop, max_frames=args.max_frames)
     finally:
         source.close()

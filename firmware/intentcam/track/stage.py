@@ -1,0 +1,72 @@
+"""The tracking stage of the frame loop: detections -> tracks -> session tokens -> analytics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from intentcam.analytics import Analytics
+from intentcam.config import Settings
+from intentcam.detect.detections import Detections
+from intentcam.track.bytetrack import ByteTracker, TrackerSettings, TrackFrame
+from intentcam.track.sessions import SessionTokens
+
+
+def tracker_settings(settings: Settings) -> TrackerSettings:
+    """Tracker thresholds from the config (``new_track_score`` defaults to high_score + 0.1)."""
+    config = settings.tracker
+    high = config.high_score
+    return TrackerSettings(
+        high_score=high,
+        low_score=min(config.low_score, high),
+        new_track_score=config.new_track_score or min(high + 0.1, 0.99),
+        match_iou=config.match_iou,
+        low_match_iou=config.low_match_iou,
+        min_hits=config.min_hits,
+        lost_ttl_s=config.lost_ttl_s,
+    )
+
+
+@dataclass
+class TrackingStage:
+    """Owns the tracker, the session tokens and the analytics of one camera view."""
+
+    tracker: ByteTracker
+    sessions: SessionTokens
+    analytics: Analytics
+    last: TrackFrame | None = None
+    _last_ts: float = field(default=0.0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, aspect: float,
+                      wall_origin: float | None = None) -> TrackingStage:
+        return cls(
+            tracker=ByteTracker(tracker_settings(settings), aspect=aspect),
+            sessions=SessionTokens(settings.tracker.max_session_s),
+            analytics=Analytics(settings.analytics, settings.lines, settings.zones, aspect=aspect,
+                                k_min=settings.privacy.k_min, wall_origin=wall_origin),
+        )
+
+    @property
+    def low_score(self) -> float:
+        """The detector must return boxes down to this score for the second association stage."""
+        return self.tracker.settings.low_score
+
+    def process(self, detections: Detections, timestamp: float) -> list[dict[str, Any]]:
+        """Track one frame's detections; returns the records of any windows that closed."""
+        tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
+        ended = self.sessions.end(tracked.ended, timestamp)
+        tokens, rotated = self.sessions.assign(tracked.ids, timestamp)
+        self.analytics.end_sessions(ended + rotated)
+        self.last = tracked
+        self._last_ts = timestamp
+        return self.analytics.observe(timestamp, tokens, tracked.boxes)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """End every session and close the partial windows (shutdown: nothing is lost)."""
+        self.tracker.end_all(self._last_ts)
+        self.analytics.end_sessions(self.sessions.end_all(self._last_ts))
+        return self.analytics.flush(self._last_ts)
+
+    def live_objects(self) -> int:
+        return len(self.tracker) + len(self.sessions) + self.analytics.live_objects()

@@ -1,0 +1,219 @@
+"""Zones, heatmap, intent signals and the per-window aggregator."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from intentcam.analytics import Analytics, ZoneTracker
+from intentcam.analytics.engine import DailyReset
+from intentcam.analytics.geometry import Polygon, ViewSpace
+from intentcam.analytics.heatmap import Heatmap
+from intentcam.analytics.intent import IntentSettings, SessionSignals
+from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig, load_config
+from tests.conftest import CONCOURSE, run_cli
+
+SQUARE = [[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]
+WALL = 1_700_000_040.0  # divisible by 60 and 10: frame time 0 starts a window
+
+
+def box_with_foot(x: float, y: float) -> list[float]:
+    return [x - 0.02, y - 0.1, x + 0.02, y]
+
+
+def test_polygon_containment_and_distance() -> None:
+    polygon = Polygon(np.array(SQUARE))
+    points = np.array([[0.4, 0.4], [0.1, 0.4], [0.7, 0.7]])
+    assert polygon.contains(points).tolist() == [True, False, False]
+    assert polygon.distance(points) == pytest.approx([0.0, 0.1, np.hypot(0.1, 0.1)])
+
+
+def test_zone_enter_and_leave_are_debounced_and_back_dated() -> None:
+    zone = ZoneTracker("z", "area", SQUARE, enter_s=1.0, leave_s=1.0)
+    entered, visits = [], []
+    path = [(t / 10, (0.4, 0.4) if 10 <= t < 60 else (0.1, 0.1)) for t in range(100)]
+    path[30] = (3.0, (0.1, 0.1))  # one frame of detector jitter outside: no leave
+    for now, point in path:
+        events = zone.observe(["a"], np.array([point]), now)
+        entered += events.entered
+        visits += events.visits
+    assert entered == [("a", 1.0)]                # reported after 1 s, dated at 1.0
+    assert len(visits) == 1
+    assert visits[0].entered == 1.0 and visits[0].left == 6.0
+    assert zone.occupancy == 0
+
+
+def test_a_short_visit_below_the_debounce_is_not_an_entry() -> None:
+    zone = ZoneTracker("z", "area", SQUARE, enter_s=1.0, leave_s=1.0)
+    events = [zone.observe(["a"], np.array([(0.4, 0.4) if 5 <= t < 12 else (0.1, 0.1)]), t / 10)
+              for t in range(30)]
+    assert not any(e.entered for e in events)
+
+
+def test_a_track_ending_inside_completes_its_visit() -> None:
+    zone = ZoneTracker("z", "area", SQUARE, enter_s=0.5, leave_s=1.0)
+    for t in range(20):
+        zone.observe(["a"], np.array([(0.4, 0.4)]), t / 10)
+    visit = zone.end("a")
+    assert visit is not None and visit.dwell == pytest.approx(1.9)
+    assert len(zone) == 0
+
+
+def test_heatmap_zeroes_cells_seen_by_fewer_than_k_tokens() -> None:
+    heatmap = Heatmap((4, 4), ViewSpace(1.0), k_min=3)
+    crowded = np.array([[0.1, 0.1]] * 3)
+    for _ in range(10):
+        heatmap.add(["a", "b", "c"], crowded, 0.5)  # three people in cell (0, 0)
+        heatmap.add(["d"], np.array([[0.9, 0.9]]), 0.5)  # one person alone in the corner
+    grid = heatmap.close()
+    seconds = grid["seconds"]
+    assert seconds[0, 0] == pytest.approx(15.0)  # 3 people x 10 frames x 0.5 s
+    assert seconds[3, 3] == 0.0
+    assert grid["suppressed_cells"] == 1
+    assert heatmap.close()["seconds"].sum() == 0  # a new window starts empty
+
+
+def test_heatmap_in_floor_metres_with_a_homography() -> None:
+    config = AnalyticsConfig(homography={"image": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                                         "floor": [[0, 0], [10, 0], [10, 5], [0, 5]],
+                                         "floor_size": [10, 5]}, heatmap_grid=(10, 5))
+    analytics = Analytics(config, [], [], aspect=2.0, k_min=1, wall_origin=WALL)
+    assert analytics.heatmap.coordinate_space == "floor_m"
+    cells = analytics.heatmap.cells(np.array([[0.05, 0.1], [0.95, 0.9]]))
+    assert cells.tolist() == [0, 4 * 10 + 9]
+
+
+def test_intent_signals_for_a_shopper_who_approaches_engages_and_revisits() -> None:
+    settings = IntentSettings(min_step=0.03, still_speed=0.05, radius=0.5)
+    display = Polygon(np.array([[0.5, 0.5], [0.7, 0.5], [0.7, 0.7], [0.5, 0.7]]))
+    session = SessionSignals("t", 0.0, settings)
+    path = ([(0.1 + 0.04 * i, 0.6) for i in range(11)]   # walks towards the display (0.1 -> 0.5)
+            + [(0.55, 0.6)] * 20                        # stands still inside it
+            + [(0.55 - 0.04 * i, 0.6) for i in range(6)])  # turns back
+    for step, (x, y) in enumerate(path):
+        point = np.array([x, y])
+        inside = bool(display.contains(point[None])[0])
+        if inside:  # the engine records this from the zone's debounced entry
+            session.entered_displays.add("shelf")
+        session.observe(point, step * 0.5, inside, display.distance(point[None]), ["shelf"])
+    session.add_visit("shelf", "display", 10.0)
+    session.add_visit("shelf", "display", 2.0)
+    summary = session.summary()
+    assert summary["dwell_s"] == pytest.approx((len(path) - 1) * 0.5)
+    assert summary["approach"] == pytest.approx(0.36, abs=0.05)
+    assert summary["avoid"] == 0.0  # walking away after engaging is not avoidance
+    assert summary["engagement"] > 0.5
+    assert summary["hesitation"] == 1   # one reversal
+    assert summary["revisits"] == 1
+    assert summary["zones"] == {"shelf": {"visits": 2, "dwell_s": 12.0}}
+    assert summary["path_length"] == pytest.approx(0.4 + 0.05 + 0.2, abs=0.06)
+
+
+def test_avoid_counts_turning_away_from_a_display_never_entered() -> None:
+    settings = IntentSettings(min_step=0.03, still_speed=0.05, radius=0.5)
+    display = Polygon(np.array([[0.5, 0.5], [0.7, 0.5], [0.7, 0.7], [0.5, 0.7]]))
+    session = SessionSignals("t", 0.0, settings)
+    path = [(0.3 + 0.04 * i, 0.6) for i in range(4)] + [(0.42 - 0.04 * i, 0.6) for i in range(6)]
+    for step, (x, y) in enumerate(path):
+        point = np.array([x, y])
+        session.observe(point, step * 0.5, False, display.distance(point[None]), ["shelf"])
+    summary = session.summary()
+    assert summary["avoid"] > 0.15 and summary["approach"] > 0.1
+    assert -1 <= summary["approach_index"] < 0.5
+
+
+def test_daily_reset_is_at_local_time() -> None:
+    from datetime import datetime, timezone
+
+    reset = DailyReset("04:00", "Europe/Berlin")
+    # 02:30 UTC = 03:30 in Berlin (UTC+1 in November): the next reset is 03:00 UTC that day,
+    # and after it, 03:00 UTC the next day.
+    before = datetime(2026, 11, 21, 2, 30, tzinfo=timezone.utc).timestamp()
+    expected = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc).timestamp()
+    assert reset.next_after(before) == expected
+    assert reset.next_after(expected) == expected + 86_400
+
+
+def feed(analytics: Analytics, steps: int, dt: float, paths) -> list[dict]:
+    records = []
+    for step in range(steps):
+        tokens, boxes = [], []
+        for token, path in paths.items():
+            point = path(step)
+            if point is not None:
+                tokens.append(token)
+                boxes.append(box_with_foot(*point))
+        records += analytics.observe(step * dt, tokens, np.array(boxes).reshape(-1, 4))
+    return records
+
+
+def test_windows_counts_zones_and_sessions() -> None:
+    config = AnalyticsConfig(window_s=10, heatmap_window_s=30, zone_enter_s=0.5, zone_leave_s=0.5)
+    lines = [LineConfig(id="door", points=[(0.0, 0.5), (1.0, 0.5)])]
+    zones = [ZoneConfig(id="shelf", kind="display", points=[(0.6, 0.6), (0.9, 0.6), (0.9, 0.9),
+                                                             (0.6, 0.9)])]
+    analytics = Analytics(config, lines, zones, aspect=1.0, k_min=2, wall_origin=WALL)
+    walkers = {f"w{i}": (lambda step, i=i: (0.2 + 0.1 * i, min(0.2 + 0.05 * max(step - 20 * i, 0), 0.75)))
+               for i in range(3)}
+    records = feed(analytics, 250, 0.1, walkers)  # 25 s: windows [40,50) and [50,60) close
+    counts = [r for r in records if r["type"] == "counts"]
+    assert [c["window"]["start"] for c in counts] == ["2023-11-14T22:14:00.000Z",
+                                                      "2023-11-14T22:14:10.000Z"]
+    total_in = sum(c["lines"]["door"]["in"] for c in counts)
+    assert total_in == 3
+    assert counts[-1]["store_occupancy"] == 3
+    assert counts[0]["people"]["max"] == 3 and counts[0]["frames"] == 100
+    # Nobody reached the shelf (x < 0.6): no entries, nothing to suppress.
+    assert counts[0]["zones"]["shelf"]["entries"] == 0
+    flushed = analytics.flush(25.0)
+    assert [r["type"] for r in flushed] == ["counts", "heatmap"]
+    assert flushed[0]["window"]["end"] == "2023-11-14T22:14:25.000Z"
+
+
+def test_small_dwell_aggregates_are_suppressed_and_sessions_batched() -> None:
+    config = AnalyticsConfig(window_s=10, zone_enter_s=0.2, zone_leave_s=0.2)
+    zones = [ZoneConfig(id="shelf", kind="display", points=SQUARE)]
+    analytics = Analytics(config, [], zones, aspect=1.0, k_min=3, wall_origin=WALL)
+    inside = {"a": lambda step: (0.4, 0.4) if step < 50 else (0.9, 0.9)}
+    from intentcam.track.sessions import SessionEnd
+
+    records = feed(analytics, 60, 0.1, inside)  # 0.0 .. 5.9 s
+    analytics.end_sessions([SessionEnd("a", 0.0, 5.9, "left")])
+    records += analytics.observe(12.0, [], np.zeros((0, 4)))  # closes the window [0, 10) s
+    counts = [r for r in records if r["type"] == "counts"][0]
+    dwell = counts["zones"]["shelf"]["dwell"]
+    assert dwell == {"count": 1, "suppressed": True}  # one visit < k = 3: no percentiles
+    sessions = [r for r in records if r["type"] == "sessions"]
+    assert len(sessions) == 1 and sessions[0]["sessions"][0]["token"] == "a"
+    assert sessions[0]["sessions"][0]["zones"]["shelf"]["visits"] == 1
+
+
+def test_run_emits_windows_with_lines_and_zones_on_a_real_clip(tmp_path, config_file) -> None:
+    config = config_file("""
+[analytics]
+window_s = 5
+heatmap_window_s = 10
+[[lines]]
+id = "mid"
+points = [[0.0, 0.5], [1.0, 0.5]]
+[[zones]]
+id = "left"
+kind = "display"
+points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+""")
+    out = tmp_path / "out.jsonl"
+    result = run_cli("run", "--config", str(config), "--source", str(CONCOURSE), "--sink",
+                     f"jsonl:{out}")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    kinds = {r["type"] for r in records}
+    assert {"counts", "sessions", "heatmap", "summary"} <= kinds
+    counts = [r for r in records if r["type"] == "counts"]
+    assert sum(c["frames"] for c in counts) == 341
+    assert sum(c["lines"]["mid"]["in"] + c["lines"]["mid"]["out"] for c in counts) > 0
+    assert any(c["zones"]["left"]["entries"] > 0 for c in counts)
+    sessions = [s for r in records if r["type"] == "sessions" for s in r["sessions"]]
+    assert len({s["token"] for s in sessions}) == len(sessions)  # one summary per token
+    assert all(len(s["token"]) == 32 for s in sessions)
