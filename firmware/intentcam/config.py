@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError,
+                      field_validator, model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from intentcam.errors import ConfigError
@@ -227,6 +227,60 @@ class PrivacyConfig(_Section):
     k_min: int = Field(default=3, ge=1, le=100)
 
 
+class MqttConfig(_Section):
+    """The store gateway's broker. With no ``host`` telemetry is only spooled (and sunk)."""
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    topic_root: str = Field(default="intentcam/v1", pattern=r"^[A-Za-z0-9_/-]+$")
+    username: str | None = None
+    #: The password itself (best from the environment: INTENTCAM_MQTT__PASSWORD) or a file.
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Only for test benches: skip the broker hostname check.
+    tls_insecure: bool = False
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Messages sent but not yet acknowledged at any time.
+    max_inflight: int = Field(default=20, ge=1, le=1000)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+    def read_password(self) -> str | None:
+        """The password from ``password`` or ``password_file`` (first line), never logged."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, IndexError) as exc:
+                raise ConfigError([f"mqtt.password_file: cannot read {self.password_file} "
+                                   f"({getattr(exc, 'strerror', None) or 'empty file'})"]) from None
+        return None
+
+
+class SpoolConfig(_Section):
+    """The on-disk queue every telemetry message passes through before it is published."""
+
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    max_age_s: float = Field(default=7 * 86400, ge=60)
+
+
+class TelemetryConfig(_Section):
+    health_interval_s: float = Field(default=30.0, ge=1, le=3600)
+    #: Largest accepted command payload.
+    max_command_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+
+
 class PathsConfig(_Section):
     """Folders the daemon writes. ``model_dir`` defaults to ``<state_dir>/models``."""
 
@@ -262,6 +316,9 @@ class Settings(BaseSettings):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     lines: list[LineConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -357,3 +414,20 @@ def load_config(path: Path | str | None = None, *,
             raise ConfigError([f"{section}.{line}" for line in describe_validation_error(exc)]) from None
         setattr(settings, section, updated)
     return settings
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as JSON data, secrets replaced by ``"***"``."""
+    data = settings.model_dump(mode="json")
+    if settings.mqtt.password is not None:
+        data["mqtt"]["password"] = "***"
+    return data
+
+
+def config_hash(settings: Settings) -> str:
+    """A short hash of the effective (redacted) configuration, for the status message."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(redacted(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -18,6 +18,7 @@ from intentcam.capture.frame import Frame, FrameSource
 from intentcam.detect.detections import Detections
 from intentcam.detect.ssd import SsdPersonDetector
 from intentcam.sinks import Sink
+from intentcam.telemetry.health import StageTimings
 from intentcam.track.stage import TrackingStage
 
 #: Builds the tracking stage once the first frame tells the aspect ratio (width / height).
@@ -99,6 +100,9 @@ class Pipeline:
     frame_records: bool = False
     clock: Callable[[], float] = time.monotonic
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    timings: StageTimings = field(default_factory=StageTimings)
+    #: Called on every loop turn, frame or not (commands, health): runs on this thread.
+    tick: Callable[[], None] | None = None
     stage: TrackingStage | None = None
 
     def run(self, stop: threading.Event, max_frames: int | None = None) -> dict[str, Any]:
@@ -110,6 +114,8 @@ class Pipeline:
         stats = LoopStats(started=now, window_started=now)
         run_origin: float | None = None
         while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
+            if self.tick is not None:
+                self.tick()
             frame = self.source.read(timeout=READ_TIMEOUT_S)
             if frame is None:
                 if self.source.finished:
@@ -122,8 +128,12 @@ class Pipeline:
                 width, height = frame.size
                 self.stage = self.stage_factory(width / height)
             detections = self.detector.detect(frame.image, min_score=self.stage.low_score)
-            for record in self.stage.process(detections, frame.timestamp):
+            tracked_at = self.clock()
+            records = self.stage.process(detections, frame.timestamp)
+            analysed_at = self.clock()
+            for record in records:
                 self.sink.write(record)
+            self._time_stages(started, tracked_at, analysed_at)
             if self.frame_records:
                 self.sink.write(frame_record(frame, run_origin, detections, self.stage))
             people = int((detections.scores >= self.detector.settings.score_threshold).sum())
@@ -143,6 +153,15 @@ class Pipeline:
         summary = {"type": "summary", **stats.summary(self.clock(), self.source)}
         self.sink.write(summary)
         return summary
+
+    def _time_stages(self, started: float, tracked_at: float, analysed_at: float) -> None:
+        last = self.detector.last
+        self.timings.add("preprocess", last.preprocess_ms)
+        self.timings.add("invoke", last.invoke_ms)
+        self.timings.add("detect_post", last.postprocess_ms)
+        self.timings.add("track_analytics", (analysed_at - tracked_at) * 1e3)
+        self.timings.add("telemetry", (self.clock() - analysed_at) * 1e3)
+        self.timings.add("frame", (self.clock() - started) * 1e3)
 
     def _report(self, stats: LoopStats, now: float) -> None:
         window = max(now - stats.window_started, 1e-9)

@@ -108,14 +108,8 @@ class Analytics:
             still_speed=config.still_speed or (0.3 if metric else 0.05),
             radius=config.approach_radius or (2.0 if metric else 0.3),
         )
-        self.lines = [LineCounter(line.id, [list(p) for p in line.points], aspect,
-                                  config.line_hysteresis) for line in lines]
-        self.door_lines = {line.id for line in lines if line.door}
-        self.zones = [ZoneTracker(zone.id, zone.kind, [list(p) for p in zone.points],
-                                  config.zone_enter_s, config.zone_leave_s) for zone in zones]
-        self._display = [zone for zone in self.zones if zone.kind == "display"]
-        self._display_planes = [Polygon(self.space.to_plane(zone.polygon)) for zone in self._display]
-        self._display_ids = [zone.id for zone in self._display]
+        self.aspect = aspect
+        self.replace_geometry(lines, zones)
         self.heatmap = Heatmap(tuple(config.heatmap_grid), self.space, k_min, floor_size)
         self._wall_origin = wall_origin
         self._wall_offset: float | None = None
@@ -129,8 +123,28 @@ class Analytics:
         self._frames = 0
         self._last_ts: float | None = None
         self._people = _Level()
+
+    def replace_geometry(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
+        """Install new lines and zones live (``set_zones``). Counts of the current window for
+        lines and zones that are replaced start again from zero; sessions, heatmap and windows
+        continue."""
+        config = self.config
+        self.lines = [LineCounter(line.id, [list(p) for p in line.points], self.aspect,
+                                  config.line_hysteresis) for line in lines]
+        self.door_lines = {line.id for line in lines if line.door}
+        self.zones = [ZoneTracker(zone.id, zone.kind, [list(p) for p in zone.points],
+                                  config.zone_enter_s, config.zone_leave_s) for zone in zones]
+        self._zone_kinds = {zone.id: zone.kind for zone in self.zones}
+        self._display = [zone for zone in self.zones if zone.kind == "display"]
+        self._display_planes = [Polygon(self.space.to_plane(zone.polygon)) for zone in self._display]
+        self._display_ids = [zone.id for zone in self._display]
         self._line_base = {line.id: dict(line.totals) for line in self.lines}
         self._zone_windows = {zone.id: _ZoneWindow() for zone in self.zones}
+
+    def occupancy(self) -> dict[str, Any]:
+        """People in view, store occupancy and zone occupancy now (the birth message)."""
+        return {"people": self._people.now, "store": self.store_occupancy,
+                "zones": {zone.id: zone.occupancy for zone in self.zones}}
 
     # --- time ---------------------------------------------------------------------------
 
@@ -202,11 +216,11 @@ class Analytics:
             session.crossings.append((line_id, direction))
 
     def _on_visit(self, visit: Visit) -> None:
-        self._zone_windows[visit.zone].dwell.append(visit.dwell)
+        if visit.zone in self._zone_windows:
+            self._zone_windows[visit.zone].dwell.append(visit.dwell)
         session = self._sessions.get(visit.token)
         if session is not None:
-            kind = next(zone.kind for zone in self.zones if zone.id == visit.zone)
-            session.add_visit(visit.zone, kind, visit.dwell)
+            session.add_visit(visit.zone, self._zone_kinds.get(visit.zone, "area"), visit.dwell)
 
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): finish and queue their summary."""

@@ -10,13 +10,10 @@ import sys
 import threading
 from types import FrameType
 
-from intentcam.capture import open_source
 from intentcam.cli.common import add_config_option, nested, settings_from
-from intentcam.detect import build_detector
+from intentcam.daemon import run_daemon
 from intentcam.errors import UserError
-from intentcam.pipeline import Pipeline
 from intentcam.sinks import open_sink
-from intentcam.track.stage import TrackingStage
 
 NAME = "run"
 log = logging.getLogger(__name__)
@@ -71,22 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if args.sink == "stdout" and args.json:
         raise UserError("--json prints the summary on stdout; use --sink jsonl:PATH or none "
                         "with it", exit_code=2)
-    detector = build_detector(settings)
     sink = open_sink(args.sink)
     stop = threading.Event()
     install_stop_handlers(stop)
-    source = open_source(settings.camera)
-    log.info("running %s on %s (%s)", settings.detector.model, source.name,
-             detector.model.describe()["reason"])
-    try:
-        pipeline = Pipeline(source, detector,
-                            lambda aspect: TrackingStage.from_settings(settings, aspect), sink,
-                            fps_cap=settings.camera.fps_cap, report_every_s=args.report_every,
-                            frame_records=args.frames)
-        summary = pipeline.run(stop, max_frames=args.max_frames)
-    finally:
-        source.close()
-        sink.close()
+    summary = run_daemon(settings, sink, stop, config_path=args.config, max_frames=args.max_frames,
+                         report_every_s=args.report_every, frame_records=args.frames)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -129,7 +129,7 @@ class TFLiteModel:
     def describe(self) -> dict[str, str]:
         """What runs where, for logs and the health report."""
         return {
-            "model": self.spec.id,
+            "id": self.spec.id,
             "version": self.spec.version,
             "runtime": self.runtime.describe(),
             "delegate": self.choice.kind,

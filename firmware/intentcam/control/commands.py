@@ -1,0 +1,186 @@
+"""Commands on ``.../cmd/{name}``: validated on arrival, applied by the frame loop, always answered.
+
+| command          | payload (JSON object, ``id`` optional and echoed)     | effect                          |
+|------------------|-------------------------------------------------------|---------------------------------|
+| ``ping``         | ``{}`` or empty                                       | replies with uptime             |
+| ``get_config``   | ``{}`` or empty                                       | effective config, secrets as *** |
+| ``set_zones``    | ``{"lines": [...], "zones": [...]}`` (both required)  | validated, saved atomically to the state dir, applied live |
+| ``reset_counters`` | ``{}`` or empty                                     | line totals and store occupancy to 0 |
+| ``reload``       | ``{}`` or empty                                       | re-reads config file and zones; applies lines, zones, log level; names what needs a restart |
+
+Anything else gets ``ok: false`` and an ``error`` naming the problem (unknown command, payload too
+large, not UTF-8, invalid JSON, not an object, unknown or mistyped field) and changes nothing.
+Replies go to ``cmd/{name}/reply``, or to the MQTT 5 response topic with the correlation data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from intentcam.config import Settings, load_config, redacted
+from intentcam.control.geometry_store import Geometry, GeometryStore, parse_geometry
+from intentcam.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("ping", "get_config", "set_zones", "reset_counters", "reload")
+#: Sections whose changes ``reload`` applies live; any other change needs a restart.
+LIVE_SECTIONS = {"lines", "zones", "logging"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    command: str
+    ok: bool
+    request_id: str | int | None = None
+    result: Any = None
+    error: str | None = None
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"command": self.command, "ok": self.ok, "id": self.request_id}
+        if self.ok:
+            body["result"] = self.result
+        else:
+            body["error"] = self.error
+        return body
+
+
+class _Invalid(Exception):
+    pass
+
+
+@dataclass
+class ControlPlane:
+    """Validates commands (network thread) and applies them (frame-loop thread)."""
+
+    settings: Settings
+    store: GeometryStore
+    send: Callable[[Reply], None]
+    config_path: Path | None = None
+    max_bytes: int = 64 * 1024
+    #: Receives new geometry / reset requests on the frame-loop thread.
+    apply_geometry: Callable[[Geometry], None] = lambda geometry: None
+    reset_counters: Callable[[], None] = lambda: None
+    started: float = field(default_factory=time.monotonic)
+    _queue: queue.Queue[tuple[str, Any, Reply]] = field(default_factory=queue.Queue)
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(lines=self.settings.lines, zones=self.settings.zones)
+
+    # --- network thread ---------------------------------------------------------------------
+
+    def handle(self, name: str, payload: bytes, response_topic: str | None = None,
+               correlation: bytes | None = None) -> None:
+        """Validate one command; answer at once or queue it for :meth:`apply_pending`."""
+        context = Reply(name, False, response_topic=response_topic, correlation=correlation)
+        try:
+            request_id, data = self._parse(name, payload)
+        except _Invalid as problem:
+            self._reply(context, error=str(problem))
+            return
+        context = Reply(name, False, request_id, response_topic=response_topic,
+                        correlation=correlation)
+        if name == "ping":
+            self._reply(context, result={"pong": True,
+                                         "uptime_s": round(time.monotonic() - self.started, 1)})
+        elif name == "get_config":
+            self._reply(context, result=redacted(self.settings))
+        elif name == "set_zones":
+            geometry, problem = parse_geometry(data)
+            if problem:
+                self._reply(context, error=f"invalid set_zones: {problem}")
+                return
+            self._queue.put(("set_zones", geometry, context))
+        else:
+            self._queue.put((name, None, context))
+
+    def _parse(self, name: str, payload: bytes) -> tuple[str | int | None, dict[str, Any]]:
+        if len(payload) > self.max_bytes:
+            raise _Invalid(f"payload of {len(payload)} bytes exceeds the {self.max_bytes}-byte limit")
+        if name not in COMMANDS:
+            raise _Invalid(f"unknown command {name[:64]!r} (known: {', '.join(COMMANDS)})")
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Invalid("payload is not UTF-8") from None
+        if not text.strip():
+            return None, {}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise _Invalid(f"invalid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise _Invalid(f"payload must be a JSON object, not {type(data).__name__}")
+        request_id = data.pop("id", None)
+        if request_id is not None and (isinstance(request_id, bool) or
+                                       not isinstance(request_id, (str, int))):
+            raise _Invalid("id must be a string or an integer")
+        if name != "set_zones" and data:
+            raise _Invalid(f"unknown field(s) for {name}: {', '.join(sorted(map(str, data)))[:200]}")
+        return request_id, data
+
+    def _reply(self, context: Reply, *, result: Any = None, error: str | None = None) -> None:
+        reply = Reply(context.command, error is None, context.request_id, result, error,
+                      context.response_topic, context.correlation)
+        if error:
+            log.warning("command %s refused: %s", context.command[:64], error)
+        self.send(reply)
+
+    # --- frame-loop thread ------------------------------------------------------------------
+
+    def apply_pending(self) -> None:
+        """Apply queued commands; called by the frame loop between frames."""
+        while True:
+            try:
+                name, argument, context = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if name == "set_zones":
+                    self._set_zones(argument)
+                    self._reply(context, result={"lines": len(argument.lines),
+                                                 "zones": len(argument.zones)})
+                elif name == "reset_counters":
+                    self.reset_counters()
+                    self._reply(context, result={"reset": True})
+                elif name == "reload":
+                    self._reply(context, result=self._reload())
+            except _Invalid as problem:
+                self._reply(context, error=str(problem))
+            except OSError as exc:
+                self._reply(context, error=f"{name} failed: {exc.strerror or exc}")
+
+    def _set_zones(self, geometry: Geometry) -> None:
+        self.store.save(geometry)
+        self.settings.lines, self.settings.zones = geometry.lines, geometry.zones
+        self.apply_geometry(geometry)
+        log.info("set_zones: %d line(s), %d zone(s) applied", len(geometry.lines),
+                 len(geometry.zones))
+
+    def _reload(self) -> dict[str, Any]:
+        try:
+            fresh = load_config(self.config_path)
+        except ConfigError as exc:
+            raise _Invalid("reload refused, config invalid: " + "; ".join(exc.problems)) from None
+        stored = self.store.load()
+        if stored is not None:
+            fresh.lines, fresh.zones = stored.lines, stored.zones
+        before, after = redacted(self.settings), redacted(fresh)
+        changed = sorted(key for key in after if after[key] != before.get(key))
+        geometry = Geometry(lines=fresh.lines, zones=fresh.zones)
+        self.settings.lines, self.settings.zones = geometry.lines, geometry.zones
+        self.settings.logging = fresh.logging
+        logging.getLogger().setLevel(fresh.logging.level)
+        self.apply_geometry(geometry)
+        return {"applied": sorted(LIVE_SECTIONS),
+                "restart_required": [key for key in changed if key not in LIVE_SECTIONS]}

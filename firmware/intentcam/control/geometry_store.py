@@ -1,0 +1,76 @@
+"""Lines and zones set live by ``set_zones``, kept in the state dir so they survive restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from intentcam.config import LineConfig, ZoneConfig, describe_validation_error
+
+log = logging.getLogger(__name__)
+FILE_NAME = "zones.json"
+
+
+class Geometry(BaseModel):
+    """The payload of ``set_zones`` and the content of ``zones.json``: both lists required."""
+
+    model_config = ConfigDict(extra="forbid")
+    lines: list[LineConfig]
+    zones: list[ZoneConfig]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Geometry:
+        for name, items in (("lines", self.lines), ("zones", self.zones)):
+            ids = [item.id for item in items]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise ValueError(f"{name}: duplicate id(s) {', '.join(duplicates)}")
+        return self
+
+
+def parse_geometry(data: Any) -> tuple[Geometry | None, str | None]:
+    """Validate ``set_zones`` data; returns the geometry or a one-line problem."""
+    try:
+        return Geometry.model_validate(data), None
+    except ValidationError as exc:
+        return None, "; ".join(describe_validation_error(exc))
+
+
+class GeometryStore:
+    """``<state_dir>/zones.json``, replaced atomically (write a temp file, fsync, rename)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / FILE_NAME
+
+    def load(self) -> Geometry | None:
+        if not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.error("%s: unreadable (%s); using the lines and zones of the config", self.path, exc)
+            return None
+        geometry, problem = parse_geometry(data)
+        if problem:
+            log.error("%s: invalid (%s); using the lines and zones of the config", self.path, problem)
+        return geometry
+
+    def save(self, geometry: Geometry) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = geometry.model_dump_json(indent=2)
+        handle = tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".zones.",
+                                             suffix=".tmp", delete=False, encoding="utf-8")
+        try:
+            with handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, self.path)
+        finally:
+            Path(handle.name).unlink(missing_ok=True)

@@ -1,0 +1,101 @@
+"""Health: per-stage timings, fps, CPU, memory, temperature and throttling of the device."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+#: Raspberry Pi firmware's throttling flags (under-voltage, frequency capped, throttled, ...).
+PI_THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+
+
+@dataclass
+class StageTimings:
+    """Rolling milliseconds per pipeline stage (the last ``size`` frames)."""
+
+    size: int = 600
+    _samples: dict[str, deque[float]] = field(default_factory=dict)
+
+    def add(self, stage: str, milliseconds: float) -> None:
+        samples = self._samples.get(stage)
+        if samples is None:
+            samples = self._samples[stage] = deque(maxlen=self.size)
+        samples.append(milliseconds)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """``{stage: {p50, p95}}`` in milliseconds."""
+        result = {}
+        for stage, samples in self._samples.items():
+            if samples:
+                values = np.fromiter(samples, dtype=np.float64)
+                result[stage] = {"p50": round(float(np.percentile(values, 50)), 2),
+                                 "p95": round(float(np.percentile(values, 95)), 2)}
+        return result
+
+
+def rss_mb() -> float:
+    """Resident memory now (Linux), else the peak reported by getrusage."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def temperature_c(path: Path = THERMAL_ZONE) -> float | None:
+    try:
+        return round(int(path.read_text().strip()) / 1000, 1)
+    except (OSError, ValueError):
+        return None
+
+
+def throttled(path: Path = PI_THROTTLED) -> str | None:
+    """The Pi's throttling bit field as hex (``0x0`` = fine); ``None`` elsewhere."""
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass
+class HealthMonitor:
+    """Builds the body of a ``health`` message from what the loop measured since the last one."""
+
+    timings: StageTimings = field(default_factory=StageTimings)
+    started: float = field(default_factory=time.monotonic)
+    _last_wall: float = field(default_factory=time.monotonic)
+    _last_cpu: float = field(default_factory=time.process_time)
+    _frames_at_last: int = 0
+
+    def body(self, frames: int, *, spool: dict[str, int], source: Any, broker: bool,
+             models: list[dict[str, str]]) -> dict[str, Any]:
+        now, cpu = time.monotonic(), time.process_time()
+        elapsed = max(now - self._last_wall, 1e-9)
+        fps = (frames - self._frames_at_last) / elapsed
+        cpu_percent = (cpu - self._last_cpu) / elapsed * 100 / max(os.cpu_count() or 1, 1)
+        self._last_wall, self._last_cpu, self._frames_at_last = now, cpu, frames
+        return {
+            "fps": round(fps, 2),
+            "stages": self.timings.summary(),
+            "cpu_percent": round(cpu_percent, 1),
+            "rss_mb": rss_mb(),
+            "temperature_c": temperature_c(),
+            "throttled": throttled(),
+            "spool": spool,
+            "source": {"state": source.stats.state, "dropped": source.stats.dropped,
+                       "reconnects": source.stats.reconnects, "errors": source.stats.errors},
+            "broker": "connected" if broker else "disconnected",
+            "models": models,
+            "uptime_s": round(now - self.started, 1),
+        }

@@ -1,0 +1,117 @@
+"""Telemetry messages (schema v1): topics, the common envelope, heatmap encoding, validation.
+
+Every message carries ``v``, ``device``, ``site``, ``seq`` and ``ts``; windowed ones carry their
+``window``. ``seq`` of ``counts``/``heatmap``/``sessions`` comes from the spool (monotonic per
+device across restarts, so a gap is visible); ``health`` and ``status``/``reply`` messages are not
+spooled and count on their own, so they never make a false gap in the data stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+#: Message types that go through the spool, with their QoS.
+SPOOLED = {"counts": 1, "heatmap": 1, "sessions": 1}
+MESSAGE_TYPES = ("counts", "heatmap", "sessions", "health", "status", "reply")
+HEATMAP_SCALE = 0.1  # heatmap cells are sent in tenths of a track-second
+
+
+def now_iso() -> str:
+    from intentcam.analytics.engine import iso
+
+    return iso(time.time())
+
+
+@dataclass(frozen=True)
+class Topics:
+    """``{root}/{site}/{device}/...`` for one device."""
+
+    root: str
+    site: str
+    device: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.root}/{self.site}/{self.device}"
+
+    def of(self, message_type: str) -> str:
+        return f"{self.base}/{message_type}"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.base}/cmd/+"
+
+    def reply(self, command: str) -> str:
+        return f"{self.base}/cmd/{command}/reply"
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def envelope(message_type: str, device: str, site: str, body: dict[str, Any],
+             seq: int | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"v": SCHEMA_VERSION, "device": device, "site": site}
+    if seq is not None:
+        message["seq"] = seq
+    message["ts"] = now_iso()
+    message["type"] = message_type
+    message.update(body)
+    return message
+
+
+def encode_heatmap(cells: list[list[float]] | np.ndarray) -> dict[str, Any]:
+    """Track-seconds grid -> ``zlib+base64`` of a row-major integer grid in tenths of a second."""
+    grid = np.rint(np.asarray(cells, dtype=np.float64) / HEATMAP_SCALE)
+    dtype = np.uint16 if grid.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
+    raw = grid.astype(dtype).astype(np.dtype(dtype).newbyteorder("<")).tobytes()
+    return {"encoding": "zlib+base64", "dtype": np.dtype(dtype).name, "scale": HEATMAP_SCALE,
+            "data": base64.b64encode(zlib.compress(raw, 9)).decode("ascii")}
+
+
+def decode_heatmap(message: dict[str, Any]) -> np.ndarray:
+    """The grid of a heatmap message in track-seconds, shape (rows, columns)."""
+    columns, rows = message["grid"]
+    raw = zlib.decompress(base64.b64decode(message["data"]))
+    values = np.frombuffer(raw, dtype=np.dtype(message["dtype"]).newbyteorder("<"))
+    return values.reshape(rows, columns).astype(np.float64) * float(message["scale"])
+
+
+def body_of(record: dict[str, Any]) -> dict[str, Any]:
+    """An analytics record (see analytics.engine) as a message body."""
+    body = {key: value for key, value in record.items() if key != "type"}
+    if record["type"] == "heatmap":
+        body.update(encode_heatmap(body.pop("cells")))
+    return body
+
+
+@lru_cache(maxsize=None)
+def validator(message_type: str) -> Any:
+    """A jsonschema validator for one message type (schemas ship in telemetry/schemas)."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    text = resources.files("intentcam.telemetry").joinpath(
+        f"schemas/{message_type}.schema.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+def validation_errors(message: Any) -> list[str]:
+    """Why a message does not match its schema (empty when it does)."""
+    if not isinstance(message, dict) or message.get("type") not in MESSAGE_TYPES:
+        return ["not a JSON object with a known 'type'"]
+    errors = validator(message["type"]).iter_errors(message)
+    return [f"{'/'.join(str(p) for p in error.absolute_path) or '(message)'}: {error.message}"
+            for error in errors]

@@ -1,0 +1,268 @@
+"""The broker connection: birth and last will, spool replay in order, direct messages, commands.
+
+One network thread owns the paho client and runs everything MQTT: connecting (TLS, credentials,
+MQTT 5 or 3.1.1), ``loop()``, publishing spooled messages oldest first with at most
+``max_inflight`` unacknowledged, deleting them from the spool on PUBACK, and receiving commands.
+Every connection uses a fresh client, so after a reconnect the spool alone decides what is sent
+again (at-least-once: QoS 1 duplicates are possible, gaps are not). Reconnects back off
+exponentially with jitter, so a fleet does not stampede a gateway that comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from intentcam.config import MqttConfig
+from intentcam.telemetry.messages import Topics, encode
+from intentcam.telemetry.spool import Spool
+
+log = logging.getLogger(__name__)
+
+#: Called on the network thread with (command name, payload, response topic, correlation data).
+CommandHandler = Callable[[str, bytes, str | None, bytes | None], None]
+
+
+@dataclass(frozen=True)
+class Direct:
+    """A message that does not go through the spool (status, health, replies)."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    correlation: bytes | None = None
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+class MqttLink:
+    """See the module docstring. ``birth()`` builds the online status at each connect."""
+
+    def __init__(self, config: MqttConfig, topics: Topics, spool: Spool, *,
+                 birth: Callable[[], dict[str, Any]], last_will: dict[str, Any],
+                 on_command: CommandHandler | None = None, client_id: str | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.topics = topics
+        self.spool = spool
+        self._birth = birth
+        self._last_will = encode(last_will)
+        self._on_command = on_command
+        self._client_id = client_id or config.client_id or f"intentcam-{topics.device}"
+        self._password = config.read_password()
+        self._rng = rng or random.Random()
+        self._direct: queue.Queue[Direct] = queue.Queue(maxsize=1000)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._inflight: dict[int, int] = {}  # paho mid -> spool seq
+        self._direct_inflight: set[int] = set()
+        self._last_sent = 0
+        self._disconnected = False
+        self.last_error = ""
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+
+    # --- public, any thread -----------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New messages are in the spool."""
+        self._wake.set()
+
+    def send_direct(self, message: Direct) -> bool:
+        """Queue a non-spooled message; dropped (False) while disconnected."""
+        if not self.connected:
+            return False
+        try:
+            self._direct.put_nowait(message)
+        except queue.Full:
+            return False
+        self._wake.set()
+        return True
+
+    def stop(self, final_status: dict[str, Any] | None = None, flush_s: float = 5.0) -> None:
+        """Drain the spool (up to ``flush_s``), publish ``final_status`` retained, disconnect."""
+        self._wait(lambda: self.spool.stats()["depth"] == 0, flush_s)
+        if final_status is not None and self.connected:
+            self._direct.put(Direct(self.topics.of("status"), encode(final_status), 1, True))
+            self._wake.set()
+            self._wait(lambda: self._direct.empty() and not self._direct_inflight, 2.0)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=flush_s + 5)
+
+    def _wait(self, done: Callable[[], bool], limit_s: float) -> None:
+        waited = 0.0
+        while self.connected and waited < limit_s and not done():
+            self._stop.wait(0.05)
+            waited += 0.05
+
+    # --- network thread ---------------------------------------------------------------------
+
+    def _new_client(self) -> mqtt.Client:
+        v5 = self.config.protocol == "5"
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id,
+                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                             clean_session=None if v5 else True, reconnect_on_failure=False)
+        client.max_inflight_messages_set(self.config.max_inflight)
+        client.will_set(self.topics.of("status"), self._last_will, qos=1, retain=True)
+        if self.config.username:
+            client.username_pw_set(self.config.username, self._password)
+        if self.config.tls:
+            client.tls_set(ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
+                           certfile=str(self.config.cert_file) if self.config.cert_file else None,
+                           keyfile=str(self.config.key_file) if self.config.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_insecure_set(self.config.tls_insecure)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        return client
+
+    def _run(self) -> None:
+        delay = self.config.reconnect_min_s
+        while not self._stop.is_set():
+            client = self._new_client()
+            try:
+                client.connect(self.config.host or "localhost", self.config.effective_port,
+                               keepalive=self.config.keepalive_s)
+                self._serve(client)
+                delay = self.config.reconnect_min_s
+            except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
+                self.last_error = describe_connect_error(exc)
+                log.error("mqtt %s:%d: %s", self.config.host, self.config.effective_port,
+                          self.last_error)
+            finally:
+                self._connected.clear()
+                try:
+                    client.disconnect()
+                except Exception:  # noqa: BLE001
+                    pass
+            if self._stop.is_set():
+                break
+            wait = delay * self._rng.uniform(0.5, 1.5)
+            log.info("mqtt: reconnecting in %.1f s", wait)
+            self._stop.wait(wait)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def _serve(self, client: mqtt.Client) -> None:
+        self._inflight.clear()
+        self._direct_inflight.clear()
+        self._last_sent = 0
+        self._disconnected = False
+        while not self._stop.is_set() and not self._disconnected:
+            rc = client.loop(timeout=0.1)
+            if rc != mqtt.MQTT_ERR_SUCCESS and not self._disconnected:
+                raise ConnectionError(f"network loop: {mqtt.error_string(rc)}")
+            if self.connected:
+                self._send_direct(client)
+                self._send_spooled(client)
+            if self._wake.is_set():
+                self._wake.clear()
+        if self._stop.is_set() and self.connected:
+            client.loop(timeout=0.2)
+
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                        properties: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("mqtt %s: %s", self.config.host, self.last_error)
+            self._disconnected = True
+            return
+        self.last_error = ""
+        log.info("mqtt: connected to %s:%d", self.config.host, self.config.effective_port)
+        client.subscribe(self.topics.commands, qos=1)
+        birth = encode(self._birth())
+        client.publish(self.topics.of("status"), birth, qos=1, retain=True)
+        self._connected.set()
+
+    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                           properties: Any) -> None:
+        self._connected.clear()
+        self._disconnected = True
+        if not self._stop.is_set():
+            self.last_error = f"disconnected: {reason}"
+            log.warning("mqtt: %s", self.last_error)
+
+    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                        properties: Any) -> None:
+        self._direct_inflight.discard(mid)
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return
+        if getattr(reason, "is_failure", False):
+            log.error("mqtt: broker rejected message seq %d (%s); dropping it", seq, reason)
+            self.spool.count_dropped()
+        self.spool.ack(seq)
+
+    def _send_spooled(self, client: mqtt.Client) -> None:
+        room = self.config.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for message in self.spool.pending(self._last_sent, room):
+            info = client.publish(message.topic, message.payload, qos=message.qos)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return
+            if message.qos == 0:
+                self.spool.ack(message.seq)
+            else:
+                self._inflight[info.mid] = message.seq
+            self._last_sent = message.seq
+
+    def _send_direct(self, client: mqtt.Client) -> None:
+        while True:
+            try:
+                message = self._direct.get_nowait()
+            except queue.Empty:
+                return
+            properties = None
+            if message.correlation is not None and self.config.protocol == "5":
+                properties = Properties(PacketTypes.PUBLISH)
+                properties.CorrelationData = message.correlation
+            info = client.publish(message.topic, message.payload, qos=message.qos,
+                                  retain=message.retain, properties=properties)
+            if message.qos:
+                self._direct_inflight.add(info.mid)
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._on_command is None:
+            return
+        name = message.topic.rsplit("/", 1)[-1]
+        response_topic = correlation = None
+        properties = getattr(message, "properties", None)
+        if properties is not None:
+            response_topic = getattr(properties, "ResponseTopic", None)
+            correlation = getattr(properties, "CorrelationData", None)
+        try:
+            self._on_command(name, message.payload, response_topic, correlation)
+        except Exception:  # noqa: BLE001 - a command must never take the link down
+            log.exception("mqtt: command handler failed for %s", message.topic)

@@ -1,0 +1,137 @@
+"""Telemetry as a sink of the frame loop: records in, schema-v1 messages out through the spool.
+
+``counts``, ``heatmap`` and ``sessions`` records are enveloped, given the next ``seq`` by the
+spool and stored durably before anything is published; the broker link (when ``mqtt.host`` is
+set) drains the spool. Without a broker the spool still keeps everything (up to its limits), so a
+device installed before its gateway loses nothing. Every message is also forwarded to the local
+sink (stdout or a JSON-lines file) of ``intentcam run``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from intentcam import __version__
+from intentcam.config import Settings, config_hash
+from intentcam.control.commands import Reply
+from intentcam.sinks import Record, Sink
+from intentcam.telemetry.messages import SPOOLED, Topics, body_of, encode, envelope
+from intentcam.telemetry.mqtt import CommandHandler, Direct, MqttLink
+from intentcam.telemetry.spool import Spool
+
+log = logging.getLogger(__name__)
+SPOOL_FILE = "spool.sqlite"
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            return next(self._numbers)
+
+
+class Telemetry:
+    """See the module docstring."""
+
+    def __init__(self, settings: Settings, forward: Sink, *,
+                 models: Callable[[], list[dict[str, str]]] = list,
+                 occupancy: Callable[[], dict[str, Any]] | None = None,
+                 on_command: CommandHandler | None = None) -> None:
+        self.settings = settings
+        self.forward = forward
+        self.device, self.site = settings.device.id, settings.device.site
+        self.topics = Topics(settings.mqtt.topic_root, self.site, self.device)
+        self.spool = Spool(settings.paths.state_dir / SPOOL_FILE, settings.spool.max_bytes,
+                           settings.spool.max_age_s)
+        self._models = models
+        self._occupancy = occupancy or (lambda: {"people": 0, "store": 0, "zones": {}})
+        self._status_seq = _Counter()
+        self._health_seq = _Counter()
+        self.link: MqttLink | None = None
+        if settings.mqtt.host:
+            self.link = MqttLink(settings.mqtt, self.topics, self.spool, birth=self._birth,
+                                 last_will=self._status("offline", seq=None),
+                                 on_command=on_command)
+
+    # --- sink ------------------------------------------------------------------------------
+
+    def write(self, record: Record) -> None:
+        message_type = record.get("type")
+        if message_type not in SPOOLED:
+            self.forward.write(record)
+            return
+        body = body_of(record)
+        built: dict[str, Any] = {}
+
+        def build(seq: int) -> bytes:
+            built["message"] = envelope(message_type, self.device, self.site, body, seq)
+            return encode(built["message"])
+
+        self.spool.put(self.topics.of(message_type), SPOOLED[message_type], build)
+        self.forward.write(built["message"])
+        if self.link is not None:
+            self.link.wake()
+
+    def close(self) -> None:
+        self.forward.close()
+
+    # --- direct messages -------------------------------------------------------------------
+
+    def _status(self, state: str, seq: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"state": state}
+        if state == "online":
+            body.update(firmware=__version__, models=self._models(),
+                        config_hash=config_hash(self.settings), occupancy=self._occupancy())
+        message = envelope("status", self.device, self.site, body, seq)
+        if seq is None:  # the last will is fixed at connect time: no seq, no timestamp
+            message.pop("ts", None)
+        return message
+
+    def _birth(self) -> dict[str, Any]:
+        return self._status("online", self._status_seq.next())
+
+    def send_reply(self, reply: Reply) -> None:
+        message = envelope("reply", self.device, self.site, reply.body(), self._status_seq.next())
+        self.forward.write(message)
+        if self.link is None:
+            return
+        topic = reply.response_topic or self.topics.reply(reply.command[:64].replace("/", "_")
+                                                          .replace("+", "_").replace("#", "_"))
+        self.link.send_direct(Direct(topic, encode(message), qos=1, correlation=reply.correlation))
+
+    def publish_health(self, body: dict[str, Any]) -> None:
+        message = envelope("health", self.device, self.site, body, self._health_seq.next())
+        self.forward.write(message)
+        if self.link is not None:
+            self.link.send_direct(Direct(self.topics.of("health"), encode(message), qos=0))
+
+    @property
+    def broker_connected(self) -> bool:
+        return self.link is not None and self.link.connected
+
+    def start(self) -> None:
+        if self.link is not None:
+            self.link.start()
+        log.info("telemetry: spool %s (%d pending), broker %s", self.spool.path,
+                 self.spool.stats()["depth"], self.settings.mqtt.host or "not configured")
+
+    def stop(self) -> None:
+        """Publish ``stopped`` (retained), let the spool drain briefly, close."""
+        if self.link is not None:
+            self.link.stop(self._status("stopped", self._status_seq.next()))
+        pending = self.spool.stats()["depth"]
+        if pending:
+            log.info("telemetry: %d message(s) stay in the spool for the next start", pending)
+        self.spool.close()
+
+
+def decode(payload: bytes) -> Any:
+    return json.loads(payload.decode("utf-8"))
