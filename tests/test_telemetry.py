@@ -1,0 +1,259 @@
+"""Telemetry over a real Mosquitto: schema-valid stream, outage, SIGKILL, TLS and passwords."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from intentcam.telemetry.messages import decode_heatmap, encode_heatmap, validation_errors
+from intentcam.telemetry.spool import Spool
+from tests.brokers import Broker, add_password, make_pki
+from tests.conftest import CONCOURSE
+
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
+
+
+# --- units --------------------------------------------------------------------------------
+
+
+def test_heatmap_encoding_round_trip() -> None:
+    cells = np.zeros((18, 32))
+    cells[3, 4], cells[17, 31] = 12.34, 7000.0  # over 6553.5 s forces uint32
+    encoded = encode_heatmap(cells)
+    assert encoded["dtype"] == "uint32" and encoded["encoding"] == "zlib+base64"
+    decoded = decode_heatmap({"grid": [32, 18], **encoded})
+    assert decoded[3, 4] == pytest.approx(12.3) and decoded[17, 31] == pytest.approx(7000.0)
+    assert encode_heatmap(np.ones((2, 2)))["dtype"] == "uint16"
+
+
+def test_spool_keeps_seq_across_restarts_and_deletes_only_on_ack(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite")
+    seqs = [spool.put("t", 1, lambda seq: f"m{seq}".encode()) for _ in range(3)]
+    assert seqs == [1, 2, 3]
+    spool.ack(2)
+    spool.close()
+    reopened = Spool(tmp_path / "spool.sqlite")
+    assert [m.seq for m in reopened.pending()] == [1, 3]
+    assert [m.payload for m in reopened.pending()] == [b"m1", b"m3"]
+    assert reopened.put("t", 1, lambda seq: b"x") == 4  # never reused, even after acks
+    assert reopened.pending(after_seq=3)[0].seq == 4
+
+
+def test_spool_limits_drop_the_oldest_and_count_them(tmp_path: Path) -> None:
+    now = [1000.0]
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=64 * 1024, max_age_s=60, clock=lambda: now[0])
+    for _ in range(100):
+        spool.put("t", 1, lambda seq: b"x" * 1024)
+    stats = spool.stats()
+    assert stats["bytes"] <= 64 * 1024 and stats["dropped"] == 100 - stats["depth"]
+    assert spool.pending()[0].seq == 100 - stats["depth"] + 1  # the oldest went first
+    now[0] += 61
+    spool.put("t", 1, lambda seq: b"y")
+    assert spool.stats()["depth"] == 1 and spool.stats()["dropped"] == 100
+
+
+# --- the daemon against a real broker -------------------------------------------------------
+
+
+def write_config(path: Path, model_dir: Path, state: Path, broker: Broker | None, *,
+                 window: float = 1.0, mqtt_extra: str = "") -> Path:
+    mqtt = (f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_min_s = 0.2\n'
+            f'reconnect_max_s = 1.0\n{mqtt_extra}' if broker else "")
+    path.write_text(f"""
+[device]
+id = "cam1"
+site = "store1"
+[analytics]
+window_s = {window}
+heatmap_window_s = {window * 2}
+[telemetry]
+health_interval_s = 1
+[[lines]]
+id = "mid"
+points = [[0.0, 0.5], [1.0, 0.5]]
+[[zones]]
+id = "left"
+kind = "display"
+points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+[paths]
+model_dir = "{model_dir}"
+state_dir = "{state}"
+{mqtt}
+""", encoding="utf-8")
+    return path
+
+
+def start_daemon(config: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "intentcam", "run", "--config", str(config),
+                             "--sink", "none", *args], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "intentcam", "tail", "--broker",
+                                f"127.0.0.1:{broker.port}", "--json", *args], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # subscribed before the daemon starts publishing
+    return process
+
+
+def tail_result(process: subprocess.Popen, timeout: float = 120) -> tuple[list[dict], dict, int]:
+    out, err = process.communicate(timeout=timeout)
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert lines and "summary" in lines[-1], err
+    return lines[:-1], lines[-1]["summary"], process.returncode
+
+
+@pytest.fixture()
+def broker(tmp_path: Path):
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    running = Broker(folder).start()
+    yield running
+    running.stop()
+
+
+def test_daemon_publishes_a_schema_valid_stream(tmp_path: Path, model_dir: Path, broker: Broker) -> None:
+    config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker)
+    tail = start_tail(broker, "--idle", "8", "--timeout", "120")
+    daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
+    _, stderr = daemon.communicate(timeout=120)
+    assert daemon.returncode == 0, stderr
+    messages, summary, code = tail_result(tail)
+    assert code == 0, summary
+    kinds = {m["message"]["type"] for m in messages}
+    assert {"status", "counts", "heatmap", "sessions", "health"} <= kinds
+    assert all(m["problems"] == [] for m in messages)
+    assert all(validation_errors(m["message"]) == [] for m in messages)
+    device = summary["devices"]["store1/cam1"]
+    assert device["missing_count"] == 0 and device["invalid"] == 0
+    states = [m["message"]["state"] for m in messages if m["message"]["type"] == "status"]
+    assert states[0] == "online" and states[-1] == "stopped"
+    birth = next(m["message"] for m in messages if m["message"]["type"] == "status")
+    assert birth["occupancy"]["zones"] == {"left": 0} and len(birth["config_hash"]) == 16
+    # Every counts window follows the previous one: nothing was skipped.
+    windows = [m["message"]["window"] for m in messages if m["message"]["type"] == "counts"]
+    assert all(a["end"] == b["start"] for a, b in zip(windows, windows[1:]))
+    assert sum(m["message"]["frames"] for m in messages if m["message"]["type"] == "counts") == 341
+
+
+def test_broker_outage_loses_nothing(tmp_path: Path, model_dir: Path) -> None:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    broker = Broker(folder, persistence=True).start()
+    try:
+        config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker)
+        # A gateway with a persistent session: it gets what was published while it was away.
+        tail = start_tail(broker, "--session", "gateway-1", "--idle", "10", "--timeout", "150")
+        daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
+        time.sleep(5)
+        broker.stop()
+        outage_started = time.monotonic()
+        time.sleep(6)  # several 1 s windows are produced while the broker is down
+        broker.start()
+        outage = time.monotonic() - outage_started
+        _, stderr = daemon.communicate(timeout=150)
+        assert daemon.returncode == 0, stderr
+        messages, summary, _ = tail_result(tail, timeout=200)
+    finally:
+        broker.stop()
+    device = summary["devices"]["store1/cam1"]
+    assert device["missing_count"] == 0, device
+    counts = [m["message"] for m in messages if m["message"]["type"] == "counts"]
+    seqs = [m["seq"] for m in counts]
+    assert seqs == sorted(seqs)  # replayed in order
+    unique = {m["seq"]: m for m in counts}
+    windows = [unique[s]["window"] for s in sorted(unique)]
+    assert all(a["end"] == b["start"] for a, b in zip(windows, windows[1:]))
+    assert sum(unique[s]["frames"] for s in unique) == 341  # every frame's window arrived
+    assert outage > 5 and len(windows) > outage  # windows from the outage are among them
+    print(f"outage {outage:.1f} s: {len(windows)} counts windows, {device['received']} spooled "
+          f"messages, {device['duplicates']} duplicates, 0 missing")
+
+
+def test_sigkill_then_restart_delivers_everything_spooled(tmp_path: Path, model_dir: Path) -> None:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    broker = Broker(folder, persistence=True)
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "c.toml", model_dir, state, broker)
+    # First run: the broker is down, so everything stays in the spool; then SIGKILL.
+    daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
+    spool = state / "spool.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if spool.exists() and Spool(spool).stats()["depth"] >= 6:
+            break
+        time.sleep(0.2)
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait(timeout=10)
+    spooled = Spool(spool).stats()["depth"]
+    assert spooled >= 6
+    broker.start()
+    try:
+        tail = start_tail(broker, "--idle", "8", "--timeout", "120")
+        restarted = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "50")
+        _, stderr = restarted.communicate(timeout=120)
+        assert restarted.returncode == 0, stderr
+        messages, summary, _ = tail_result(tail)
+    finally:
+        broker.stop()
+    seqs = sorted({m["message"]["seq"] for m in messages if "seq" in m["message"]
+                   and m["message"]["type"] in ("counts", "heatmap", "sessions")})
+    assert seqs[0] == 1 and seqs == list(range(1, seqs[-1] + 1))  # 1..N, nothing lost
+    assert seqs[-1] > spooled
+    assert Spool(spool).stats()["depth"] == 0
+
+
+def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    broker = Broker(folder, tls=pki, password_file=add_password(folder, "cam1", "pa55word"))
+    broker.start()
+    password_file = tmp_path / "password"
+    password_file.write_text("pa55word\n")
+    tls = (f'tls = true\nca_file = "{pki["ca"]}"\ncert_file = "{pki["client_cert"]}"\n'
+           f'key_file = "{pki["client_key"]}"\nusername = "cam1"\n'
+           f'password_file = "{password_file}"\n')
+    try:
+        config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker,
+                              mqtt_extra=tls)
+        tail = start_tail(broker, "--tls", "--ca-file", str(pki["ca"]), "--cert-file",
+                          str(pki["client_cert"]), "--key-file", str(pki["client_key"]),
+                          "--username", "cam1", "--password-file", str(password_file),
+                          "--idle", "6", "--timeout", "90")
+        daemon = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "60")
+        _, stderr = daemon.communicate(timeout=90)
+        assert daemon.returncode == 0, stderr
+        assert "pa55word" not in stderr
+        messages, summary, code = tail_result(tail)
+        assert code == 0 and {"status", "counts"} <= {m["message"]["type"] for m in messages}
+
+        other = make_pki(tmp_path / "other", "wrong")
+        wrong = subprocess.run([sys.executable, "-m", "intentcam", "tail", "--broker",
+                                f"127.0.0.1:{broker.port}", "--tls", "--ca-file", str(other["ca"]),
+                                "--timeout", "3"], env=ENV, capture_output=True, text=True,
+                               timeout=60)
+        assert wrong.returncode == 1
+        assert wrong.stderr.strip().splitlines() == [
+            line for line in wrong.stderr.strip().splitlines() if line.startswith("intentcam: error:")]
+        assert "TLS certificate verification failed" in wrong.stderr
+        assert "Traceback" not in wrong.stderr
+        # The daemon with the wrong CA: a clear log line, and the data stays in the spool.
+        config.write_text(config.read_text().replace(str(pki["ca"]), str(other["ca"])))
+        daemon = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "30")
+        _, stderr = daemon.communicate(timeout=90)
+        assert daemon.returncode == 0
+        assert "TLS certificate verification failed" in stderr
+        assert Spool(tmp_path / "state" / "spool.sqlite").stats()["depth"] > 0
+    finally:
+        broker.stop()
