@@ -217,3 +217,15 @@ points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
     sessions = [s for r in records if r["type"] == "sessions" for s in r["sessions"]]
     assert len({s["token"] for s in sessions}) == len(sessions)  # one summary per token
     assert all(len(s["token"]) == 32 for s in sessions)
+
+
+def test_zones_replaced_live_mid_session() -> None:
+    """set_zones while people are tracked: sessions go on with the new display zones."""
+    config = AnalyticsConfig(window_s=10, zone_enter_s=0.2, zone_leave_s=0.2)
+    analytics = Analytics(config, [], [], aspect=1.0, k_min=1, wall_origin=WALL)
+    walker = {"a": lambda step: (0.1 + 0.01 * step, 0.5)}
+    feed(analytics, 20, 0.1, walker)
+    analytics.replace_geometry([], [ZoneConfig(id="shelf", kind="display", points=SQUARE)])
+    for step in range(20, 45):  # walks into the new zone (x 0.3 .. 0.54)
+        analytics.observe(step * 0.1, ["a"], np.array([box_with_foot(0.1 + 0.01 * step, 0.5)]))
+    assert analytics.occupancy()["zones"] == {"shelf": 1}

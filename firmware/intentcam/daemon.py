@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
-               config_path: Path | None = None, max_frames: int | None = None,
+               config_path: Path | None = None, overrides: dict[str, Any] | None = None,
+               max_frames: int | None = None,
                report_every_s: float = 5.0, frame_records: bool = False) -> dict[str, Any]:
     """Run until ``stop`` is set, the source ends or ``max_frames``; returns the summary."""
     detector = build_detector(settings)
@@ -62,7 +63,7 @@ def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
         return stage.analytics.occupancy()
 
     control = ControlPlane(settings, store, send=lambda reply: telemetry.send_reply(reply),
-                           config_path=config_path,
+                           config_path=config_path, overrides=overrides or {},
                            max_bytes=settings.telemetry.max_command_bytes,
                            apply_geometry=apply_geometry, reset_counters=reset_counters)
     telemetry = Telemetry(settings, sink, models=lambda: models, occupancy=occupancy,

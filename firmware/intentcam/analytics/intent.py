@@ -88,7 +88,8 @@ class SessionSignals:
 
     def _approach_avoid(self, before: np.ndarray | None, after: np.ndarray,
                         display_ids: list[str]) -> None:
-        if before is None or len(after) == 0:
+        # No displays, or the zones were replaced live (set_zones) since the last step.
+        if before is None or len(after) == 0 or len(before) != len(after):
             return
         nearest = int(np.argmin(before))
         if before[nearest] <= 0 or before[nearest] > self.settings.radius:

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     sink = open_sink(args.sink)
     stop = threading.Event()
     install_stop_handlers(stop)
-    summary = run_daemon(settings, sink, stop, config_path=args.config, max_frames=args.max_frames,
+    summary = run_daemon(settings, sink, stop, config_path=args.config, overrides=overrides,
+                         max_frames=args.max_frames,
                          report_every_s=args.report_every, frame_records=args.frames)
     if args.json:
         print(json.dumps(summary))

@@ -66,6 +66,8 @@ class ControlPlane:
     store: GeometryStore
     send: Callable[[Reply], None]
     config_path: Path | None = None
+    #: The command-line overrides the daemon runs with; ``reload`` applies them again.
+    overrides: dict[str, Any] = field(default_factory=dict)
     max_bytes: int = 64 * 1024
     #: Receives new geometry / reset requests on the frame-loop thread.
     apply_geometry: Callable[[Geometry], None] = lambda geometry: None
@@ -169,7 +171,7 @@ class ControlPlane:
 
     def _reload(self) -> dict[str, Any]:
         try:
-            fresh = load_config(self.config_path)
+            fresh = load_config(self.config_path, overrides=self.overrides)
         except ConfigError as exc:
             raise _Invalid("reload refused, config invalid: " + "; ".join(exc.problems)) from None
         stored = self.store.load()
