@@ -190,6 +190,9 @@ class AnalyticsConfig(_Section):
     heatmap_grid: tuple[int, int] = (32, 18)
     #: How far (frame heights) a foot point must get past a line for a crossing to count.
     line_hysteresis: float = Field(default=0.03, ge=0, le=0.5)
+    #: Sessions shorter than this (track fragments, passers-by at the edge) are counted in the
+    #: sessions message but not published one by one.
+    min_session_s: float = Field(default=2.0, ge=0, le=3600)
     zone_enter_s: float = Field(default=1.0, ge=0, le=600)
     zone_leave_s: float = Field(default=1.0, ge=0, le=600)
     #: Local time at which the store occupancy from door lines is reset to 0, daily.

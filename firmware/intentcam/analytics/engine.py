@@ -118,6 +118,7 @@ class Analytics:
         self.store_occupancy = 0
         self._sessions: dict[str, SessionSignals] = {}
         self._ended_sessions: list[Record] = []
+        self._short_sessions = 0
         self._window_start: float | None = None
         self._heatmap_start: float | None = None
         self._frames = 0
@@ -237,6 +238,9 @@ class Analytics:
                     self._on_visit(visit)
             if session is None:
                 continue
+            if last - session.started < self.config.min_session_s:
+                self._short_sessions += 1
+                continue
             self._ended_sessions.append({
                 "token": end.token,
                 "start": iso(self.wall(session.started)),
@@ -303,9 +307,12 @@ class Analytics:
         self._frames = 0
         self._people.restart()
         records: list[Record] = [counts]
-        if self._ended_sessions:
-            records.append({"type": "sessions", "window": window, "sessions": self._ended_sessions})
+        if self._ended_sessions or self._short_sessions:
+            records.append({"type": "sessions", "window": window, "sessions": self._ended_sessions,
+                            "short_sessions": self._short_sessions,
+                            "min_session_s": self.config.min_session_s})
             self._ended_sessions = []
+            self._short_sessions = 0
         return records
 
     def _close_heatmap(self, start: float, end: float) -> Record:
