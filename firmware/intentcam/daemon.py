@@ -20,6 +20,7 @@ from intentcam.control import ControlPlane, GeometryStore
 from intentcam.control.geometry_store import Geometry
 from intentcam.detect import build_detector
 from intentcam.pipeline import Pipeline
+from intentcam.service.notify import Notifier
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import HealthMonitor
 from intentcam.telemetry.service import Telemetry
@@ -30,9 +31,10 @@ log = logging.getLogger(__name__)
 
 def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
                config_path: Path | None = None, overrides: dict[str, Any] | None = None,
-               max_frames: int | None = None,
-               report_every_s: float = 5.0, frame_records: bool = False) -> dict[str, Any]:
+               max_frames: int | None = None, report_every_s: float = 5.0,
+               frame_records: bool = False, notifier: Notifier | None = None) -> dict[str, Any]:
     """Run until ``stop`` is set, the source ends or ``max_frames``; returns the summary."""
+    notifier = notifier or Notifier.from_environment()
     detector = build_detector(settings)
     store = GeometryStore(settings.paths.state_dir)
     stored = store.load()
@@ -72,9 +74,25 @@ def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
     health = HealthMonitor()
     next_health = time.monotonic() + settings.telemetry.health_interval_s
 
+    status_window = {"at": time.monotonic(), "frames": 0}
+
+    def status() -> str:
+        now, frames = time.monotonic(), holder["pipeline"].heartbeat.frames
+        fps = (frames - status_window["frames"]) / max(now - status_window["at"], 1e-9)
+        status_window.update(at=now, frames=frames)
+        people = occupancy()["people"]
+        broker = ("connected" if telemetry.broker_connected else "disconnected") \
+            if settings.mqtt.host else "not configured"
+        return (f"{fps:.1f} fps, {people} people in view, broker {broker}, "
+                f"spool {telemetry.spool.stats()['depth']}, camera {source.stats.state}")
+
     def tick() -> None:
         nonlocal next_health
         control.apply_pending()
+        heartbeat = holder["pipeline"].heartbeat
+        if heartbeat.frames and not notifier.ready:
+            notifier.notify_ready(f"first frame processed; {models[0]['reason']}")
+        notifier.tick(heartbeat.last_progress, status)
         now = time.monotonic()
         if now >= next_health:
             next_health = now + settings.telemetry.health_interval_s
@@ -92,8 +110,9 @@ def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
     log.info("running %s on %s (%s)", settings.detector.model, source.name, models[0]["reason"])
     telemetry.start()
     try:
-        return pipeline.run(stop, max_frames=max_frames)
+        return pipeline.run(stop, max_frames=max_frames)  # flushes the partial window on the way out
     finally:
+        notifier.stopping()
         source.close()
         telemetry.stop()
         telemetry.close()

@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 
 from intentcam import __version__
-from intentcam.cli import detect_cmd, eval_cmd, models_cmd, run_cmd, tail_cmd
+from intentcam.cli import check_cmd, detect_cmd, eval_cmd, models_cmd, run_cmd, tail_cmd
 from intentcam.errors import UserError
 
 log = logging.getLogger("intentcam")
 
-COMMANDS = (run_cmd, detect_cmd, eval_cmd, tail_cmd, models_cmd)
+COMMANDS = (run_cmd, check_cmd, detect_cmd, eval_cmd, tail_cmd, models_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    from intentcam.service.logs import configure
+
+    configure(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import queue
 import random
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,45 @@ def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc) or type(exc).__name__
+
+
+def make_client(config: MqttConfig, client_id: str, password: str | None) -> mqtt.Client:
+    """A paho client with the configured protocol, credentials and TLS (not yet connected)."""
+    v5 = config.protocol == "5"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                         clean_session=None if v5 else True, reconnect_on_failure=False)
+    client.max_inflight_messages_set(config.max_inflight)
+    if config.username:
+        client.username_pw_set(config.username, password)
+    if config.tls:
+        client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None,
+                       certfile=str(config.cert_file) if config.cert_file else None,
+                       keyfile=str(config.key_file) if config.key_file else None,
+                       cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_insecure_set(config.tls_insecure)
+    return client
+
+
+def probe_broker(config: MqttConfig, client_id: str, timeout_s: float = 5.0) -> str | None:
+    """Connect once and disconnect: ``None`` when the broker accepted us, else the reason."""
+    outcome: dict[str, str | None] = {}
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                   properties: Any) -> None:
+        outcome["result"] = f"broker refused the connection: {reason}" if reason.is_failure else None
+
+    try:
+        client = make_client(config, client_id, config.read_password())
+        client.on_connect = on_connect
+        client.connect(config.host or "localhost", config.effective_port, keepalive=10)
+        deadline = time.monotonic() + timeout_s
+        while "result" not in outcome and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+        client.disconnect()
+    except Exception as exc:  # noqa: BLE001 - reported as the check's one line
+        return describe_connect_error(exc)
+    return outcome.get("result", f"no answer within {timeout_s:g} s")
 
 
 class MqttLink:
@@ -128,20 +168,8 @@ class MqttLink:
     # --- network thread ---------------------------------------------------------------------
 
     def _new_client(self) -> mqtt.Client:
-        v5 = self.config.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else True, reconnect_on_failure=False)
-        client.max_inflight_messages_set(self.config.max_inflight)
+        client = make_client(self.config, self._client_id, self._password)
         client.will_set(self.topics.of("status"), self._last_will, qos=1, retain=True)
-        if self.config.username:
-            client.username_pw_set(self.config.username, self._password)
-        if self.config.tls:
-            client.tls_set(ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
-                           certfile=str(self.config.cert_file) if self.config.cert_file else None,
-                           keyfile=str(self.config.key_file) if self.config.key_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED)
-            client.tls_insecure_set(self.config.tls_insecure)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish

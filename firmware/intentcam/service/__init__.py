@@ -1,0 +1,1 @@
+"""Running as a system service: sd_notify and watchdog, journald logging."""

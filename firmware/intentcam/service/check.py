@@ -1,0 +1,134 @@
+"""``intentcam check``: does this installation work? One pass/fail line per step.
+
+Steps, in order (a step whose inputs failed is reported as skipped, not run):
+config -> models (files present and verified) -> detector (loads) -> camera (delivers a frame)
+-> detection (runs on that frame) -> broker (accepts our connection, if one is configured).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from intentcam.capture import open_source
+from intentcam.config import Settings, load_config
+from intentcam.detect import SsdPersonDetector, build_detector
+from intentcam.errors import ConfigError, UserError
+from intentcam.models import load_manifest, verified_model_path
+from intentcam.models.store import verified_labels
+from intentcam.telemetry.mqtt import probe_broker
+
+
+@dataclass
+class Step:
+    name: str
+    state: str  # pass | fail | skip
+    detail: str
+
+
+@dataclass
+class Check:
+    """Runs the steps; each records a :class:`Step`."""
+
+    config_path: Path | None
+    overrides: dict[str, Any]
+    camera_timeout_s: float = 10.0
+    broker_timeout_s: float = 5.0
+
+    def run(self) -> list[Step]:
+        steps: list[Step] = []
+        settings = self._config(steps)
+        detector = self._detector(settings, steps) if settings else None
+        frame = self._camera(settings, steps) if settings else None
+        self._detection(detector, frame, steps)
+        self._broker(settings, steps)
+        return steps
+
+    def _config(self, steps: list[Step]) -> Settings | None:
+        try:
+            settings = load_config(self.config_path, overrides=self.overrides)
+        except ConfigError as exc:
+            steps.append(Step("config", "fail", "; ".join(exc.problems)))
+            return None
+        where = self.config_path or "defaults and environment"
+        steps.append(Step("config", "pass", f"{where}: device {settings.device.id} at site "
+                                            f"{settings.device.site}, {len(settings.lines)} line(s), "
+                                            f"{len(settings.zones)} zone(s)"))
+        return settings
+
+    def _detector(self, settings: Settings, steps: list[Step]) -> SsdPersonDetector | None:
+        try:
+            manifest = load_manifest(settings.paths.manifest)
+            spec = manifest.get(settings.detector.model)
+            path = verified_model_path(spec, settings.paths.models)
+            verified_labels(manifest, spec)
+            steps.append(Step("models", "pass", f"{spec.id} {spec.version}: {path} verified"))
+        except UserError as exc:
+            steps.append(Step("models", "fail", str(exc)))
+            steps.append(Step("detector", "skip", "no verified model"))
+            return None
+        try:
+            detector = build_detector(settings, manifest)
+        except UserError as exc:
+            steps.append(Step("detector", "fail", str(exc)))
+            return None
+        described = detector.model.describe()
+        steps.append(Step("detector", "pass", f"{described['runtime']} on {described['delegate']}, "
+                                              f"{described['threads']} thread(s); {described['reason']}"))
+        return detector
+
+    def _camera(self, settings: Settings, steps: list[Step]) -> Any:
+        try:
+            source = open_source(settings.camera)
+        except UserError as exc:
+            steps.append(Step("camera", "fail", str(exc)))
+            return None
+        try:
+            started = time.monotonic()
+            frame = source.read(timeout=self.camera_timeout_s)
+            if frame is None:
+                reason = source.stats.last_error or "no frame"
+                steps.append(Step("camera", "fail", f"{source.name}: no frame within "
+                                                    f"{self.camera_timeout_s:g} s ({reason})"))
+                return None
+            width, height = frame.size
+            steps.append(Step("camera", "pass", f"{source.name}: {width}x{height} frame in "
+                                                f"{time.monotonic() - started:.1f} s"))
+            return frame
+        finally:
+            source.close()
+
+    def _detection(self, detector: SsdPersonDetector | None, frame: Any,
+                   steps: list[Step]) -> None:
+        if detector is None or frame is None:
+            steps.append(Step("detection", "skip", "needs a detector and a camera frame"))
+            return
+        detections = detector.detect(frame.image)
+        layout, _ = detector.layout_for(*frame.size)
+        steps.append(Step("detection", "pass", f"{len(detections)} people in the frame (tiling "
+                                               f"{layout}, {detector.last.invokes} invoke(s))"))
+
+    def _broker(self, settings: Settings | None, steps: list[Step]) -> None:
+        if settings is None:
+            steps.append(Step("broker", "skip", "no valid config"))
+            return
+        if not settings.mqtt.host:
+            steps.append(Step("broker", "skip", "mqtt.host not configured: telemetry is spooled"))
+            return
+        address = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
+        try:
+            problem = probe_broker(settings.mqtt, f"intentcam-check-{settings.device.id}",
+                                   self.broker_timeout_s)
+        except UserError as exc:
+            problem = str(exc)
+        if problem:
+            steps.append(Step("broker", "fail", f"{address}: {problem}"))
+        else:
+            tls = " over TLS" if settings.mqtt.tls else ""
+            steps.append(Step("broker", "pass", f"{address}: connected{tls}"))
+
+
+def as_dicts(steps: list[Step]) -> list[dict[str, str]]:
+    return [asdict(step) for step in steps]

@@ -1,0 +1,54 @@
+"""Logging: to journald (structured fields) under systemd, to stderr otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def under_journald() -> bool:
+    """systemd connected stderr to the journal (``JOURNAL_STREAM`` names stderr's device:inode)."""
+    stream = os.environ.get("JOURNAL_STREAM")
+    if not stream:
+        return False
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{stat.st_dev}:{stat.st_ino}"
+
+
+class SyslogPrefixFormatter(logging.Formatter):
+    """``<6>message``: journald turns the prefix into the PRIORITY field (no python-systemd needed)."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                  logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 6)
+        return f"<{priority}>{record.name}: {super().format(record)}"
+
+
+def configure(level: str) -> str:
+    """Set up the root logger; returns where logs go (``journald``, ``journal-stderr``, ``stderr``)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(getattr(logging, level))
+    if under_journald():
+        try:
+            from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+
+            # Structured fields: PRIORITY, LOGGER (via SYSLOG_IDENTIFIER), CODE_FILE/LINE, ...
+            root.addHandler(JournalHandler(SYSLOG_IDENTIFIER="intentcam"))
+            return "journald"
+        except ImportError:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(SyslogPrefixFormatter("%(message)s"))
+            root.addHandler(handler)
+            return "journal-stderr"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    return "stderr"
