@@ -172,25 +172,33 @@ state_dir = "{tmp_path / 'state'}"
     assert records[-1]["type"] == "summary"
 
 
-def test_journald_stderr_carries_priorities(tmp_path: Path) -> None:
-    """Under systemd (JOURNAL_STREAM names stderr) log lines carry <priority> prefixes."""
-    script = ("import os, sys, logging\n"
-              "st = os.fstat(2)\n"
-              "os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'\n"
+def _log_once(native: bool, under_journal: bool) -> subprocess.CompletedProcess[str]:
+    journal = ("st = os.fstat(2)\nos.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'\n"
+               if under_journal else "")
+    script = ("import os, logging\n" + journal +
               "from intentcam.service.logs import configure\n"
-              "print(configure('INFO'))\n"
+              f"print(configure('INFO', native_journal={native}))\n"
               "logging.getLogger('intentcam.x').warning('careful')\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=ENV)
-    where = result.stdout.strip()
-    if where == "journald":  # systemd-python is installed: structured records go to the journal
-        return
-    assert where == "journal-stderr"
-    assert "<4>intentcam.x: careful" in result.stderr
-    plain = subprocess.run([sys.executable, "-c", script.replace(
-        "os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'", "pass")],
-        capture_output=True, text=True, env=ENV)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV)
+
+
+def test_journald_stderr_carries_priorities() -> None:
+    """Under systemd (JOURNAL_STREAM names stderr) log lines carry <priority> prefixes."""
+    prefixed = _log_once(native=False, under_journal=True)
+    assert prefixed.stdout.strip() == "journal-stderr"
+    assert "<4>intentcam.x: careful" in prefixed.stderr
+    plain = _log_once(native=True, under_journal=False)
     assert plain.stdout.strip() == "stderr" and "WARNING intentcam.x: careful" in plain.stderr
+
+
+def test_native_journal_handler_when_systemd_python_is_installed() -> None:
+    try:
+        import systemd.journal  # noqa: F401
+    except ImportError:
+        pytest.skip("systemd-python (the 'systemd' extra) is not installed")
+    native = _log_once(native=True, under_journal=True)
+    assert native.stdout.strip() == "journald"
+    assert "careful" not in native.stderr  # it went to the journal socket, not stderr
 
 
 @pytest.fixture()

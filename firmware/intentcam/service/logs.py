@@ -30,13 +30,17 @@ class SyslogPrefixFormatter(logging.Formatter):
         return f"<{priority}>{record.name}: {super().format(record)}"
 
 
-def configure(level: str) -> str:
-    """Set up the root logger; returns where logs go (``journald``, ``journal-stderr``, ``stderr``)."""
+def configure(level: str, *, native_journal: bool = True) -> str:
+    """Set up the root logger; returns where logs go (``journald``, ``journal-stderr``, ``stderr``).
+
+    Under journald, systemd-python's JournalHandler (structured fields) is used when installed
+    and ``native_journal``; otherwise stderr lines with syslog priority prefixes.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(getattr(logging, level))
-    if under_journald():
+    if under_journald() and native_journal:
         try:
             from systemd.journal import JournalHandler  # type: ignore[import-not-found]
 
@@ -44,10 +48,12 @@ def configure(level: str) -> str:
             root.addHandler(JournalHandler(SYSLOG_IDENTIFIER="intentcam"))
             return "journald"
         except ImportError:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(SyslogPrefixFormatter("%(message)s"))
-            root.addHandler(handler)
-            return "journal-stderr"
+            pass
+    if under_journald():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(SyslogPrefixFormatter("%(message)s"))
+        root.addHandler(handler)
+        return "journal-stderr"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
