@@ -94,3 +94,10 @@ def test_cli_reports_bad_config_with_exit_2_and_no_traceback(tmp_path: Path) -> 
     errors = [line for line in result.stderr.splitlines() if line.startswith("intentcam: error:")]
     assert any("detector.threads" in line for line in errors)
     assert any("camera.kind" in line for line in errors)
+
+
+def test_duplicate_line_or_zone_ids_are_refused(tmp_path: Path) -> None:
+    body = ('[[zones]]\nid = "a"\npoints = [[0, 0], [1, 0], [1, 1]]\n'
+            '[[zones]]\nid = "a"\npoints = [[0, 0], [1, 0], [0, 1]]\n')
+    with pytest.raises(ConfigError, match="zones: duplicate id"):
+        load_config(write(tmp_path, body))

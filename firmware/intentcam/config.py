@@ -225,6 +225,15 @@ class AnalyticsConfig(_Section):
         return value
 
 
+def check_unique_ids(lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
+    """Lines, and zones, need distinct ids: they key the published counts."""
+    for name, items in (("lines", lines), ("zones", zones)):
+        ids = [item.id for item in items]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"{name}: duplicate id(s) {', '.join(duplicates)}")
+
+
 class PrivacyConfig(_Section):
     #: Aggregates describing fewer distinct people than this are suppressed.
     k_min: int = Field(default=3, ge=1, le=100)
@@ -327,11 +336,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:
-        for name, items in (("lines", self.lines), ("zones", self.zones)):
-            ids = [item.id for item in items]
-            duplicates = sorted({i for i in ids if ids.count(i) > 1})
-            if duplicates:
-                raise ValueError(f"{name}: duplicate id(s) {', '.join(duplicates)}")
+        check_unique_ids(self.lines, self.zones)
         return self
 
     @classmethod

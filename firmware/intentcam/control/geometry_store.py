@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from intentcam.config import LineConfig, ZoneConfig, describe_validation_error
+from intentcam.config import LineConfig, ZoneConfig, check_unique_ids, describe_validation_error
 
 log = logging.getLogger(__name__)
 FILE_NAME = "zones.json"
@@ -26,11 +26,7 @@ class Geometry(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Geometry:
-        for name, items in (("lines", self.lines), ("zones", self.zones)):
-            ids = [item.id for item in items]
-            duplicates = sorted({i for i in ids if ids.count(i) > 1})
-            if duplicates:
-                raise ValueError(f"{name}: duplicate id(s) {', '.join(duplicates)}")
+        check_unique_ids(self.lines, self.zones)
         return self
 
 

@@ -1,0 +1,104 @@
+"""Privacy rule 1: nothing the daemon writes or publishes contains image data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.brokers import Broker
+from tests.conftest import CONCOURSE
+
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
+#: Magic numbers of image formats, raw and as the start of a base64 string.
+SIGNATURES = [b"\xff\xd8\xff", b"\x89PNG\r\n", b"GIF8", b"RIFF", b"II*\x00", b"MM\x00*",
+              b"/9j/", b"iVBORw0KGgo", b"R0lGOD", b"UklGR"]
+BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{200,}={0,2}")
+
+
+def image_like(blob: bytes, where: str) -> list[str]:
+    """Signatures of image formats, and long base64 runs that decode to image-sized data."""
+    problems = [f"{where}: contains {sig!r}" for sig in SIGNATURES if sig in blob]
+    for run in BASE64_RUN.findall(blob):
+        raw = base64.b64decode(run + b"=" * (-len(run) % 4))
+        try:
+            raw = zlib.decompress(raw)
+        except zlib.error:
+            pass
+        # A 32x18 uint32 heatmap is 2,304 bytes; the smallest useful face crop (48x48 gray) is
+        # 2,304 too, so anything beyond a heatmap's size is refused.
+        if len(raw) > 32 * 18 * 4 or any(sig in raw for sig in SIGNATURES):
+            problems.append(f"{where}: base64 run decoding to {len(raw)} bytes")
+    return problems
+
+
+def test_nothing_written_or_published_contains_image_data(tmp_path: Path, model_dir: Path) -> None:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    broker = Broker(folder).start()
+    payloads: list[bytes] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, message: payloads.append(message.payload)
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe("#", qos=1)
+    client.loop_start()
+    state = tmp_path / "state"
+    config = tmp_path / "c.toml"
+    config.write_text(f"""
+[analytics]
+window_s = 2
+heatmap_window_s = 4
+[[zones]]
+id = "left"
+kind = "display"
+points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+[paths]
+model_dir = "{model_dir}"
+state_dir = "{state}"
+""", encoding="utf-8")
+    sink = tmp_path / "sink.jsonl"
+    try:
+        result = subprocess.run([sys.executable, "-m", "intentcam", "run", "--config", str(config),
+                                 "--source", str(CONCOURSE), "--frames", "--sink", f"jsonl:{sink}"],
+                                env=ENV, capture_output=True, text=True, timeout=300)
+        time.sleep(1)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()
+    assert result.returncode == 0, result.stderr
+    assert len(payloads) > 10 and sink.stat().st_size > 10_000
+    problems = []
+    for index, payload in enumerate(payloads):
+        problems += image_like(payload, f"published message {index}")
+        json.loads(payload)  # every message is JSON, nothing binary
+    for path in [sink, *state.rglob("*")]:
+        if path.is_file():
+            problems += image_like(path.read_bytes(), str(path.relative_to(tmp_path)))
+    problems += image_like(result.stdout.encode() + result.stderr.encode(), "console output")
+    assert problems == []
+
+
+def test_the_scanner_finds_image_data() -> None:
+    """The check above can fail: a JPEG, raw or base64, is found."""
+    import cv2
+    import numpy as np
+
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((48, 48), np.uint8))
+    assert ok
+    message = json.dumps({"face": base64.b64encode(jpeg.tobytes()).decode()}).encode()
+    assert image_like(message, "m")
+    assert image_like(b"x" + jpeg.tobytes(), "raw")
+    assert image_like(json.dumps({"grid": [1] * 10}).encode(), "clean") == []
