@@ -14,11 +14,14 @@ APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
 STAMP := $(VENV)/.intentcam-installed
 
 .PHONY: help setup apt venv models test demo bench clean
+BENCH_FRAMES ?= 300
+BENCH_OUT ?= hw_bench/results
 
 help:
 	@echo "make setup   install system packages, the virtualenv (.venv) and the models (idempotent)"
 	@echo "make test    set up if needed, then run the test suite"
 	@echo "make demo    set up if needed, then run the daemon on a sample clip"
+	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
 	@echo "make clean   remove the virtualenv and demo output"
 
 setup: apt venv models
@@ -54,6 +57,15 @@ demo: setup
 	$(BIN)/intentcam run --source $(DEMO_CLIP) --max-frames 150 --report-every 2 \
 	  --sink jsonl:$(DEMO_OUT)/records.jsonl
 	@echo "records written to $(DEMO_OUT)/records.jsonl"
+
+bench: setup
+	@mkdir -p $(BENCH_OUT)
+	$(BIN)/intentcam bench --clip $(SHARED)/data/concourse_overhead.avi --frames $(BENCH_FRAMES) \
+	  --json $(BENCH_OUT)/concourse.json --markdown $(BENCH_OUT)/concourse.md
+	$(BIN)/intentcam bench --clip $(SHARED)/data/counting/mall_dataset/mall_frames_0001-0400.mp4 \
+	  --frames $(BENCH_FRAMES) --json $(BENCH_OUT)/mall.json --markdown $(BENCH_OUT)/mall.md
+	$(BIN)/python hw_bench/motion_gate.py --json $(BENCH_OUT)/motion_gate.json
+	@echo "results in $(BENCH_OUT)/"
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -133,6 +133,17 @@ class TrackerConfig(_Section):
     max_session_s: float = Field(default=3600.0, ge=10, le=86400)
 
 
+class MotionGateConfig(_Section):
+    """Skip the detector on frames where nothing moves (see intentcam.scheduler)."""
+
+    enabled: bool = True
+    pixel_threshold: int = Field(default=14, ge=1, le=255)
+    min_changed: float = Field(default=0.003, gt=0, lt=1)
+    moving_speed: float = Field(default=0.05, ge=0)
+    recheck_s: float = Field(default=2.0, gt=0, le=60)
+    max_skip_s: float = Field(default=10.0, gt=0, le=600)
+
+
 Point = tuple[float, float]
 
 
@@ -324,6 +335,7 @@ class Settings(BaseSettings):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    motion_gate: MotionGateConfig = Field(default_factory=MotionGateConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     lines: list[LineConfig] = Field(default_factory=list)

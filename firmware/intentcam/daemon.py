@@ -20,6 +20,7 @@ from intentcam.control import ControlPlane, GeometryStore
 from intentcam.control.geometry_store import Geometry
 from intentcam.detect import build_detector
 from intentcam.pipeline import Pipeline
+from intentcam.scheduler import MotionGate, MotionGateSettings
 from intentcam.service.notify import Notifier
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import HealthMonitor
@@ -27,6 +28,17 @@ from intentcam.telemetry.service import Telemetry
 from intentcam.track.stage import TrackingStage
 
 log = logging.getLogger(__name__)
+
+
+def motion_gate(settings: Settings) -> MotionGate | None:
+    """The configured motion gate, or ``None`` when ``motion_gate.enabled`` is false."""
+    config = settings.motion_gate
+    if not config.enabled:
+        return None
+    return MotionGate(MotionGateSettings(pixel_threshold=config.pixel_threshold,
+                                         min_changed=config.min_changed,
+                                         moving_speed=config.moving_speed,
+                                         recheck_s=config.recheck_s, max_skip_s=config.max_skip_s))
 
 
 def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
@@ -104,7 +116,7 @@ def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
     pipeline = Pipeline(source, detector,
                         lambda aspect: TrackingStage.from_settings(settings, aspect), telemetry,
                         fps_cap=settings.camera.fps_cap, report_every_s=report_every_s,
-                        frame_records=frame_records, tick=tick)
+                        frame_records=frame_records, tick=tick, gate=motion_gate(settings))
     pipeline.timings = health.timings
     holder["pipeline"] = pipeline
     log.info("running %s on %s (%s)", settings.detector.model, source.name, models[0]["reason"])

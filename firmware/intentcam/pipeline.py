@@ -17,6 +17,7 @@ from typing import Any
 from intentcam.capture.frame import Frame, FrameSource
 from intentcam.detect.detections import Detections
 from intentcam.detect.ssd import SsdPersonDetector
+from intentcam.scheduler import MotionGate
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import StageTimings
 from intentcam.track.stage import TrackingStage
@@ -50,6 +51,8 @@ class LoopStats:
     frames: int = 0
     people: int = 0
     invokes: int = 0
+    #: Frames on which the motion gate skipped the detector.
+    gated: int = 0
     window_started: float = 0.0
     window_frames: int = 0
     window_people: int = 0
@@ -62,6 +65,7 @@ class LoopStats:
             "fps": round(self.frames / elapsed, 2),
             "people_per_frame": round(self.people / self.frames, 3) if self.frames else 0.0,
             "invokes": self.invokes,
+            "gated_frames": self.gated,
             "dropped": source.stats.dropped,
             "source_errors": source.stats.errors,
             "source_state": source.stats.state,
@@ -103,6 +107,8 @@ class Pipeline:
     timings: StageTimings = field(default_factory=StageTimings)
     #: Called on every loop turn, frame or not (commands, health): runs on this thread.
     tick: Callable[[], None] | None = None
+    #: Skips the detector where nothing moves; ``None`` runs it on every frame.
+    gate: MotionGate | None = None
     stage: TrackingStage | None = None
 
     def run(self, stop: threading.Event, max_frames: int | None = None) -> dict[str, Any]:
@@ -116,7 +122,10 @@ class Pipeline:
         while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
             if self.tick is not None:
                 self.tick()
+            read_started = self.clock()
             frame = self.source.read(timeout=READ_TIMEOUT_S)
+            if frame is not None:
+                self.timings.add("capture", (self.clock() - read_started) * 1e3)
             if frame is None:
                 if self.source.finished:
                     break
@@ -127,21 +136,29 @@ class Pipeline:
             if self.stage is None:
                 width, height = frame.size
                 self.stage = self.stage_factory(width / height)
-            detections = self.detector.detect(frame.image, min_score=self.stage.low_score)
-            tracked_at = self.clock()
-            records = self.stage.process(detections, frame.timestamp)
+            if self._must_detect(frame):
+                detections = self.detector.detect(frame.image, min_score=self.stage.low_score)
+                tracked_at = self.clock()
+                records = self.stage.process(detections, frame.timestamp)
+                invokes = self.detector.last.invokes
+                people = int((detections.scores >= self.detector.settings.score_threshold).sum())
+            else:
+                tracked_at = self.clock()
+                records = self.stage.coast(frame.timestamp)
+                detections, invokes = Detections.empty(), 0
+                people = len(self.stage.last.ids) if self.stage.last is not None else 0
+                stats.gated += 1
             analysed_at = self.clock()
             for record in records:
                 self.sink.write(record)
-            self._time_stages(started, tracked_at, analysed_at)
+            self._time_stages(started, tracked_at, analysed_at, detected=invokes > 0)
             if self.frame_records:
                 self.sink.write(frame_record(frame, run_origin, detections, self.stage))
-            people = int((detections.scores >= self.detector.settings.score_threshold).sum())
             stats.frames += 1
             stats.window_frames += 1
             stats.people += people
             stats.window_people += people
-            stats.invokes += self.detector.last.invokes
+            stats.invokes += invokes
             now = self.clock()
             self.heartbeat.beat(now)
             if now - stats.window_started >= self.report_every_s:
@@ -154,11 +171,25 @@ class Pipeline:
         self.sink.write(summary)
         return summary
 
-    def _time_stages(self, started: float, tracked_at: float, analysed_at: float) -> None:
-        last = self.detector.last
-        self.timings.add("preprocess", last.preprocess_ms)
-        self.timings.add("invoke", last.invoke_ms)
-        self.timings.add("detect_post", last.postprocess_ms)
+    def _must_detect(self, frame: Frame) -> bool:
+        if self.gate is None:
+            return True
+        assert self.stage is not None
+        tracker = self.stage.tracker
+        run = self.gate.should_detect(frame.image, frame.timestamp,
+                                      tracks_present=tracker.confirmed_count() > 0,
+                                      tracks_moving=tracker.moving(self.gate.settings.moving_speed))
+        if run:
+            self.gate.detected(frame.timestamp)
+        return run
+
+    def _time_stages(self, started: float, tracked_at: float, analysed_at: float, *,
+                     detected: bool) -> None:
+        if detected:
+            last = self.detector.last
+            self.timings.add("preprocess", last.preprocess_ms)
+            self.timings.add("invoke", last.invoke_ms)
+            self.timings.add("detect_post", last.postprocess_ms)
         self.timings.add("track_analytics", (analysed_at - tracked_at) * 1e3)
         self.timings.add("telemetry", (self.clock() - analysed_at) * 1e3)
         self.timings.add("frame", (self.clock() - started) * 1e3)

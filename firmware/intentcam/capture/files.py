@@ -66,6 +66,11 @@ class VideoFileSource:
     def finished(self) -> bool:
         return self._finished
 
+    @property
+    def fps(self) -> float:
+        """The clip's nominal frame rate."""
+        return 1.0 / self._frame_period
+
     def read(self, timeout: float | None = None) -> Frame | None:
         if self._finished:
             return None

@@ -205,6 +205,17 @@ class ByteTracker:
             lost=self._ids[confirmed & ~active].copy(),
         )
 
+    def moving(self, speed: float) -> bool:
+        """Whether any confirmed track moves faster than ``speed`` frame heights per second."""
+        confirmed = self._state == CONFIRMED
+        if not confirmed.any():
+            return False
+        velocity = self._mean[confirmed, 4:6]
+        return bool((np.hypot(velocity[:, 0], velocity[:, 1]) > speed).any())
+
+    def confirmed_count(self) -> int:
+        return int((self._state == CONFIRMED).sum())
+
     def end_all(self, now: float) -> np.ndarray:
         """End every confirmed track (shutdown, or a reset); returns their ids."""
         ended = self._ids[self._state == CONFIRMED].copy()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from intentcam.analytics import Analytics
 from intentcam.config import Settings
 from intentcam.detect.detections import Detections
@@ -36,6 +38,7 @@ class TrackingStage:
     analytics: Analytics
     last: TrackFrame | None = None
     _last_ts: float = field(default=0.0)
+    _last_tokens: list[str] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings, aspect: float,
@@ -60,7 +63,16 @@ class TrackingStage:
         self.analytics.end_sessions(ended + rotated)
         self.last = tracked
         self._last_ts = timestamp
+        self._last_tokens = tokens
         return self.analytics.observe(timestamp, tokens, tracked.boxes)
+
+    def coast(self, timestamp: float) -> list[dict[str, Any]]:
+        """A frame the motion gate skipped: nothing moved, so the analytics advance in time with
+        the people where they were last seen (dwell and occupancy keep counting)."""
+        self._last_ts = timestamp
+        if self.last is None:
+            return self.analytics.observe(timestamp, [], np.zeros((0, 4), dtype=np.float32))
+        return self.analytics.observe(timestamp, self._last_tokens, self.last.boxes)
 
     def finish(self) -> list[dict[str, Any]]:
         """End every session and close the partial windows (shutdown: nothing is lost)."""

@@ -1,0 +1,304 @@
+"""``intentcam bench``: throughput of the detector alone, of the whole pipeline, and of a peer.
+
+Everything is measured in one run on the same clip, frames, threads and tiling:
+
+- ``detector_fps``: decode + preprocess + invoke + post-processing, nothing else: the physical
+  limit of this model on this machine;
+- ``pipeline_fps``: the daemon's loop (capture, detection, tracking, analytics, telemetry into a
+  temporary spool), motion gate off so the work is the same; ``ratio`` = pipeline / detector;
+- ``gated_fps``: the same loop with the motion gate on (how much is skipped depends on the clip);
+- ``peer_fps``: the same detector feeding Roboflow ``trackers`` ByteTrack and ``supervision``
+  ``LineZone`` counting, the stack a developer would assemble by hand; with configured lines,
+  its line counts are reported beside ours;
+- per-stage p50/p95 ms, CPU use, peak RSS with every manifest model loaded, start-up time to the
+  first processed frame, and detector throughput per thread count;
+- on a Raspberry Pi the SoC temperature and throttling flags (``null`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentcam.capture import VideoFileSource
+from intentcam.config import Settings
+from intentcam.detect import build_detector
+from intentcam.errors import UserError
+from intentcam.inference.model import load_model
+from intentcam.models import load_manifest
+from intentcam.pipeline import Pipeline
+from intentcam.scheduler import MotionGate
+from intentcam.sinks import NullSink
+from intentcam.telemetry.health import temperature_c, throttled
+from intentcam.telemetry.service import Telemetry
+from intentcam.track.stage import TrackingStage
+
+Progress = Callable[[Iterator[Any], int, str], Iterator[Any]]
+
+
+def no_progress(items: Iterator[Any], total: int, label: str) -> Iterator[Any]:
+    return items
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _settings_with(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    copy = settings.model_copy(deep=True)
+    for section, values in sections.items():
+        setattr(copy, section, getattr(copy, section).model_copy(update=values))
+    return copy
+
+
+def detector_only(settings: Settings, clip: Path, frames: int, progress: Progress) -> float:
+    """Frames per second of decode + detector, nothing else."""
+    detector = build_detector(settings)
+    source = VideoFileSource(clip)
+    first = source.read()
+    if first is None:
+        raise UserError(f"{clip}: no frames")
+    detector.detect(first.image)  # warm-up: the first invoke allocates
+    count = 0
+    started = time.perf_counter()
+    for _ in progress(iter(range(frames)), frames, f"detector x{settings.detector.threads}"):
+        frame = source.read()
+        if frame is None:
+            break
+        detector.detect(frame.image, min_score=0.3)
+        count += 1
+    elapsed = time.perf_counter() - started
+    source.close()
+    return count / elapsed if elapsed > 0 else 0.0
+
+
+class _Collect:
+    """Keeps the analytics records of a run (for the gating comparison)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        return None
+
+
+def pipeline_run(settings: Settings, clip: Path, frames: int, gated: bool,
+                 progress: Progress, collect: _Collect | None = None) -> dict[str, Any]:
+    """The daemon's loop over the clip (telemetry into a temporary spool, no broker)."""
+    with tempfile.TemporaryDirectory(prefix="intentcam-bench-") as state:
+        settings = _settings_with(settings, paths={"state_dir": Path(state)},
+                                  mqtt={"host": None})
+        started = time.perf_counter()
+        detector = build_detector(settings)
+        source = VideoFileSource(clip)
+        telemetry = Telemetry(settings, collect or NullSink())
+        pipeline = Pipeline(source, detector,
+                            lambda aspect: TrackingStage.from_settings(settings, aspect), telemetry,
+                            report_every_s=3600, gate=MotionGate() if gated else None)
+        first_frame_at: list[float] = []
+
+        def tick() -> None:
+            if pipeline.heartbeat.frames and not first_frame_at:
+                first_frame_at.append(time.perf_counter())
+
+        pipeline.tick = tick
+        stop = threading.Event()
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        label = "pipeline (gated)" if gated else "pipeline"
+        bar = progress(iter(range(frames)), frames, label)
+        summary = _run_with_bar(pipeline, stop, frames, bar)
+        wall = time.perf_counter() - wall_before
+        cpu = time.process_time() - cpu_before
+        source.close()
+        telemetry.spool.close()
+    return {
+        "fps": summary["frames"] / wall if wall > 0 else 0.0,
+        "frames": summary["frames"],
+        "invokes": summary["invokes"],
+        "gated_frames": summary["gated_frames"],
+        "stages": pipeline.timings.summary(),
+        "cpu_percent": round(cpu / wall * 100, 1) if wall > 0 else 0.0,
+        "startup_s": round(first_frame_at[0] - started, 3) if first_frame_at else None,
+    }
+
+
+def _run_with_bar(pipeline: Pipeline, stop: threading.Event, frames: int,
+                  bar: Iterator[Any]) -> dict[str, Any]:
+    """Run the pipeline, advancing the progress bar from its heartbeat."""
+    advance = getattr(bar, "update", None)
+    done = [0]
+    inner_tick = pipeline.tick
+
+    def tick() -> None:
+        if inner_tick is not None:
+            inner_tick()
+        if advance is not None and pipeline.heartbeat.frames > done[0]:
+            advance(pipeline.heartbeat.frames - done[0])
+            done[0] = pipeline.heartbeat.frames
+
+    pipeline.tick = tick
+    summary = pipeline.run(stop, max_frames=frames)
+    close = getattr(bar, "close", None)
+    if close is not None:
+        close()
+    return summary
+
+
+def totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Line in/out and zone entries and visits summed over every counts window."""
+    lines: dict[str, dict[str, int]] = {}
+    zones: dict[str, dict[str, int]] = {}
+    for record in records:
+        if record.get("type") != "counts":
+            continue
+        for line, counts in record["lines"].items():
+            total = lines.setdefault(line, {"in": 0, "out": 0})
+            total["in"] += counts["in"]
+            total["out"] += counts["out"]
+        for zone, stats in record["zones"].items():
+            total = zones.setdefault(zone, {"entries": 0, "visits": 0})
+            total["entries"] += stats["entries"]
+            total["visits"] += stats["dwell"]["count"]
+    return {"lines": lines, "zones": zones}
+
+
+def compare_gating(settings: Settings, clip: Path, frames: int,
+                   progress: Progress = no_progress) -> dict[str, Any]:
+    """The same clip with the motion gate off and on: invocations and the counts of each."""
+    report: dict[str, Any] = {"clip": str(clip)}
+    for name, gated in (("off", False), ("on", True)):
+        collect = _Collect()
+        run = pipeline_run(settings, clip, frames, gated, progress, collect)
+        report[name] = {"frames": run["frames"], "invokes": run["invokes"],
+                        "gated_frames": run["gated_frames"], "fps": round(run["fps"], 2),
+                        **totals(collect.records)}
+    report["invokes_saved"] = round(1 - report["on"]["invokes"] / max(report["off"]["invokes"], 1), 3)
+    report["identical_counts"] = (report["on"]["lines"] == report["off"]["lines"]
+                                  and report["on"]["zones"] == report["off"]["zones"])
+    return report
+
+
+def peer_run(settings: Settings, clip: Path, frames: int, progress: Progress) -> dict[str, Any]:
+    """Same detector -> trackers ByteTrack -> supervision LineZone (first segment of each line)."""
+    try:
+        import supervision as sv
+        from trackers import ByteTrackTracker
+    except ImportError as exc:
+        raise UserError(f"the peer pipeline needs 'trackers' and 'supervision' ({exc}); "
+                        "install intentcam[eval] or pass --no-peer") from None
+    detector = build_detector(settings)
+    source = VideoFileSource(clip)
+    first = source.read()
+    if first is None:
+        raise UserError(f"{clip}: no frames")
+    width, height = first.size
+    fps_clip = source.fps
+    tracker = ByteTrackTracker(lost_track_buffer=max(1, round(settings.tracker.lost_ttl_s * 30)),
+                               frame_rate=fps_clip,
+                               track_activation_threshold=min(settings.tracker.high_score + 0.1, 0.99),
+                               minimum_consecutive_frames=settings.tracker.min_hits,
+                               minimum_iou_threshold=settings.tracker.match_iou,
+                               high_conf_det_threshold=settings.tracker.high_score)
+    zones = {line.id: sv.LineZone(start=sv.Point(line.points[0][0] * width, line.points[0][1] * height),
+                                  end=sv.Point(line.points[1][0] * width, line.points[1][1] * height),
+                                  triggering_anchors=(sv.Position.BOTTOM_CENTER,))
+             for line in settings.lines}
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    count = 0
+    frame = first
+    started = time.perf_counter()
+    for _ in progress(iter(range(frames)), frames, "peer"):
+        if frame is None:
+            break
+        detections = detector.detect(frame.image, min_score=0.3)
+        tracked = tracker.update(sv.Detections(xyxy=detections.boxes.astype(np.float64) * scale,
+                                               confidence=detections.scores.astype(np.float64),
+                                               class_id=np.zeros(len(detections), dtype=int)),
+                                 timestamp=frame.timestamp)
+        confirmed = tracked[tracked.tracker_id != -1]
+        for zone in zones.values():
+            zone.trigger(confirmed)
+        count += 1
+        frame = source.read()
+    elapsed = time.perf_counter() - started
+    source.close()
+    return {"fps": count / elapsed if elapsed > 0 else 0.0,
+            "lines": {line_id: {"in": zone.in_count, "out": zone.out_count}
+                      for line_id, zone in zones.items()}}
+
+
+def run_benchmark(settings: Settings, clip: Path, frames: int, *, threads: list[int] | None = None,
+                  peer: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
+    """The whole benchmark; see the module docstring for the keys."""
+    if not clip.is_file():
+        raise UserError(f"--clip {clip}: not found")
+    manifest = load_manifest(settings.paths.manifest)
+    loaded = [load_model(spec, settings.paths.models, threads=1, delegate="cpu")
+              for spec in manifest.models]
+    rss_models = peak_rss_mb()
+    del loaded
+    pipeline = pipeline_run(settings, clip, frames, False, progress)
+    detector_fps = detector_only(settings, clip, frames, progress)
+    gated = pipeline_run(settings, clip, frames, True, progress)
+    thread_counts = sorted(set(threads or [1, settings.detector.threads]))
+    per_thread = {str(n): round(detector_only(_settings_with(settings, detector={"threads": n}),
+                                              clip, frames, progress), 2)
+                  for n in thread_counts}
+    result: dict[str, Any] = {
+        "clip": str(clip),
+        "frames": pipeline["frames"],
+        "threads": settings.detector.threads,
+        "tiling": settings.detector.tiling,
+        "detector_fps": round(detector_fps, 2),
+        "pipeline_fps": round(pipeline["fps"], 2),
+        "ratio": round(pipeline["fps"] / detector_fps, 3) if detector_fps else None,
+        "gated_fps": round(gated["fps"], 2),
+        "gated_invokes_saved": round(1 - gated["invokes"] / max(pipeline["invokes"], 1), 3),
+        "stages": pipeline["stages"],
+        "cpu_percent": pipeline["cpu_percent"],
+        "rss_models_mb": rss_models,
+        "rss_peak_mb": peak_rss_mb(),
+        "startup_s": pipeline["startup_s"],
+        "detector_fps_by_threads": per_thread,
+        "temperature_c": temperature_c(),
+        "throttled": throttled(),
+        "cpu_count": os.cpu_count(),
+    }
+    if peer:
+        peer_result = peer_run(settings, clip, frames, progress)
+        result["peer_fps"] = round(peer_result["fps"], 2)
+        result["peer_lines"] = peer_result["lines"]
+    else:
+        result["peer_fps"] = None
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a Markdown table."""
+    rows = [("clip", result["clip"]), ("frames", result["frames"]),
+            ("threads / tiling", f"{result['threads']} / {result['tiling']}"),
+            ("detector-only fps", result["detector_fps"]), ("pipeline fps", result["pipeline_fps"]),
+            ("ratio pipeline / detector", result["ratio"]),
+            ("pipeline fps, motion gate on", result["gated_fps"]),
+            ("detector invocations saved by the gate", result["gated_invokes_saved"]),
+            ("peer fps (trackers ByteTrack + supervision LineZone)", result["peer_fps"]),
+            ("CPU % (of all cores)", result["cpu_percent"]),
+            ("RSS with all models loaded, MB", result["rss_models_mb"]),
+            ("peak RSS, MB", result["rss_peak_mb"]), ("start-up to first frame, s", result["startup_s"]),
+            ("detector fps by threads", result["detector_fps_by_threads"]),
+            ("SoC temperature / throttled", f"{result['temperature_c']} / {result['throttled']}")]
+    lines = ["| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
+    lines += ["", "| stage | p50 ms | p95 ms |", "|---|---|---|"]
+    lines += [f"| {stage} | {v['p50']} | {v['p95']} |" for stage, v in result["stages"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""``intentcam bench``: detector-only vs pipeline throughput, stages, memory, and a peer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from intentcam.benchmark import markdown, run_benchmark
+from intentcam.cli.common import add_config_option, nested, settings_from
+from intentcam.errors import UserError
+
+NAME = "bench"
+DEFAULT_CLIP = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "concourse_overhead.avi"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        NAME, help="measure throughput, per-stage timings and memory on a clip",
+        description="Measure, in one run on one clip: detector-only throughput, the full "
+                    "pipeline's throughput and their ratio, the pipeline with the motion gate, "
+                    "a peer pipeline (trackers ByteTrack + supervision LineZone), per-stage "
+                    "p50/p95, CPU, peak RSS, start-up time and detector fps per thread count. "
+                    "See hw_bench/README.md.")
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file")
+    parser.add_argument("--frames", type=int, default=200, metavar="N", help="frames (default 200)")
+    parser.add_argument("--threads", type=int, metavar="N", help="inference threads")
+    parser.add_argument("--compare-threads", default="1,2", metavar="LIST",
+                        help="thread counts for the detector-only comparison (default 1,2)")
+    parser.add_argument("--tiling", choices=["1x1", "2x1", "2x2", "auto"])
+    add_config_option(parser)
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer pipeline")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the result as JSON")
+    parser.add_argument("--markdown", type=Path, metavar="OUT", help="write the Markdown table")
+    parser.set_defaults(handler=run)
+
+
+def bar(items: Iterator[Any], total: int, label: str) -> Iterator[Any]:
+    return tqdm(items, total=total, desc=label, unit="frame", leave=False, disable=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.frames < 2:
+        raise UserError("--frames must be at least 2", exit_code=2)
+    try:
+        threads = [int(n) for n in args.compare_threads.split(",") if n.strip()]
+    except ValueError:
+        raise UserError(f"--compare-threads {args.compare_threads!r}: expected e.g. 1,2,4",
+                        exit_code=2) from None
+    settings = settings_from(args, nested(detector={"threads": args.threads, "tiling": args.tiling}))
+    result = run_benchmark(settings, args.clip, args.frames, threads=threads,
+                           peer=not args.no_peer, progress=bar)
+    table = markdown(result)
+    print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n", encoding="utf-8")
+    return 0
