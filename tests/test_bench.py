@@ -59,7 +59,8 @@ def test_bench_writes_the_documented_keys(tmp_path: Path, config_file) -> None:
     report = json.loads(out.read_text())
     assert KEYS <= report.keys()
     assert report["frames"] == 6 and report["detector_fps"] > 0 and report["peer_fps"] > 0
-    assert {"capture", "invoke", "track_analytics"} <= report["stages"].keys()
+    assert {"capture", "invoke", "tracking", "analytics"} <= report["stages"].keys()
+    assert report["edgetpu"]["available"] is False and "Edge TPU" in report["edgetpu"]["reason"]
     assert "| ratio pipeline / detector |" in table.read_text()
 
 

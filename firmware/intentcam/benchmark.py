@@ -238,6 +238,24 @@ def peer_run(settings: Settings, clip: Path, frames: int, progress: Progress) ->
                       for line_id, zone in zones.items()}}
 
 
+def edgetpu_comparison(settings: Settings, clip: Path, frames: int,
+                       progress: Progress) -> dict[str, Any]:
+    """Detector-only fps on the CPU and on the Edge TPU, when a Coral and the model exist."""
+    from intentcam.errors import ModelError
+    from intentcam.inference.edgetpu import choose_delegate
+    from intentcam.inference.runtime import import_runtime
+
+    spec = load_manifest(settings.paths.manifest).get(settings.detector.model)
+    try:
+        choose_delegate("edgetpu", spec, settings.paths.models, import_runtime())
+    except ModelError as exc:
+        return {"available": False, "reason": str(exc)}
+    on = _settings_with(settings, detector={"delegate": "edgetpu"})
+    off = _settings_with(settings, detector={"delegate": "cpu"})
+    return {"available": True, "edgetpu_fps": round(detector_only(on, clip, frames, progress), 2),
+            "cpu_fps": round(detector_only(off, clip, frames, progress), 2)}
+
+
 def run_benchmark(settings: Settings, clip: Path, frames: int, *, threads: list[int] | None = None,
                   peer: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
     """The whole benchmark; see the module docstring for the keys."""
@@ -248,7 +266,8 @@ def run_benchmark(settings: Settings, clip: Path, frames: int, *, threads: list[
               for spec in manifest.models]
     rss_models = peak_rss_mb()
     del loaded
-    pipeline = pipeline_run(settings, clip, frames, False, progress)
+    collect = _Collect()
+    pipeline = pipeline_run(settings, clip, frames, False, progress, collect)
     detector_fps = detector_only(settings, clip, frames, progress)
     gated = pipeline_run(settings, clip, frames, True, progress)
     thread_counts = sorted(set(threads or [1, settings.detector.threads]))
@@ -271,6 +290,8 @@ def run_benchmark(settings: Settings, clip: Path, frames: int, *, threads: list[
         "rss_peak_mb": peak_rss_mb(),
         "startup_s": pipeline["startup_s"],
         "detector_fps_by_threads": per_thread,
+        "lines": totals(collect.records)["lines"],
+        "edgetpu": edgetpu_comparison(settings, clip, frames, progress),
         "temperature_c": temperature_c(),
         "throttled": throttled(),
         "cpu_count": os.cpu_count(),
@@ -293,6 +314,8 @@ def markdown(result: dict[str, Any]) -> str:
             ("pipeline fps, motion gate on", result["gated_fps"]),
             ("detector invocations saved by the gate", result["gated_invokes_saved"]),
             ("peer fps (trackers ByteTrack + supervision LineZone)", result["peer_fps"]),
+            ("line counts, ours / peer", f"{result['lines']} / {result.get('peer_lines')}"),
+            ("Edge TPU", result["edgetpu"]),
             ("CPU % (of all cores)", result["cpu_percent"]),
             ("RSS with all models loaded, MB", result["rss_models_mb"]),
             ("peak RSS, MB", result["rss_peak_mb"]), ("start-up to first frame, s", result["startup_s"]),

@@ -190,7 +190,10 @@ class Pipeline:
             self.timings.add("preprocess", last.preprocess_ms)
             self.timings.add("invoke", last.invoke_ms)
             self.timings.add("detect_post", last.postprocess_ms)
-        self.timings.add("track_analytics", (analysed_at - tracked_at) * 1e3)
+        assert self.stage is not None
+        if detected:
+            self.timings.add("tracking", self.stage.tracking_ms)
+        self.timings.add("analytics", (analysed_at - tracked_at) * 1e3 - self.stage.tracking_ms)
         self.timings.add("telemetry", (self.clock() - analysed_at) * 1e3)
         self.timings.add("frame", (self.clock() - started) * 1e3)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ class TrackingStage:
     last: TrackFrame | None = None
     _last_ts: float = field(default=0.0)
     _last_tokens: list[str] = field(default_factory=list)
+    #: Milliseconds of the last frame: tracker (with tokens) and analytics.
+    tracking_ms: float = 0.0
+    analytics_ms: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, aspect: float,
@@ -57,19 +61,25 @@ class TrackingStage:
 
     def process(self, detections: Detections, timestamp: float) -> list[dict[str, Any]]:
         """Track one frame's detections; returns the records of any windows that closed."""
+        started = time.perf_counter()
         tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
         ended = self.sessions.end(tracked.ended, timestamp)
         tokens, rotated = self.sessions.assign(tracked.ids, timestamp)
+        tracked_at = time.perf_counter()
         self.analytics.end_sessions(ended + rotated)
         self.last = tracked
         self._last_ts = timestamp
         self._last_tokens = tokens
-        return self.analytics.observe(timestamp, tokens, tracked.boxes)
+        records = self.analytics.observe(timestamp, tokens, tracked.boxes)
+        self.tracking_ms = (tracked_at - started) * 1e3
+        self.analytics_ms = (time.perf_counter() - tracked_at) * 1e3
+        return records
 
     def coast(self, timestamp: float) -> list[dict[str, Any]]:
         """A frame the motion gate skipped: nothing moved, so the analytics advance in time with
         the people where they were last seen (dwell and occupancy keep counting)."""
         self._last_ts = timestamp
+        self.tracking_ms = 0.0
         if self.last is None:
             return self.analytics.observe(timestamp, [], np.zeros((0, 4), dtype=np.float32))
         return self.analytics.observe(timestamp, self._last_tokens, self.last.boxes)
