@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
 
 from intentcam.benchmark import markdown, run_benchmark
-from intentcam.cli.common import add_config_option, nested, settings_from
+from intentcam.cli.common import add_config_option, nested, progress_bar, settings_from
 from intentcam.errors import UserError
 
 NAME = "bench"
@@ -39,9 +35,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def bar(items: Iterator[Any], total: int, label: str) -> Iterator[Any]:
-    return tqdm(items, total=total, desc=label, unit="frame", leave=False, disable=None)
-
 
 def run(args: argparse.Namespace) -> int:
     if args.frames < 2:
@@ -53,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                         exit_code=2) from None
     settings = settings_from(args, nested(detector={"threads": args.threads, "tiling": args.tiling}))
     result = run_benchmark(settings, args.clip, args.frames, threads=threads,
-                           peer=not args.no_peer, progress=bar)
+                           peer=not args.no_peer, progress=progress_bar)
     table = markdown(result)
     print(table)
     if args.json:

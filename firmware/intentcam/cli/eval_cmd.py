@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from tqdm import tqdm
-
-from intentcam.cli.common import add_config_option, settings_from
+from intentcam.cli.common import add_config_option, progress_bar, settings_from
 from intentcam.detect import build_detector
 from intentcam.errors import UserError
 from intentcam.evaluation import Evaluation, detect_sequence, load_sequence
@@ -36,9 +32,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def bar(items: Iterator[Any], total: int, label: str) -> Iterator[Any]:
-    return tqdm(items, total=total, desc=label, unit="frame", leave=False, disable=None)
-
 
 def run(args: argparse.Namespace) -> int:
     if args.every < 1:
@@ -47,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     tracking = tracker_settings(settings)
     detector = build_detector(settings)
-    detected = detect_sequence(sequence, detector, tracking.low_score, args.every, bar)
+    detected = detect_sequence(sequence, detector, tracking.low_score, args.every, progress_bar)
     report = Evaluation(sequence, tracking, settings.analytics, args.every,
                         peer=not args.no_peer).run(detected)
     if args.json:
