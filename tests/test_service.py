@@ -39,6 +39,12 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
                     "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
                     "MemoryMax=", "CPUWeight=", "StartLimitBurst="):
         assert setting in text, setting
+    security = subprocess.run([analyze, "security", "--offline=yes", str(unit)],
+                              capture_output=True, text=True)
+    if "unrecognized option" in security.stderr:  # systemd < 250 cannot score offline
+        return
+    score = float(security.stdout.split("Overall exposure level for intentcam.service:")[1].split()[0])
+    assert score <= 2.5, security.stdout[-2000:]
 
 
 class NotifySocket:

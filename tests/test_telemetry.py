@@ -257,3 +257,16 @@ def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -
         assert Spool(tmp_path / "state" / "spool.sqlite").stats()["depth"] > 0
     finally:
         broker.stop()
+
+
+def test_mqtt_3_1_1_is_selectable(tmp_path: Path, model_dir: Path, broker: Broker) -> None:
+    config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker,
+                          mqtt_extra='protocol = "3.1.1"\n')
+    tail = start_tail(broker, "--protocol", "3.1.1", "--idle", "6", "--timeout", "90")
+    daemon = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "40")
+    _, stderr = daemon.communicate(timeout=90)
+    assert daemon.returncode == 0, stderr
+    messages, summary, code = tail_result(tail)
+    assert code == 0, summary
+    kinds = [m["message"]["type"] for m in messages]
+    assert "counts" in kinds and kinds.count("status") == 2  # online, stopped
