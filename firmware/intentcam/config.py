@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError,
-                      field_validator, model_validator)
+                      ValidationInfo, field_validator, model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from intentcam.errors import ConfigError
@@ -248,6 +248,36 @@ def check_unique_ids(lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
 class PrivacyConfig(_Section):
     #: Aggregates describing fewer distinct people than this are suppressed.
     k_min: int = Field(default=3, ge=1, le=100)
+    #: Facial-expression inference. Off by default; turning it on requires ``shopper_notice``.
+    expression_inference: bool = False
+    #: Where shoppers are told about emotion recognition (EU AI Act Art. 50(3)).
+    shopper_notice: str | None = Field(default=None, validate_default=True)
+    #: Zone ids where faces are never analysed (``staff`` zones always are excluded).
+    exclude_zones: list[str] = Field(default_factory=list)
+
+    @field_validator("shopper_notice")
+    @classmethod
+    def _notice(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("expression_inference") and not (value and value.strip()):
+            raise ValueError("required when privacy.expression_inference = true: say where "
+                             "shoppers are informed (EU AI Act Art. 50(3)), e.g. \"sign at the "
+                             "entrance\"")
+        return value
+
+
+class FacesConfig(_Section):
+    """Face detection and expression sampling (used only with privacy.expression_inference)."""
+
+    model: Literal["blazeface_full_range", "blazeface_short_range"] = "blazeface_full_range"
+    #: At most one sample per track per this many seconds (default: 2 per second).
+    cadence_s: float = Field(default=0.5, gt=0, le=60)
+    #: Time the face work may take per frame; tracks not reached wait for the next frame.
+    budget_ms: float = Field(default=15.0, gt=0, le=1000)
+    min_face_px: float = Field(default=40.0, ge=8, le=1000)
+    min_face_score: float = Field(default=0.6, gt=0, lt=1)
+    min_sharpness: float = Field(default=15.0, ge=0)
+    #: Close-range camera: search the whole frame instead of the head regions of tracks.
+    whole_frame: bool = False
 
 
 class MqttConfig(_Section):
@@ -338,6 +368,7 @@ class Settings(BaseSettings):
     motion_gate: MotionGateConfig = Field(default_factory=MotionGateConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    faces: FacesConfig = Field(default_factory=FacesConfig)
     lines: list[LineConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -396,7 +427,7 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling against the example config)"
         value = item.get("input")

@@ -139,7 +139,7 @@ class Pipeline:
             if self._must_detect(frame):
                 detections = self.detector.detect(frame.image, min_score=self.stage.low_score)
                 tracked_at = self.clock()
-                records = self.stage.process(detections, frame.timestamp)
+                records = self.stage.process(detections, frame.timestamp, frame.image)
                 invokes = self.detector.last.invokes
                 people = int((detections.scores >= self.detector.settings.score_threshold).sum())
             else:
@@ -191,9 +191,13 @@ class Pipeline:
             self.timings.add("invoke", last.invoke_ms)
             self.timings.add("detect_post", last.postprocess_ms)
         assert self.stage is not None
+        face_ms = self.stage.sentiment_ms if detected and self.stage.faces is not None else 0.0
         if detected:
             self.timings.add("tracking", self.stage.tracking_ms)
-        self.timings.add("analytics", (analysed_at - tracked_at) * 1e3 - self.stage.tracking_ms)
+            if self.stage.faces is not None:
+                self.timings.add("sentiment", face_ms)
+        self.timings.add("analytics", (analysed_at - tracked_at) * 1e3 - self.stage.tracking_ms
+                         - face_ms)
         self.timings.add("telemetry", (self.clock() - analysed_at) * 1e3)
         self.timings.add("frame", (self.clock() - started) * 1e3)
 

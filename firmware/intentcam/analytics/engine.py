@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,6 +26,7 @@ from intentcam.analytics.intent import IntentSettings, SessionSignals
 from intentcam.analytics.lines import IN, OUT, LineCounter
 from intentcam.analytics.zones import Visit, ZoneTracker
 from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig
+from intentcam.sentiment.vector import ExpressionAccumulator, mean_vector, sentiment_vector
 from intentcam.track.sessions import SessionEnd
 
 Record = dict[str, Any]
@@ -70,6 +72,8 @@ class _ZoneWindow:
     entries: int = 0
     occupancy: _Level = field(default_factory=_Level)
     dwell: list[float] = field(default_factory=list)
+    #: Sentiment vectors of the sessions that ended in the window having visited the zone.
+    sentiments: list[dict[str, Any]] = field(default_factory=list)
 
 
 class DailyReset:
@@ -92,7 +96,8 @@ class Analytics:
     """Lines, zones, heatmap and sessions for one camera view; see the module docstring."""
 
     def __init__(self, config: AnalyticsConfig, lines: list[LineConfig], zones: list[ZoneConfig],
-                 *, aspect: float, k_min: int = 3, wall_origin: float | None = None) -> None:
+                 *, aspect: float, k_min: int = 3, wall_origin: float | None = None,
+                 exclude_zones: list[str] | None = None) -> None:
         self.config = config
         self.k_min = k_min
         homography = None
@@ -109,6 +114,8 @@ class Analytics:
             radius=config.approach_radius or (2.0 if metric else 0.3),
         )
         self.aspect = aspect
+        self._exclude_zones = set(exclude_zones or [])
+        self._no_face: set[str] = set()
         self.replace_geometry(lines, zones)
         self.heatmap = Heatmap(tuple(config.heatmap_grid), self.space, k_min, floor_size)
         self._wall_origin = wall_origin
@@ -141,6 +148,35 @@ class Analytics:
         self._display_ids = [zone.id for zone in self._display]
         self._line_base = {line.id: dict(line.totals) for line in self.lines}
         self._zone_windows = {zone.id: _ZoneWindow() for zone in self.zones}
+        #: Recent completed visit dwells per zone, for the sentiment vector's dwell_rel.
+        self._zone_dwells: dict[str, deque[float]] = {zone.id: deque(maxlen=200)
+                                                      for zone in self.zones}
+        self._session_dwells: deque[float] = deque(maxlen=200)
+
+    def no_face_tokens(self) -> set[str]:
+        """Tokens in staff or excluded zones in the last frame: their faces are never analysed.
+
+        Raw positions, not the debounced membership: a second of debounce must not let a
+        face inside a staff zone be analysed.
+        """
+        return self._no_face
+
+    def add_expression(self, token: str, probabilities: np.ndarray, weight: float) -> None:
+        """One quality-gated expression sample of a tracked session."""
+        session = self._sessions.get(token)
+        if session is None:
+            return
+        if session.expression is None:
+            session.expression = ExpressionAccumulator()
+        session.expression.add(probabilities, weight)
+
+    def _median_dwell(self, zones: dict[str, Any]) -> float | None:
+        if zones:
+            main = max(zones, key=lambda zone: zones[zone]["dwell_s"])
+            history = self._zone_dwells.get(main)
+            if history:
+                return float(np.median(history))
+        return float(np.median(self._session_dwells)) if self._session_dwells else None
 
     def occupancy(self) -> dict[str, Any]:
         """People in view, store occupancy and zone occupancy now (the birth message)."""
@@ -180,6 +216,11 @@ class Analytics:
 
         feet = foot_points(boxes) if len(tokens) else np.zeros((0, 2))
         plane = self.space.to_plane(feet)
+        self._no_face = set()
+        for zone in self.zones:
+            if zone.kind == "staff" or zone.id in self._exclude_zones:
+                self._no_face |= {token for token, inside in zip(tokens, zone.contains(feet)) if inside}
+                self._no_face |= zone.inside_tokens()
         self._people.add(len(tokens), dt)
         for line in self.lines:
             for crossing in line.observe(tokens, feet, timestamp):
@@ -219,6 +260,7 @@ class Analytics:
     def _on_visit(self, visit: Visit) -> None:
         if visit.zone in self._zone_windows:
             self._zone_windows[visit.zone].dwell.append(visit.dwell)
+            self._zone_dwells[visit.zone].append(visit.dwell)
         session = self._sessions.get(visit.token)
         if session is not None:
             session.add_visit(visit.zone, self._zone_kinds.get(visit.zone, "area"), visit.dwell)
@@ -241,12 +283,20 @@ class Analytics:
             if last - session.started < self.config.min_session_s:
                 self._short_sessions += 1
                 continue
+            signals = session.summary()
+            vector = sentiment_vector(signals, self._median_dwell(signals["zones"]),
+                                      session.expression)
+            self._session_dwells.append(signals["dwell_s"])
+            for zone in signals["zones"]:
+                if zone in self._zone_windows:
+                    self._zone_windows[zone].sentiments.append(vector)
             self._ended_sessions.append({
                 "token": end.token,
                 "start": iso(self.wall(session.started)),
                 "end": iso(self.wall(last)),
                 "reason": end.reason,
-                **session.summary(),
+                **signals,
+                "sentiment": vector,
             })
 
     def reset_counters(self) -> None:
@@ -298,8 +348,11 @@ class Analytics:
                 dwell["suppressed"] = len(stats.dwell) > 0
             zones[zone.id] = {"kind": zone.kind, "entries": stats.entries,
                               "occupancy": stats.occupancy.report(), "dwell": dwell}
+            if len(stats.sentiments) >= self.k_min:  # a mean over fewer sessions is not published
+                zones[zone.id]["sentiment"] = mean_vector(stats.sentiments)
             stats.entries = 0
             stats.dwell = []
+            stats.sentiments = []
             stats.occupancy.restart()
         counts = {"type": "counts", "window": window, "frames": self._frames, "lines": lines,
                   "people": self._people.report(), "store_occupancy": self.store_occupancy,

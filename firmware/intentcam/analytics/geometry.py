@@ -14,8 +14,13 @@ import numpy as np
 
 
 def foot_points(boxes: np.ndarray) -> np.ndarray:
-    """Bottom centre of each normalised ``x1, y1, x2, y2`` box: where the person stands."""
-    return np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]])
+    """Bottom centre of each normalised ``x1, y1, x2, y2`` box: where the person stands.
+
+    Kept just inside the frame: a person cut off by the bottom edge stands on y = 1.0, which a
+    zone drawn to the image border must still contain.
+    """
+    feet = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]])
+    return np.clip(feet, 0.0, 1.0 - 1e-6)
 
 
 def side_of_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

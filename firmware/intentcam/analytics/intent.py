@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from intentcam.sentiment.vector import ExpressionAccumulator
+
 REVERSAL_COS = math.cos(math.radians(120))
 
 
@@ -53,6 +55,8 @@ class SessionSignals:
     zone_dwell: dict[str, float] = field(default_factory=dict)
     entered_displays: set[str] = field(default_factory=set)
     crossings: list[tuple[str, str]] = field(default_factory=list)
+    #: Expression samples of this session (only with privacy.expression_inference).
+    expression: ExpressionAccumulator | None = None
     _point: np.ndarray | None = None
     _step_anchor: np.ndarray | None = None
     _last_step: np.ndarray | None = None

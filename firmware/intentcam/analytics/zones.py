@@ -65,6 +65,10 @@ class ZoneTracker:
         """Tokens confirmed inside now."""
         return sum(1 for presence in self._presence.values() if presence.inside)
 
+    def contains(self, image_points: np.ndarray) -> np.ndarray:
+        """Raw (undebounced) containment of foot points."""
+        return self._shape.contains(image_points)
+
     def inside_tokens(self) -> set[str]:
         return {token for token, presence in self._presence.items() if presence.inside}
 

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from intentcam import __version__
-from intentcam.cli import (bench_cmd, check_cmd, detect_cmd, eval_cmd, models_cmd, run_cmd,
-                           tail_cmd)
+from intentcam.cli import (bench_cmd, check_cmd, detect_cmd, eval_cmd, faces_cmd, models_cmd,
+                           run_cmd, tail_cmd)
 from intentcam.errors import UserError
 
 log = logging.getLogger("intentcam")
 
-COMMANDS = (run_cmd, check_cmd, detect_cmd, eval_cmd, tail_cmd, bench_cmd, models_cmd)
+COMMANDS = (run_cmd, check_cmd, detect_cmd, faces_cmd, eval_cmd, tail_cmd, bench_cmd,
+            models_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

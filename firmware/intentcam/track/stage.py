@@ -11,6 +11,7 @@ import numpy as np
 from intentcam.analytics import Analytics
 from intentcam.config import Settings
 from intentcam.detect.detections import Detections
+from intentcam.sentiment.analyzer import FaceAnalyzer
 from intentcam.track.bytetrack import ByteTracker, TrackerSettings, TrackFrame
 from intentcam.track.sessions import SessionTokens
 
@@ -37,21 +38,28 @@ class TrackingStage:
     tracker: ByteTracker
     sessions: SessionTokens
     analytics: Analytics
+    #: Expression sampling; ``None`` unless privacy.expression_inference is on.
+    faces: FaceAnalyzer | None = None
     last: TrackFrame | None = None
     _last_ts: float = field(default=0.0)
     _last_tokens: list[str] = field(default_factory=list)
     #: Milliseconds of the last frame: tracker (with tokens) and analytics.
     tracking_ms: float = 0.0
     analytics_ms: float = 0.0
+    sentiment_ms: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, aspect: float,
                       wall_origin: float | None = None) -> TrackingStage:
+        from intentcam.sentiment.build import build_face_analyzer
+
         return cls(
             tracker=ByteTracker(tracker_settings(settings), aspect=aspect),
             sessions=SessionTokens(settings.tracker.max_session_s),
             analytics=Analytics(settings.analytics, settings.lines, settings.zones, aspect=aspect,
-                                k_min=settings.privacy.k_min, wall_origin=wall_origin),
+                                k_min=settings.privacy.k_min, wall_origin=wall_origin,
+                                exclude_zones=settings.privacy.exclude_zones),
+            faces=build_face_analyzer(settings),
         )
 
     @property
@@ -59,8 +67,12 @@ class TrackingStage:
         """The detector must return boxes down to this score for the second association stage."""
         return self.tracker.settings.low_score
 
-    def process(self, detections: Detections, timestamp: float) -> list[dict[str, Any]]:
-        """Track one frame's detections; returns the records of any windows that closed."""
+    def process(self, detections: Detections, timestamp: float,
+                image: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Track one frame's detections; returns the records of any windows that closed.
+
+        With expression inference on, ``image`` (the frame) is sampled for faces, within budget.
+        """
         started = time.perf_counter()
         tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
         ended = self.sessions.end(tracked.ended, timestamp)
@@ -71,8 +83,14 @@ class TrackingStage:
         self._last_ts = timestamp
         self._last_tokens = tokens
         records = self.analytics.observe(timestamp, tokens, tracked.boxes)
+        analysed_at = time.perf_counter()
+        if self.faces is not None and image is not None:
+            self.faces.forget([end.token for end in ended + rotated])
+            self.faces.analyse(image, tokens, tracked.boxes, timestamp,
+                               self.analytics.no_face_tokens(), self.analytics.add_expression)
         self.tracking_ms = (tracked_at - started) * 1e3
-        self.analytics_ms = (time.perf_counter() - tracked_at) * 1e3
+        self.analytics_ms = (analysed_at - tracked_at) * 1e3
+        self.sentiment_ms = (time.perf_counter() - analysed_at) * 1e3
         return records
 
     def coast(self, timestamp: float) -> list[dict[str, Any]]:

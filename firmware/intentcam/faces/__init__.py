@@ -1,0 +1,1 @@
+"""Faces: BlazeFace detection, the quality gate, facial-expression inference."""

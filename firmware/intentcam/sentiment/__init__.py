@@ -1,0 +1,1 @@
+"""Sentiment: expression sampling on tracked people and the int8 sentiment vector."""

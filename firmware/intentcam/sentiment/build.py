@@ -1,0 +1,28 @@
+"""Building the face analyser from the config and the model manifest."""
+
+from __future__ import annotations
+
+from intentcam.config import Settings
+from intentcam.faces.blazeface import BlazeFace
+from intentcam.faces.expression import ExpressionModel
+from intentcam.faces.quality import QualitySettings
+from intentcam.inference.model import load_model
+from intentcam.models import load_manifest
+from intentcam.sentiment.analyzer import AnalyzerSettings, FaceAnalyzer
+
+
+def build_face_analyzer(settings: Settings) -> FaceAnalyzer | None:
+    """The analyser, or ``None`` unless ``privacy.expression_inference`` is on (the default)."""
+    if not settings.privacy.expression_inference:
+        return None
+    manifest = load_manifest(settings.paths.manifest)
+    faces = settings.faces
+    detector = BlazeFace(load_model(manifest.get(faces.model), settings.paths.models, threads=1,
+                                    delegate="cpu"))
+    expression = ExpressionModel(load_model(manifest.get("fer_mini_xception"),
+                                            settings.paths.models, threads=1, delegate="cpu"))
+    quality = QualitySettings(min_size_px=faces.min_face_px, min_score=faces.min_face_score,
+                              min_sharpness=faces.min_sharpness)
+    return FaceAnalyzer(detector, expression, quality,
+                        AnalyzerSettings(cadence_s=faces.cadence_s, budget_ms=faces.budget_ms,
+                                         whole_frame=faces.whole_frame))
