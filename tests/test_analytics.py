@@ -229,3 +229,22 @@ def test_zones_replaced_live_mid_session() -> None:
     for step in range(20, 45):  # walks into the new zone (x 0.3 .. 0.54)
         analytics.observe(step * 0.1, ["a"], np.array([box_with_foot(0.1 + 0.01 * step, 0.5)]))
     assert analytics.occupancy()["zones"] == {"shelf": 1}
+
+
+@pytest.mark.parametrize("visitors, published", [(3, True), (2, False)])
+def test_zone_sentiment_means_need_k_sessions(visitors: int, published: bool) -> None:
+    from intentcam.track.sessions import SessionEnd
+
+    config = AnalyticsConfig(window_s=10, zone_enter_s=0.2, zone_leave_s=0.2, min_session_s=0)
+    zones = [ZoneConfig(id="shelf", kind="display", points=SQUARE)]
+    analytics = Analytics(config, [], zones, aspect=1.0, k_min=3, wall_origin=WALL)
+    people = {f"p{i}": (lambda step, i=i: (0.3 + 0.05 * i, 0.4)) for i in range(visitors)}
+    feed(analytics, 30, 0.1, people)
+    analytics.add_expression("p0", np.array([0, 0, 0, 1, 0, 0, 0], float), 1.0)
+    analytics.end_sessions([SessionEnd(token, 0.0, 2.9, "left") for token in people])
+    counts = analytics.observe(12.0, [], np.zeros((0, 4)))[0]
+    zone = counts["zones"]["shelf"]
+    assert ("sentiment" in zone) == published
+    if published:
+        assert zone["sentiment"]["sessions"] == 3 and zone["sentiment"]["expression_sessions"] == 1
+        assert zone["sentiment"]["v"][8] == 127  # the one expression sample was pure "happy"

@@ -268,7 +268,8 @@ class Analytics:
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): finish and queue their summary."""
         for end in ends:
-            session = self._sessions.pop(end.token, None)
+            # Complete the token's crossings and visits first: they belong to its summary.
+            session = self._sessions.get(end.token)
             last = session.last_time if session is not None else end.ended
             for line in self.lines:
                 crossing = line.end(end.token, last)
@@ -278,6 +279,7 @@ class Analytics:
                 visit = zone.end(end.token)
                 if visit is not None:
                     self._on_visit(visit)
+            self._sessions.pop(end.token, None)
             if session is None:
                 continue
             if last - session.started < self.config.min_session_s:
