@@ -19,7 +19,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
 from intentcam.capture import VideoFileSource

@@ -12,7 +12,7 @@ from intentcam.analytics.engine import DailyReset
 from intentcam.analytics.geometry import Polygon, ViewSpace
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.intent import IntentSettings, SessionSignals
-from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig, load_config
+from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig
 from tests.conftest import CONCOURSE, run_cli
 
 SQUARE = [[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]
@@ -98,8 +98,8 @@ def test_intent_signals_for_a_shopper_who_approaches_engages_and_revisits() -> N
         if inside:  # the engine records this from the zone's debounced entry
             session.entered_displays.add("shelf")
         session.observe(point, step * 0.5, inside, display.distance(point[None]), ["shelf"])
-    session.add_visit("shelf", "display", 10.0)
-    session.add_visit("shelf", "display", 2.0)
+    session.add_visit("shelf", 10.0)
+    session.add_visit("shelf", 2.0)
     summary = session.summary()
     assert summary["dwell_s"] == pytest.approx((len(path) - 1) * 0.5)
     assert summary["approach"] == pytest.approx(0.36, abs=0.05)

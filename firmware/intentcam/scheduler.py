@@ -38,7 +38,6 @@ class MotionGate:
 
     settings: MotionGateSettings = field(default_factory=MotionGateSettings)
     skipped: int = 0
-    passed: int = 0
     _reference: np.ndarray | None = None
     _last_detection: float = float("-inf")
     _small: np.ndarray | None = None
@@ -56,9 +55,7 @@ class MotionGate:
         since = now - self._last_detection
         run = (self._reference is None or tracks_moving or since >= s.max_skip_s
                or (tracks_present and since >= s.recheck_s) or self._changed() >= s.min_changed)
-        if run:
-            self.passed += 1
-        else:
+        if not run:
             self.skipped += 1
         return run
 

@@ -142,7 +142,6 @@ class Analytics:
         self.door_lines = {line.id for line in lines if line.door}
         self.zones = [ZoneTracker(zone.id, zone.kind, [list(p) for p in zone.points],
                                   config.zone_enter_s, config.zone_leave_s) for zone in zones]
-        self._zone_kinds = {zone.id: zone.kind for zone in self.zones}
         self._display = [zone for zone in self.zones if zone.kind == "display"]
         self._display_planes = [Polygon(self.space.to_plane(zone.polygon)) for zone in self._display]
         self._display_ids = [zone.id for zone in self._display]
@@ -263,7 +262,7 @@ class Analytics:
             self._zone_dwells[visit.zone].append(visit.dwell)
         session = self._sessions.get(visit.token)
         if session is not None:
-            session.add_visit(visit.zone, self._zone_kinds.get(visit.zone, "area"), visit.dwell)
+            session.add_visit(visit.zone, visit.dwell)
 
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): finish and queue their summary."""

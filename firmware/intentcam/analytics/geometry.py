@@ -87,10 +87,6 @@ class Polygon:
         return np.where(self.contains(points), 0.0, edges)
 
 
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd rule for a one-off test; see :class:`Polygon` for repeated use."""
-    return Polygon(polygon).contains(points)
-
 
 @dataclass(frozen=True)
 class ViewSpace:

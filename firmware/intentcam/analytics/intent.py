@@ -104,7 +104,7 @@ class SessionSignals:
         elif display_ids[nearest] not in self.entered_displays:
             self.avoid += change
 
-    def add_visit(self, zone: str, kind: str, dwell: float) -> None:
+    def add_visit(self, zone: str, dwell: float) -> None:
         self.zone_visits[zone] = self.zone_visits.get(zone, 0) + 1
         self.zone_dwell[zone] = self.zone_dwell.get(zone, 0.0) + dwell
 

@@ -14,8 +14,6 @@ import numpy as np
 
 from intentcam.analytics.geometry import Polygon
 
-ZONE_KINDS = ("area", "display", "queue", "staff")
-
 
 @dataclass(frozen=True)
 class Visit:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
@@ -37,7 +37,6 @@ class SourceStats:
     errors: int = 0
     reconnects: int = 0
     last_error: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class FrameSource(Protocol):

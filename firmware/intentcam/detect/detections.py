@@ -21,11 +21,6 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    def above(self, threshold: float) -> Detections:
-        """Only the detections scoring at least ``threshold``."""
-        keep = self.scores >= threshold
-        return Detections(self.boxes[keep], self.scores[keep])
-
     def to_pixels(self, width: int, height: int) -> np.ndarray:
         """Boxes in pixel coordinates of a ``width`` x ``height`` frame."""
         return self.boxes * np.array([width, height, width, height], dtype=np.float32)

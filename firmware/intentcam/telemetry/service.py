@@ -10,7 +10,6 @@ sink (stdout or a JSON-lines file) of ``intentcam run``.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -132,6 +131,3 @@ class Telemetry:
             log.info("telemetry: %d message(s) stay in the spool for the next start", pending)
         self.spool.close()
 
-
-def decode(payload: bytes) -> Any:
-    return json.loads(payload.decode("utf-8"))

@@ -138,11 +138,6 @@ class Spool:
             depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
             return {"depth": depth, "bytes": self._bytes, "dropped": self._meta("dropped")}
 
-    @property
-    def next_seq(self) -> int:
-        with self._lock:
-            return self._meta("next_seq")
-
     def close(self) -> None:
         with self._lock:
             self._db.close()

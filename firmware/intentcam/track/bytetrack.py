@@ -45,7 +45,7 @@ class TrackFrame:
     ``ids``/``boxes``/``scores`` are the confirmed tracks matched in this frame; ``boxes`` are the
     filtered estimate (smooth, for analytics), ``detection_boxes`` the detections they matched
     (for evaluation against ground truth); normalised ``x1, y1, x2, y2``. ``ended`` are ids of
-    confirmed tracks that ended now, ``lost`` those currently unmatched but not yet ended.
+    confirmed tracks that ended now.
     """
 
     timestamp: float
@@ -54,7 +54,6 @@ class TrackFrame:
     detection_boxes: np.ndarray
     scores: np.ndarray
     ended: np.ndarray
-    lost: np.ndarray
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -202,7 +201,6 @@ class ByteTracker:
             detection_boxes=self._detection[active].astype(np.float32),
             scores=self._score[active].copy(),
             ended=ended,
-            lost=self._ids[confirmed & ~active].copy(),
         )
 
     def moving(self, speed: float) -> bool:
