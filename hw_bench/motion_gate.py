@@ -15,10 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from intentcam.benchmark import compare_gating
 from intentcam.config import load_config
+from intentcam.progress import progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "intel_one_by_one_person_detection.mp4"
@@ -33,9 +32,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, metavar="OUT")
     args = parser.parse_args()
     settings = load_config(args.config)
-    report = compare_gating(settings, args.clip, args.frames,
-                            lambda items, total, label: tqdm(items, total=total, desc=label,
-                                                             leave=False, disable=None))
+    report = compare_gating(settings, args.clip, args.frames, progress_bar)
     for name in ("off", "on"):
         row = report[name]
         print(f"gate {name:3}: {row['frames']} frames, {row['invokes']} detector invocations, "

@@ -22,7 +22,7 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +35,13 @@ from intentcam.errors import UserError
 from intentcam.inference.model import load_model
 from intentcam.models import load_manifest
 from intentcam.pipeline import Pipeline
+from intentcam.progress import Progress, no_progress
 from intentcam.scheduler import MotionGate
 from intentcam.sinks import NullSink
 from intentcam.telemetry.health import temperature_c, throttled
 from intentcam.telemetry.service import Telemetry
 from intentcam.track.stage import TrackingStage
 
-Progress = Callable[[Iterator[Any], int, str], Iterator[Any]]
-
-
-def no_progress(items: Iterator[Any], total: int, label: str) -> Iterator[Any]:
-    return items
 
 
 def peak_rss_mb() -> float:

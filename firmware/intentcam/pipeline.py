@@ -138,12 +138,10 @@ class Pipeline:
                 self.stage = self.stage_factory(width / height)
             if self._must_detect(frame):
                 detections = self.detector.detect(frame.image, min_score=self.stage.low_score)
-                tracked_at = self.clock()
                 records = self.stage.process(detections, frame.timestamp, frame.image)
                 invokes = self.detector.last.invokes
                 people = int((detections.scores >= self.detector.settings.score_threshold).sum())
             else:
-                tracked_at = self.clock()
                 records = self.stage.coast(frame.timestamp)
                 detections, invokes = Detections.empty(), 0
                 people = len(self.stage.last.ids) if self.stage.last is not None else 0
@@ -151,7 +149,7 @@ class Pipeline:
             analysed_at = self.clock()
             for record in records:
                 self.sink.write(record)
-            self._time_stages(started, tracked_at, analysed_at, detected=invokes > 0)
+            self._time_stages(started, analysed_at, detected=invokes > 0)
             if self.frame_records:
                 self.sink.write(frame_record(frame, run_origin, detections, self.stage))
             stats.frames += 1
@@ -183,21 +181,19 @@ class Pipeline:
             self.gate.detected(frame.timestamp)
         return run
 
-    def _time_stages(self, started: float, tracked_at: float, analysed_at: float, *,
-                     detected: bool) -> None:
+    def _time_stages(self, started: float, analysed_at: float, *, detected: bool) -> None:
         if detected:
             last = self.detector.last
             self.timings.add("preprocess", last.preprocess_ms)
             self.timings.add("invoke", last.invoke_ms)
             self.timings.add("detect_post", last.postprocess_ms)
-        assert self.stage is not None
-        face_ms = self.stage.sentiment_ms if detected and self.stage.faces is not None else 0.0
+        stage = self.stage
+        assert stage is not None
         if detected:
-            self.timings.add("tracking", self.stage.tracking_ms)
-            if self.stage.faces is not None:
-                self.timings.add("sentiment", face_ms)
-        self.timings.add("analytics", (analysed_at - tracked_at) * 1e3 - self.stage.tracking_ms
-                         - face_ms)
+            self.timings.add("tracking", stage.tracking_ms)
+            if stage.faces is not None:
+                self.timings.add("sentiment", stage.sentiment_ms)
+        self.timings.add("analytics", stage.analytics_ms)
         self.timings.add("telemetry", (self.clock() - analysed_at) * 1e3)
         self.timings.add("frame", (self.clock() - started) * 1e3)
 

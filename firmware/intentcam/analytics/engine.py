@@ -115,7 +115,8 @@ class Analytics:
         )
         self.aspect = aspect
         self._exclude_zones = set(exclude_zones or [])
-        self._no_face: set[str] = set()
+        self._last_tokens: list[str] = []
+        self._last_feet = np.zeros((0, 2))
         self.replace_geometry(lines, zones)
         self.heatmap = Heatmap(tuple(config.heatmap_grid), self.space, k_min, floor_size)
         self._wall_origin = wall_origin
@@ -156,9 +157,15 @@ class Analytics:
         """Tokens in staff or excluded zones in the last frame: their faces are never analysed.
 
         Raw positions, not the debounced membership: a second of debounce must not let a
-        face inside a staff zone be analysed.
+        face inside a staff zone be analysed. Computed on demand: only the face analyser asks.
         """
-        return self._no_face
+        tokens: set[str] = set()
+        for zone in self.zones:
+            if zone.kind == "staff" or zone.id in self._exclude_zones:
+                inside = zone.contains(self._last_feet)
+                tokens |= {token for token, hit in zip(self._last_tokens, inside) if hit}
+                tokens |= zone.inside_tokens()
+        return tokens
 
     def add_expression(self, token: str, probabilities: np.ndarray, weight: float) -> None:
         """One quality-gated expression sample of a tracked session."""
@@ -215,11 +222,7 @@ class Analytics:
 
         feet = foot_points(boxes) if len(tokens) else np.zeros((0, 2))
         plane = self.space.to_plane(feet)
-        self._no_face = set()
-        for zone in self.zones:
-            if zone.kind == "staff" or zone.id in self._exclude_zones:
-                self._no_face |= {token for token, inside in zip(tokens, zone.contains(feet)) if inside}
-                self._no_face |= zone.inside_tokens()
+        self._last_tokens, self._last_feet = tokens, feet
         self._people.add(len(tokens), dt)
         for line in self.lines:
             for crossing in line.observe(tokens, feet, timestamp):

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from intentcam.benchmark import markdown, run_benchmark
-from intentcam.cli.common import add_config_option, nested, progress_bar, settings_from
+from intentcam.cli.common import add_config_option, nested, settings_from
 from intentcam.errors import UserError
+from intentcam.progress import progress_bar
 
 NAME = "bench"
 DEFAULT_CLIP = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "concourse_overhead.avi"

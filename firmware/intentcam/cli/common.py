@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from intentcam.config import Settings, load_config
 
@@ -39,8 +36,3 @@ def nested(**sections: dict[str, Any]) -> dict[str, Any]:
 def configure_level(level: str) -> None:
     """Apply the config's log level (a ``--log-level`` flag wins and is set earlier)."""
     logging.getLogger().setLevel(getattr(logging, level))
-
-
-def progress_bar(items: Iterator[Any], total: int, label: str) -> Iterator[Any]:
-    """A frame progress bar on stderr (silent when stderr is not a terminal)."""
-    return tqdm(items, total=total, desc=label, unit="frame", leave=False, disable=None)

@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from intentcam.cli.common import add_config_option, progress_bar, settings_from
+from intentcam.cli.common import add_config_option, settings_from
 from intentcam.detect import build_detector
 from intentcam.errors import UserError
+from intentcam.progress import progress_bar
 from intentcam.evaluation import Evaluation, detect_sequence, load_sequence
 from intentcam.track.stage import tracker_settings
 

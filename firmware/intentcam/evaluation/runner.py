@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,11 @@ from intentcam.detect.detections import Detections
 from intentcam.detect.ssd import SsdPersonDetector
 from intentcam.errors import UserError
 from intentcam.evaluation.sequence import Sequence
+from intentcam.progress import Progress, no_progress
 from intentcam.track.bytetrack import ByteTracker, TrackerSettings
 
 #: Per frame: (frame number, ids, normalised boxes).
 TrackRows = list[tuple[int, np.ndarray, np.ndarray]]
-Progress = Callable[[Iterator[Any], int, str], Iterator[Any]]
-
-
-def no_progress(items: Iterator[Any], total: int, label: str) -> Iterator[Any]:
-    return items
 
 
 @dataclass

@@ -48,10 +48,9 @@ def choose_delegate(mode: DelegateMode, spec: ModelSpec, model_dir: Path,
         except (ValueError, OSError, RuntimeError) as exc:
             problem = f"{EDGETPU_LIBRARY} could not be loaded ({exc})"
     if problem is None:
-        assert spec.edgetpu is not None
-        path = verified_model_path(spec, model_dir, file=spec.edgetpu.file,
-                                   sha256=spec.edgetpu.sha256)
-        return DelegateChoice("edgetpu", path, f"{EDGETPU_LIBRARY} loaded", delegate)
+        assert spec.edgetpu is not None  # and its file was verified by _edgetpu_problem
+        return DelegateChoice("edgetpu", model_dir / spec.edgetpu.file,
+                              f"{EDGETPU_LIBRARY} loaded", delegate)
     if mode == "edgetpu":
         raise ModelError(f"detector.delegate = edgetpu, but {problem}")
     reason = f"Edge TPU not used: {problem}; running on the CPU"

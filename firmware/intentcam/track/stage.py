@@ -97,10 +97,14 @@ class TrackingStage:
         """A frame the motion gate skipped: nothing moved, so the analytics advance in time with
         the people where they were last seen (dwell and occupancy keep counting)."""
         self._last_ts = timestamp
-        self.tracking_ms = 0.0
+        started = time.perf_counter()
         if self.last is None:
-            return self.analytics.observe(timestamp, [], np.zeros((0, 4), dtype=np.float32))
-        return self.analytics.observe(timestamp, self._last_tokens, self.last.boxes)
+            records = self.analytics.observe(timestamp, [], np.zeros((0, 4), dtype=np.float32))
+        else:
+            records = self.analytics.observe(timestamp, self._last_tokens, self.last.boxes)
+        self.tracking_ms = self.sentiment_ms = 0.0
+        self.analytics_ms = (time.perf_counter() - started) * 1e3
+        return records
 
     def finish(self) -> list[dict[str, Any]]:
         """End every session and close the partial windows (shutdown: nothing is lost)."""
