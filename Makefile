@@ -13,13 +13,14 @@ DEMO_OUT ?= demo-out
 APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
 STAMP := $(VENV)/.intentcam-installed
 
-.PHONY: help setup apt venv models test demo bench clean
+.PHONY: help setup apt venv models lint test test-fast demo bench clean
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
 help:
 	@echo "make setup   install system packages, the virtualenv (.venv) and the models (idempotent)"
-	@echo "make test    set up if needed, then run the test suite"
+	@echo "make test    set up if needed, then lint (ruff, mypy) and run the whole test suite"
+	@echo "make test-fast  the suite without the slow and broker tests (about a minute)"
 	@echo "make demo    set up if needed, then run the daemon on a sample clip"
 	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
 	@echo "make clean   remove the virtualenv and demo output"
@@ -47,8 +48,16 @@ $(STAMP): pyproject.toml
 models: venv
 	$(BIN)/intentcam models fetch $(if $(MIRROR),--mirror $(MIRROR))
 
-test: setup
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
 	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
+
+test-fast: setup
+	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q -m "not slow and not broker"
 
 demo: setup
 	@test -f $(DEMO_CLIP) || { echo "error: demo clip $(DEMO_CLIP) not found (set DEMO_CLIP=...)" >&2; exit 1; }

@@ -46,10 +46,12 @@ def match(boxes: np.ndarray, heads: np.ndarray) -> int:
         return 0
     width = boxes[:, 2] - boxes[:, 0]
     height = boxes[:, 3] - boxes[:, 1]
-    inside = ((heads[None, :, 0] >= boxes[:, None, 0] - 0.1 * width[:, None])
-              & (heads[None, :, 0] <= boxes[:, None, 2] + 0.1 * width[:, None])
-              & (heads[None, :, 1] >= boxes[:, None, 1] - 0.1 * height[:, None])
-              & (heads[None, :, 1] <= boxes[:, None, 1] + 0.4 * height[:, None]))
+    inside = (
+        (heads[None, :, 0] >= boxes[:, None, 0] - 0.1 * width[:, None])
+        & (heads[None, :, 0] <= boxes[:, None, 2] + 0.1 * width[:, None])
+        & (heads[None, :, 1] >= boxes[:, None, 1] - 0.1 * height[:, None])
+        & (heads[None, :, 1] <= boxes[:, None, 1] + 0.4 * height[:, None])
+    )
     rows, cols = linear_sum_assignment(-inside.astype(float))
     return int(inside[rows, cols].sum())
 
@@ -84,8 +86,11 @@ def measure(step: int, tiling: str, config: Path | None) -> dict:
         precision = tp / max(tp + fp, 1)
         recall = tp / max(tp + fn, 1)
         f1 = 2 * precision * recall / max(precision + recall, 1e-9)
-        rows[str(threshold)] = {"precision": round(precision, 3), "recall": round(recall, 3),
-                                "f1": round(f1, 3)}
+        rows[str(threshold)] = {
+            "precision": round(precision, 3),
+            "recall": round(recall, 3),
+            "f1": round(f1, 3),
+        }
     return {"frames_every": step, "tiling": tiling, "thresholds": rows}
 
 

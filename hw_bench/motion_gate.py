@@ -35,11 +35,15 @@ def main() -> int:
     report = compare_gating(settings, args.clip, args.frames, progress_bar)
     for name in ("off", "on"):
         row = report[name]
-        print(f"gate {name:3}: {row['frames']} frames, {row['invokes']} detector invocations, "
-              f"{row['gated_frames']} frames skipped, {row['fps']} fps; lines {row['lines']}; "
-              f"zones {row['zones']}")
-    print(f"invocations saved: {report['invokes_saved']:.1%}; counts identical: "
-          f"{report['identical_counts']}")
+        print(
+            f"gate {name:3}: {row['frames']} frames, {row['invokes']} detector invocations, "
+            f"{row['gated_frames']} frames skipped, {row['fps']} fps; lines {row['lines']}; "
+            f"zones {row['zones']}"
+        )
+    print(
+        f"invocations saved: {report['invokes_saved']:.1%}; counts identical: "
+        f"{report['identical_counts']}"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0 if report["identical_counts"] else 1

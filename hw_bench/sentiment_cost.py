@@ -23,40 +23,52 @@ from tqdm import tqdm
 from intentcam.capture import VideoFileSource
 from intentcam.config import load_config
 from intentcam.detect import build_detector
-from intentcam.track.stage import TrackingStage
+from intentcam.view import CameraView
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIPS = {
-    "empty room (Intel, first 60 frames)": (DATA / "videos" / "intel_one_by_one_person_detection.mp4", 60),
-    "faces walking up (Intel preview)": (DATA / "videos" / "intel_face_demographics_walking_and_pause_preview.avi", None),
+    "empty room (Intel, first 60 frames)": (
+        DATA / "videos" / "intel_one_by_one_person_detection.mp4",
+        60,
+    ),
+    "faces walking up (Intel preview)": (
+        DATA / "videos" / "intel_face_demographics_walking_and_pause_preview.avi",
+        None,
+    ),
     "corridor (CAVIAR)": (DATA / "mot" / "caviar_oneleaveshop1_cor" / "video.mpg", None),
     "concourse": (DATA / "concourse_overhead.avi", None),
 }
 
 
 def measure(clip: Path, limit: int | None, frames: int, config: Path | None) -> dict:
-    settings = load_config(config, overrides={
-        "privacy": {"expression_inference": True, "shopper_notice": "benchmark"}})
+    settings = load_config(
+        config, overrides={"privacy": {"expression_inference": True, "shopper_notice": "benchmark"}}
+    )
     detector = build_detector(settings)
     source = VideoFileSource(clip)
-    stage = None
+    view = None
     costs, people = [], []
     count = min(frames, limit) if limit else frames
     for _ in tqdm(range(count), leave=False, disable=None, desc=clip.name):
         frame = source.read()
         if frame is None:
             break
-        if stage is None:
-            stage = TrackingStage.from_settings(settings, frame.size[0] / frame.size[1])
-        stage.process(detector.detect(frame.image, min_score=0.3), frame.timestamp, frame.image)
-        costs.append(stage.sentiment_ms)
-        people.append(len(stage.last.ids))
-    assert stage is not None and stage.faces is not None
+        if view is None:
+            view = CameraView.from_settings(settings, frame.size[0] / frame.size[1])
+        view.process(
+            detector.detect(frame.image, min_score=view.low_score), frame.timestamp, frame.image
+        )
+        costs.append(view.stage_ms.get("sentiment", 0.0))
+        people.append(view.people_now)
+    assert view is not None and view.faces is not None
     values = np.array(costs)
-    return {"frames": len(costs), "tracked_people_mean": round(float(np.mean(people)), 1),
-            "sentiment_ms_mean": round(float(values.mean()), 2),
-            "sentiment_ms_p95": round(float(np.percentile(values, 95)), 2),
-            "faces": dict(stage.faces.counts)}
+    return {
+        "frames": len(costs),
+        "tracked_people_mean": round(float(np.mean(people)), 1),
+        "sentiment_ms_mean": round(float(values.mean()), 2),
+        "sentiment_ms_p95": round(float(np.percentile(values, 95)), 2),
+        "faces": dict(view.faces.counts),
+    }
 
 
 def main() -> int:
@@ -65,12 +77,18 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="intentcam config (model dir, faces)")
     parser.add_argument("--json", type=Path, metavar="OUT")
     args = parser.parse_args()
-    results = {name: measure(path, limit, args.frames, args.config)
-               for name, (path, limit) in CLIPS.items()}
-    print("| clip | frames | tracked people | sentiment ms/frame mean | p95 | faces |\n|---|---|---|---|---|---|")
+    results = {
+        name: measure(path, limit, args.frames, args.config)
+        for name, (path, limit) in CLIPS.items()
+    }
+    print(
+        "| clip | frames | tracked people | sentiment ms/frame mean | p95 | faces |\n|---|---|---|---|---|---|"
+    )
     for name, row in results.items():
-        print(f"| {name} | {row['frames']} | {row['tracked_people_mean']} | "
-              f"{row['sentiment_ms_mean']} | {row['sentiment_ms_p95']} | {row['faces']} |")
+        print(
+            f"| {name} | {row['frames']} | {row['tracked_people_mean']} | "
+            f"{row['sentiment_ms_mean']} | {row['sentiment_ms_p95']} | {row['faces']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0

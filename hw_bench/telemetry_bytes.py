@@ -27,7 +27,8 @@ from intentcam.detect import build_detector
 from intentcam.telemetry.health import HealthMonitor
 from intentcam.telemetry.messages import encode
 from intentcam.telemetry.service import Telemetry
-from intentcam.track.stage import TrackingStage
+from intentcam.track.bytetrack import TrackerSettings
+from intentcam.view import CameraView
 
 ROOT = Path(__file__).resolve().parents[1]
 MALL = ROOT.parent / "shared" / "data" / "counting" / "mall_dataset" / "mall_frames_0001-0400.mp4"
@@ -38,7 +39,7 @@ class Capture:
     def __init__(self) -> None:
         self.messages: list[dict] = []
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, line: str | None = None) -> None:
         if "seq" in record:
             self.messages.append(record)
 
@@ -48,27 +49,39 @@ class Capture:
 
 def measure(clip: Path, minutes: float, config: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as state:
-        settings = load_config(config, overrides={"paths": {"state_dir": state},
-                                                  "device": {"id": "cam-entrance-01",
-                                                             "site": "store-0042"}})
+        settings = load_config(
+            config,
+            overrides={
+                "paths": {"state_dir": state},
+                "device": {"id": "cam-entrance-01", "site": "store-0042"},
+            },
+        )
         detector = build_detector(settings)
         source = VideoFileSource(clip)
         frames = []
         while (frame := source.read()) is not None:
             frames.append(frame)
         period = (frames[-1].timestamp - frames[0].timestamp) / max(len(frames) - 1, 1)
-        detections = [detector.detect(f.image, min_score=0.3)
-                      for f in tqdm(frames, desc="detect", leave=False, disable=None)]
+        low_score = TrackerSettings.from_config(settings.tracker).low_score
+        detections = [
+            detector.detect(f.image, min_score=low_score)
+            for f in tqdm(frames, desc="detect", leave=False, disable=None)
+        ]
         height, width = frames[0].image.shape[:2]
-        stage = TrackingStage.from_settings(settings, width / height)
+        view = CameraView.from_settings(settings, width / height)
         capture = Capture()
         telemetry = Telemetry(settings, capture)
         total = int(minutes * 60 / period)
         for index in tqdm(range(total), desc="analytics", leave=False, disable=None):
-            for record in stage.process(detections[index % len(frames)], index * period):
+            for record in view.process(detections[index % len(frames)], index * period):
                 telemetry.write(record)
-        health = HealthMonitor().body(total, spool=telemetry.spool.stats(), source=source,
-                                      broker=True, models=[detector.model.describe()])
+        health = HealthMonitor().body(
+            total,
+            spool=telemetry.spool.stats(),
+            source=source,
+            broker=True,
+            models=[detector.describe()],
+        )
         telemetry.publish_health(health)
         telemetry.spool.close()
     per_type: dict[str, dict[str, float]] = {}
@@ -86,12 +99,15 @@ def measure(clip: Path, minutes: float, config: Path | None) -> dict:
         else:
             per_minute = entry["messages"] / clip_minutes
         mean = entry["payload_bytes"] / entry["messages"]
-        result["types"][kind] = {"messages_per_min": round(per_minute, 2),
-                                 "mean_payload_bytes": round(mean),
-                                 "payload_bytes_per_min": round(per_minute * mean),
-                                 "wire_bytes_per_min": round(per_minute * (mean + topic_length
-                                                                           + MQTT_OVERHEAD))}
-    result["payload_bytes_per_min"] = sum(t["payload_bytes_per_min"] for t in result["types"].values())
+        result["types"][kind] = {
+            "messages_per_min": round(per_minute, 2),
+            "mean_payload_bytes": round(mean),
+            "payload_bytes_per_min": round(per_minute * mean),
+            "wire_bytes_per_min": round(per_minute * (mean + topic_length + MQTT_OVERHEAD)),
+        }
+    result["payload_bytes_per_min"] = sum(
+        t["payload_bytes_per_min"] for t in result["types"].values()
+    )
     result["wire_bytes_per_min"] = sum(t["wire_bytes_per_min"] for t in result["types"].values())
     return result
 
@@ -108,10 +124,14 @@ def main() -> int:
         return 1
     result = measure(args.clip, args.minutes, args.config)
     print(f"{result['clip_minutes']} min of clip time\n")
-    print("| message | per min | mean payload B | payload B/min | wire B/min |\n|---|---|---|---|---|")
+    print(
+        "| message | per min | mean payload B | payload B/min | wire B/min |\n|---|---|---|---|---|"
+    )
     for kind, row in result["types"].items():
-        print(f"| {kind} | {row['messages_per_min']} | {row['mean_payload_bytes']} | "
-              f"{row['payload_bytes_per_min']} | {row['wire_bytes_per_min']} |")
+        print(
+            f"| {kind} | {row['messages_per_min']} | {row['mean_payload_bytes']} | "
+            f"{row['payload_bytes_per_min']} | {row['wire_bytes_per_min']} |"
+        )
     print(f"| total | | | {result['payload_bytes_per_min']} | {result['wire_bytes_per_min']} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")

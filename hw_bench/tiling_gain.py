@@ -62,8 +62,9 @@ def measure(frames: int, threads: int, config: Path | None) -> dict:
         images = read_frames(path, frames)
         rows = {}
         for layout in LAYOUTS:
-            settings = load_config(config, overrides={"detector": {"tiling": layout,
-                                                                    "threads": threads}})
+            settings = load_config(
+                config, overrides={"detector": {"tiling": layout, "threads": threads}}
+            )
             detector = build_detector(settings)
             detector.detect(images[0])  # warm-up: first invoke allocates
             counts = []
@@ -87,23 +88,30 @@ def measure(frames: int, threads: int, config: Path | None) -> dict:
             rows[layout] = row
         base = rows["1x1"]
         for row in rows.values():
-            row["people_vs_1x1"] = round(row["people_per_frame"] / max(base["people_per_frame"], 1e-9), 2)
+            row["people_vs_1x1"] = round(
+                row["people_per_frame"] / max(base["people_per_frame"], 1e-9), 2
+            )
             row["cost_vs_1x1"] = round(row["ms_per_frame"] / max(base["ms_per_frame"], 1e-9), 2)
         results["clips"][clip] = rows
     return results
 
 
 def table(results: dict) -> str:
-    lines = [f"frames per clip: {results['frames']}, threads: {results['threads']}", "",
-             "| clip | tiling | invokes | people/frame | x 1x1 | ms/frame | x 1x1 | GT people/frame | MAE |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"frames per clip: {results['frames']}, threads: {results['threads']}",
+        "",
+        "| clip | tiling | invokes | people/frame | x 1x1 | ms/frame | x 1x1 | GT people/frame | MAE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for clip, rows in results["clips"].items():
         for name, row in rows.items():
             layout = name if name != "auto" else f"auto ({row['layout']})"
-            lines.append(f"| {clip} | {layout} | {row['invokes_per_frame']} | "
-                         f"{row['people_per_frame']} | {row['people_vs_1x1']} | "
-                         f"{row['ms_per_frame']} | {row['cost_vs_1x1']} | "
-                         f"{row.get('gt_people_per_frame', '-')} | {row.get('mean_abs_error', '-')} |")
+            lines.append(
+                f"| {clip} | {layout} | {row['invokes_per_frame']} | "
+                f"{row['people_per_frame']} | {row['people_vs_1x1']} | "
+                f"{row['ms_per_frame']} | {row['cost_vs_1x1']} | "
+                f"{row.get('gt_people_per_frame', '-')} | {row.get('mean_abs_error', '-')} |"
+            )
     return "\n".join(lines)
 
 

@@ -41,16 +41,23 @@ class Broker:
         # persistence file or log in the test's folder.
         lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1"]
         if self.tls:
-            lines += [f"cafile {self.tls['ca']}", f"certfile {self.tls['cert']}",
-                      f"keyfile {self.tls['key']}", "require_certificate true",
-                      "tls_version tlsv1.2"]
+            lines += [
+                f"cafile {self.tls['ca']}",
+                f"certfile {self.tls['cert']}",
+                f"keyfile {self.tls['key']}",
+                "require_certificate true",
+                "tls_version tlsv1.2",
+            ]
         if self.password_file:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         else:
             lines += ["allow_anonymous true"]
         if self.persistence:
-            lines += ["persistence true", f"persistence_location {self.folder}/",
-                      "autosave_interval 1"]
+            lines += [
+                "persistence true",
+                f"persistence_location {self.folder}/",
+                "autosave_interval 1",
+            ]
         else:
             lines += ["persistence false"]
         lines += ["max_queued_messages 100000", f"log_dest file {self.folder / 'mosquitto.log'}"]
@@ -59,8 +66,9 @@ class Broker:
         return path
 
     def start(self) -> Broker:
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config())],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config())], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -80,8 +88,9 @@ class Broker:
 
 def add_password(folder: Path, user: str, password: str) -> Path:
     path = folder / "passwords"
-    subprocess.run([MOSQUITTO_PASSWD, "-b", "-c", str(path), user, password], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [MOSQUITTO_PASSWD, "-b", "-c", str(path), user, password], check=True, capture_output=True
+    )
     path.chmod(0o600)
     return path
 
@@ -91,9 +100,13 @@ def _name(common: str) -> x509.Name:
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     path.chmod(0o600)
     return path
 
@@ -108,23 +121,36 @@ def make_pki(folder: Path, name: str = "test") -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name(f"{name} CA")).issuer_name(_name(f"{name} CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"{name} CA"))
+        .issuer_name(_name(f"{name} CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
 
     def leaf(common: str, server: bool) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = (x509.CertificateBuilder().subject_name(_name(common)).issuer_name(ca.subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=2)))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+        )
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
         return builder.sign(ca_key, hashes.SHA256()), key
 
     server, server_key = leaf("localhost", True)

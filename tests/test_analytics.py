@@ -7,13 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from intentcam.analytics import Analytics, ZoneTracker
-from intentcam.analytics.engine import DailyReset
+from intentcam.aggregator import DailyReset
+from intentcam.analytics import ZoneTracker
 from intentcam.analytics.geometry import Polygon, ViewSpace
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.intent import IntentSettings, SessionSignals
 from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig
-from tests.conftest import CONCOURSE, run_cli
+from intentcam.view import ViewAnalytics
+from tests.cli import run_cli
+from tests.data import CONCOURSE
 
 SQUARE = [[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]
 WALL = 1_700_000_040.0  # divisible by 60 and 10: frame time 0 starts a window
@@ -39,7 +41,7 @@ def test_zone_enter_and_leave_are_debounced_and_back_dated() -> None:
         events = zone.observe(["a"], np.array([point]), now)
         entered += events.entered
         visits += events.visits
-    assert entered == [("a", 1.0)]                # reported after 1 s, dated at 1.0
+    assert entered == [("a", 1.0)]  # reported after 1 s, dated at 1.0
     assert len(visits) == 1
     assert visits[0].entered == 1.0 and visits[0].left == 6.0
     assert zone.occupancy == 0
@@ -47,8 +49,10 @@ def test_zone_enter_and_leave_are_debounced_and_back_dated() -> None:
 
 def test_a_short_visit_below_the_debounce_is_not_an_entry() -> None:
     zone = ZoneTracker("z", "area", SQUARE, enter_s=1.0, leave_s=1.0)
-    events = [zone.observe(["a"], np.array([(0.4, 0.4) if 5 <= t < 12 else (0.1, 0.1)]), t / 10)
-              for t in range(30)]
+    events = [
+        zone.observe(["a"], np.array([(0.4, 0.4) if 5 <= t < 12 else (0.1, 0.1)]), t / 10)
+        for t in range(30)
+    ]
     assert not any(e.entered for e in events)
 
 
@@ -76,10 +80,15 @@ def test_heatmap_zeroes_cells_seen_by_fewer_than_k_tokens() -> None:
 
 
 def test_heatmap_in_floor_metres_with_a_homography() -> None:
-    config = AnalyticsConfig(homography={"image": [[0, 0], [1, 0], [1, 1], [0, 1]],
-                                         "floor": [[0, 0], [10, 0], [10, 5], [0, 5]],
-                                         "floor_size": [10, 5]}, heatmap_grid=(10, 5))
-    analytics = Analytics(config, [], [], aspect=2.0, k_min=1, wall_origin=WALL)
+    config = AnalyticsConfig(
+        homography={
+            "image": [[0, 0], [1, 0], [1, 1], [0, 1]],
+            "floor": [[0, 0], [10, 0], [10, 5], [0, 5]],
+            "floor_size": [10, 5],
+        },
+        heatmap_grid=(10, 5),
+    )
+    analytics = ViewAnalytics(config, [], [], aspect=2.0, k_min=1, wall_origin=WALL)
     assert analytics.heatmap.coordinate_space == "floor_m"
     cells = analytics.heatmap.cells(np.array([[0.05, 0.1], [0.95, 0.9]]))
     assert cells.tolist() == [0, 4 * 10 + 9]
@@ -89,9 +98,11 @@ def test_intent_signals_for_a_shopper_who_approaches_engages_and_revisits() -> N
     settings = IntentSettings(min_step=0.03, still_speed=0.05, radius=0.5)
     display = Polygon(np.array([[0.5, 0.5], [0.7, 0.5], [0.7, 0.7], [0.5, 0.7]]))
     session = SessionSignals("t", 0.0, settings)
-    path = ([(0.1 + 0.04 * i, 0.6) for i in range(11)]   # walks towards the display (0.1 -> 0.5)
-            + [(0.55, 0.6)] * 20                        # stands still inside it
-            + [(0.55 - 0.04 * i, 0.6) for i in range(6)])  # turns back
+    path = (
+        [(0.1 + 0.04 * i, 0.6) for i in range(11)]  # walks towards the display (0.1 -> 0.5)
+        + [(0.55, 0.6)] * 20  # stands still inside it
+        + [(0.55 - 0.04 * i, 0.6) for i in range(6)]
+    )  # turns back
     for step, (x, y) in enumerate(path):
         point = np.array([x, y])
         inside = bool(display.contains(point[None])[0])
@@ -105,7 +116,7 @@ def test_intent_signals_for_a_shopper_who_approaches_engages_and_revisits() -> N
     assert summary["approach"] == pytest.approx(0.36, abs=0.05)
     assert summary["avoid"] == 0.0  # walking away after engaging is not avoidance
     assert summary["engagement"] > 0.5
-    assert summary["hesitation"] == 1   # one reversal
+    assert summary["hesitation"] == 1  # one reversal
     assert summary["revisits"] == 1
     assert summary["zones"] == {"shelf": {"visits": 2, "dwell_s": 12.0}}
     assert summary["path_length"] == pytest.approx(0.4 + 0.05 + 0.2, abs=0.06)
@@ -136,7 +147,7 @@ def test_daily_reset_is_at_local_time() -> None:
     assert reset.next_after(expected) == expected + 86_400
 
 
-def feed(analytics: Analytics, steps: int, dt: float, paths) -> list[dict]:
+def feed(analytics: ViewAnalytics, steps: int, dt: float, paths) -> list[dict]:
     records = []
     for step in range(steps):
         tokens, boxes = [], []
@@ -152,15 +163,22 @@ def feed(analytics: Analytics, steps: int, dt: float, paths) -> list[dict]:
 def test_windows_counts_zones_and_sessions() -> None:
     config = AnalyticsConfig(window_s=10, heatmap_window_s=30, zone_enter_s=0.5, zone_leave_s=0.5)
     lines = [LineConfig(id="door", points=[(0.0, 0.5), (1.0, 0.5)])]
-    zones = [ZoneConfig(id="shelf", kind="display", points=[(0.6, 0.6), (0.9, 0.6), (0.9, 0.9),
-                                                             (0.6, 0.9)])]
-    analytics = Analytics(config, lines, zones, aspect=1.0, k_min=2, wall_origin=WALL)
-    walkers = {f"w{i}": (lambda step, i=i: (0.2 + 0.1 * i, min(0.2 + 0.05 * max(step - 20 * i, 0), 0.75)))
-               for i in range(3)}
+    zones = [
+        ZoneConfig(
+            id="shelf", kind="display", points=[(0.6, 0.6), (0.9, 0.6), (0.9, 0.9), (0.6, 0.9)]
+        )
+    ]
+    analytics = ViewAnalytics(config, lines, zones, aspect=1.0, k_min=2, wall_origin=WALL)
+    walkers = {
+        f"w{i}": (lambda step, i=i: (0.2 + 0.1 * i, min(0.2 + 0.05 * max(step - 20 * i, 0), 0.75)))
+        for i in range(3)
+    }
     records = feed(analytics, 250, 0.1, walkers)  # 25 s: windows [40,50) and [50,60) close
     counts = [r for r in records if r["type"] == "counts"]
-    assert [c["window"]["start"] for c in counts] == ["2023-11-14T22:14:00.000Z",
-                                                      "2023-11-14T22:14:10.000Z"]
+    assert [c["window"]["start"] for c in counts] == [
+        "2023-11-14T22:14:00.000Z",
+        "2023-11-14T22:14:10.000Z",
+    ]
     total_in = sum(c["lines"]["door"]["in"] for c in counts)
     assert total_in == 3
     assert counts[-1]["store_occupancy"] == 3
@@ -175,9 +193,9 @@ def test_windows_counts_zones_and_sessions() -> None:
 def test_small_dwell_aggregates_are_suppressed_and_sessions_batched() -> None:
     config = AnalyticsConfig(window_s=10, zone_enter_s=0.2, zone_leave_s=0.2)
     zones = [ZoneConfig(id="shelf", kind="display", points=SQUARE)]
-    analytics = Analytics(config, [], zones, aspect=1.0, k_min=3, wall_origin=WALL)
+    analytics = ViewAnalytics(config, [], zones, aspect=1.0, k_min=3, wall_origin=WALL)
     inside = {"a": lambda step: (0.4, 0.4) if step < 50 else (0.9, 0.9)}
-    from intentcam.track.sessions import SessionEnd
+    from intentcam.records import SessionEnd
 
     records = feed(analytics, 60, 0.1, inside)  # 0.0 .. 5.9 s
     analytics.end_sessions([SessionEnd("a", 0.0, 5.9, "left")])
@@ -190,6 +208,7 @@ def test_small_dwell_aggregates_are_suppressed_and_sessions_batched() -> None:
     assert sessions[0]["sessions"][0]["zones"]["shelf"]["visits"] == 1
 
 
+@pytest.mark.slow
 def test_run_emits_windows_with_lines_and_zones_on_a_real_clip(tmp_path, config_file) -> None:
     config = config_file("""
 [analytics]
@@ -204,8 +223,9 @@ kind = "display"
 points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
 """)
     out = tmp_path / "out.jsonl"
-    result = run_cli("run", "--config", str(config), "--source", str(CONCOURSE), "--sink",
-                     f"jsonl:{out}")
+    result = run_cli(
+        "run", "--config", str(config), "--source", str(CONCOURSE), "--sink", f"jsonl:{out}"
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     kinds = {r["type"] for r in records}
@@ -222,7 +242,7 @@ points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
 def test_zones_replaced_live_mid_session() -> None:
     """set_zones while people are tracked: sessions go on with the new display zones."""
     config = AnalyticsConfig(window_s=10, zone_enter_s=0.2, zone_leave_s=0.2)
-    analytics = Analytics(config, [], [], aspect=1.0, k_min=1, wall_origin=WALL)
+    analytics = ViewAnalytics(config, [], [], aspect=1.0, k_min=1, wall_origin=WALL)
     walker = {"a": lambda step: (0.1 + 0.01 * step, 0.5)}
     feed(analytics, 20, 0.1, walker)
     analytics.replace_geometry([], [ZoneConfig(id="shelf", kind="display", points=SQUARE)])
@@ -233,11 +253,11 @@ def test_zones_replaced_live_mid_session() -> None:
 
 @pytest.mark.parametrize("visitors, published", [(3, True), (2, False)])
 def test_zone_sentiment_means_need_k_sessions(visitors: int, published: bool) -> None:
-    from intentcam.track.sessions import SessionEnd
+    from intentcam.records import SessionEnd
 
     config = AnalyticsConfig(window_s=10, zone_enter_s=0.2, zone_leave_s=0.2, min_session_s=0)
     zones = [ZoneConfig(id="shelf", kind="display", points=SQUARE)]
-    analytics = Analytics(config, [], zones, aspect=1.0, k_min=3, wall_origin=WALL)
+    analytics = ViewAnalytics(config, [], zones, aspect=1.0, k_min=3, wall_origin=WALL)
     people = {f"p{i}": (lambda step, i=i: (0.3 + 0.05 * i, 0.4)) for i in range(visitors)}
     feed(analytics, 30, 0.1, people)
     analytics.add_expression("p0", np.array([0, 0, 0, 1, 0, 0, 0], float), 1.0)

@@ -7,25 +7,39 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from intentcam.benchmark import compare_gating
-from intentcam.config import load_config
+from intentcam.config import MotionGateConfig, load_config
 from intentcam.scheduler import MotionGate, MotionGateSettings
-from tests.conftest import CONCOURSE, DATA, ROOT, run_cli
+from tests.cli import run_cli
+from tests.data import CONCOURSE, DATA, ROOT
 
 INTEL = DATA / "videos" / "intel_one_by_one_person_detection.mp4"
-KEYS = {"detector_fps", "pipeline_fps", "ratio", "peer_fps", "stages", "rss_peak_mb", "startup_s",
-        "threads", "clip"}
+KEYS = {
+    "detector_fps",
+    "pipeline_fps",
+    "ratio",
+    "peer_fps",
+    "stages",
+    "rss_peak_mb",
+    "startup_s",
+    "threads",
+    "clip",
+}
 
 
 def test_gate_skips_still_frames_and_opens_for_change_and_tracks() -> None:
-    gate = MotionGate(MotionGateSettings(recheck_s=2.0, max_skip_s=10.0))
+    gate = MotionGate(
+        MotionGateSettings.from_config(MotionGateConfig(recheck_s=2.0, max_skip_s=10.0))
+    )
     still = np.full((360, 640, 3), 120, np.uint8)
     assert gate.should_detect(still, 0.0, tracks_present=False, tracks_moving=False)
     gate.detected(0.0)
     assert not gate.should_detect(still, 0.1, tracks_present=False, tracks_moving=False)
-    noisy = np.clip(still.astype(int) + np.random.default_rng(0).normal(0, 3, still.shape), 0,
-                    255).astype(np.uint8)
+    noisy = np.clip(
+        still.astype(int) + np.random.default_rng(0).normal(0, 3, still.shape), 0, 255
+    ).astype(np.uint8)
     assert not gate.should_detect(noisy, 0.2, tracks_present=False, tracks_moving=False)
     person = still.copy()
     cv2.rectangle(person, (300, 100), (340, 300), (30, 30, 30), -1)
@@ -39,22 +53,37 @@ def test_gate_skips_still_frames_and_opens_for_change_and_tracks() -> None:
     assert gate.skipped == 3
 
 
+@pytest.mark.slow
 def test_gating_saves_invocations_and_keeps_counts_identical(model_dir: Path) -> None:
-    settings = load_config(ROOT / "hw_bench" / "configs" / "intel_one_by_one.toml",
-                           overrides={"paths": {"model_dir": str(model_dir)},
-                                      "detector": {"tiling": "1x1"}})
+    settings = load_config(
+        ROOT / "hw_bench" / "configs" / "intel_one_by_one.toml",
+        overrides={"paths": {"model_dir": str(model_dir)}, "detector": {"tiling": "1x1"}},
+    )
     report = compare_gating(settings, INTEL, 460)  # two people come, stay and leave
     assert report["off"]["zones"]["table"]["entries"] >= 1
     assert report["identical_counts"], report
     assert report["invokes_saved"] > 0.3
 
 
+@pytest.mark.slow
 def test_bench_writes_the_documented_keys(tmp_path: Path, config_file) -> None:
     out = tmp_path / "bench.json"
     table = tmp_path / "bench.md"
-    result = run_cli("bench", "--config", str(config_file()), "--clip", str(CONCOURSE),
-                     "--frames", "6", "--compare-threads", "1", "--json", str(out),
-                     "--markdown", str(table))
+    result = run_cli(
+        "bench",
+        "--config",
+        str(config_file()),
+        "--clip",
+        str(CONCOURSE),
+        "--frames",
+        "6",
+        "--compare-threads",
+        "1",
+        "--json",
+        str(out),
+        "--markdown",
+        str(table),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert KEYS <= report.keys()
@@ -66,4 +95,6 @@ def test_bench_writes_the_documented_keys(tmp_path: Path, config_file) -> None:
 
 def test_bench_bad_clip_is_a_one_line_error(tmp_path: Path, config_file) -> None:
     result = run_cli("bench", "--config", str(config_file()), "--clip", str(tmp_path / "no.mp4"))
-    assert result.returncode == 1 and "not found" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1 and "not found" in result.stderr and "Traceback" not in result.stderr
+    )

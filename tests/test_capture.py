@@ -16,15 +16,22 @@ import cv2
 import numpy as np
 import pytest
 
-from intentcam.capture import (Backoff, ImageFolderSource, LatestFrameSlot, LiveSource,
-                               VideoFileSource, detect_kind, open_source)
+from intentcam.capture import (
+    Backoff,
+    ImageFolderSource,
+    LatestFrameSlot,
+    LiveSource,
+    VideoFileSource,
+    detect_kind,
+    open_source,
+)
 from intentcam.capture.files import _Pacer
 from intentcam.capture.frame import Frame
 from intentcam.capture.opencv_stream import open_url, open_v4l2, redact_url
 from intentcam.capture.picamera import PicameraGrabber, import_picamera2, lores_to_bgr
 from intentcam.config import CameraConfig
 from intentcam.errors import SourceError
-from tests.conftest import CAVIAR, CONCOURSE, MALL
+from tests.data import CAVIAR, CONCOURSE, MALL
 
 # --- files --------------------------------------------------------------------------------
 
@@ -130,7 +137,10 @@ def test_source_kind_detection(tmp_path: Path, image_folder: Path) -> None:
 
 
 def test_url_passwords_are_redacted() -> None:
-    assert redact_url("rtsp://admin:s3cret@cam.local:554/h264") == "rtsp://admin:***@cam.local:554/h264"
+    assert (
+        redact_url("rtsp://admin:s3cret@cam.local:554/h264")
+        == "rtsp://admin:***@cam.local:554/h264"
+    )
     assert redact_url("http://cam.local/video") == "http://cam.local/video"
 
 
@@ -206,8 +216,7 @@ def wait_until(condition, timeout: float = 20.0) -> bool:
 
 def test_http_stream_drops_stale_frames_and_reconnects(clip_server: ClipServer) -> None:
     url = f"http://127.0.0.1:{clip_server.port}/clip.mpg"
-    source = LiveSource(url, lambda: open_url(url, timeout_s=2),
-                        Backoff(initial=0.05, maximum=0.2))
+    source = LiveSource(url, lambda: open_url(url, timeout_s=2), Backoff(initial=0.05, maximum=0.2))
     try:
         # The server is not up yet: the source keeps retrying instead of failing.
         assert wait_until(lambda: source.stats.state == "reconnecting")
@@ -250,7 +259,7 @@ def test_missing_v4l2_device_fails_to_open_and_the_live_source_retries() -> None
 class StandInPicamera2:
     """Records what the adapter asks of Picamera2 and serves padded I420 frames of a real image."""
 
-    instances: list["StandInPicamera2"] = []
+    instances: list[StandInPicamera2] = []
 
     def __init__(self, camera_num: int) -> None:
         self.camera_num = camera_num

@@ -8,7 +8,8 @@ import pytest
 
 from intentcam.config import Settings, load_config
 from intentcam.errors import ConfigError
-from tests.conftest import ROOT, run_cli
+from tests.cli import run_cli
+from tests.data import ROOT
 
 
 def write(tmp_path: Path, body: str) -> Path:
@@ -18,8 +19,12 @@ def write(tmp_path: Path, body: str) -> Path:
 
 
 def test_file_values_are_read_and_defaults_fill_the_rest(tmp_path: Path) -> None:
-    settings = load_config(write(tmp_path, '[device]\nid = "cam-1"\nsite = "s1"\n'
-                                           '[detector]\nthreads = 2\ntiling = "2x2"\n'))
+    settings = load_config(
+        write(
+            tmp_path,
+            '[device]\nid = "cam-1"\nsite = "s1"\n[detector]\nthreads = 2\ntiling = "2x2"\n',
+        )
+    )
     assert settings.device.id == "cam-1"
     assert settings.detector.threads == 2
     assert settings.detector.tiling == "2x2"
@@ -47,15 +52,22 @@ def test_model_dir_defaults_under_state_dir(tmp_path: Path) -> None:
 
 
 def test_every_bad_field_is_named_with_its_dotted_path(tmp_path: Path) -> None:
-    body = ('[detector]\nthreads = -1\ndelegate = "gpu"\n[camera]\nfps_cap = 0\n'
-            '[device]\nid = "has space"\nnope = 1\n')
+    body = (
+        '[detector]\nthreads = -1\ndelegate = "gpu"\n[camera]\nfps_cap = 0\n'
+        '[device]\nid = "has space"\nnope = 1\n'
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, body))
     lines = caught.value.problems
     assert len(lines) == 5
     joined = "\n".join(lines)
-    for path in ("detector.threads", "detector.delegate", "camera.fps_cap", "device.id",
-                 "device.nope"):
+    for path in (
+        "detector.threads",
+        "detector.delegate",
+        "camera.fps_cap",
+        "device.id",
+        "device.nope",
+    ):
         assert path in joined
     assert "unknown setting" in joined
 
@@ -66,10 +78,13 @@ def test_bad_environment_value_is_named(tmp_path: Path, monkeypatch: pytest.Monk
         load_config(write(tmp_path, ""))
 
 
-@pytest.mark.parametrize("body, expected", [
-    ("[detector\nthreads = 1", "invalid TOML"),
-    (None, "config file not found"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("[detector\nthreads = 1", "invalid TOML"),
+        (None, "config file not found"),
+    ],
+)
 def test_unreadable_files_are_one_line(tmp_path: Path, body: str | None, expected: str) -> None:
     path = tmp_path / "missing.toml" if body is None else write(tmp_path, body)
     with pytest.raises(ConfigError, match=expected) as caught:
@@ -97,7 +112,9 @@ def test_cli_reports_bad_config_with_exit_2_and_no_traceback(tmp_path: Path) -> 
 
 
 def test_duplicate_line_or_zone_ids_are_refused(tmp_path: Path) -> None:
-    body = ('[[zones]]\nid = "a"\npoints = [[0, 0], [1, 0], [1, 1]]\n'
-            '[[zones]]\nid = "a"\npoints = [[0, 0], [1, 0], [0, 1]]\n')
+    body = (
+        '[[zones]]\nid = "a"\npoints = [[0, 0], [1, 0], [1, 1]]\n'
+        '[[zones]]\nid = "a"\npoints = [[0, 0], [1, 0], [0, 1]]\n'
+    )
     with pytest.raises(ConfigError, match="zones: duplicate id"):
         load_config(write(tmp_path, body))

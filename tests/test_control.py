@@ -7,7 +7,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,22 +23,38 @@ from intentcam.config import load_config, redacted
 from intentcam.control import COMMANDS, ControlPlane, GeometryStore, Reply
 from intentcam.telemetry.messages import validation_errors
 from tests.brokers import Broker
-from tests.conftest import MALL
+from tests.cli import intentcam_argv
+from tests.data import MALL
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 
-VALID_ZONES = {"lines": [{"id": "door", "points": [[0.1, 0.9], [0.9, 0.9]]}],
-               "zones": [{"id": "new-zone", "kind": "display",
-                          "points": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]}]}
+VALID_ZONES = {
+    "lines": [{"id": "door", "points": [[0.1, 0.9], [0.9, 0.9]]}],
+    "zones": [
+        {
+            "id": "new-zone",
+            "kind": "display",
+            "points": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+        }
+    ],
+}
 
 
 def make_plane(tmp_path: Path) -> tuple[ControlPlane, list[Reply], Path]:
     config = tmp_path / "c.toml"
-    config.write_text('[[zones]]\nid = "shelf"\npoints = [[0, 0], [0.5, 0], [0.5, 0.5]]\n'
-                      f'[paths]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    config.write_text(
+        '[[zones]]\nid = "shelf"\npoints = [[0, 0], [0.5, 0], [0.5, 0.5]]\n'
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\n',
+        encoding="utf-8",
+    )
     replies: list[Reply] = []
-    plane = ControlPlane(load_config(config), GeometryStore(tmp_path / "state"), replies.append,
-                         config_path=config, max_bytes=1024)
+    plane = ControlPlane(
+        load_config(config),
+        GeometryStore(tmp_path / "state"),
+        replies.append,
+        config_path=config,
+        max_bytes=1024,
+    )
     return plane, replies, config
 
 
@@ -58,27 +73,36 @@ def test_each_command_gets_its_reply(tmp_path: Path) -> None:
     assert by_command["ping"].result["pong"] is True
     assert by_command["get_config"].request_id == 7
     assert (tmp_path / "state" / "zones.json").exists()
-    assert json.loads((tmp_path / "state" / "zones.json").read_text())["zones"][0]["id"] == "new-zone"
+    assert (
+        json.loads((tmp_path / "state" / "zones.json").read_text())["zones"][0]["id"] == "new-zone"
+    )
     assert applied and applied[0].zones[0].id == "new-zone"
     assert by_command["reload"].result["restart_required"] == []
 
 
-@pytest.mark.parametrize("name, payload, expected", [
-    ("selfdestruct", b"{}", "unknown command 'selfdestruct'"),
-    ("ping", b"{not json", "invalid JSON"),
-    ("ping", b"[1, 2]", "must be a JSON object"),
-    ("ping", b"\xff\xfe", "not UTF-8"),
-    ("ping", b'{"id": [1]}', "id must be a string or an integer"),
-    ("reset_counters", b'{"force": true}', "unknown field(s) for reset_counters: force"),
-    ("set_zones", b"{}", "lines: Field required"),
-    ("set_zones", b'{"lines": [], "zones": [{"id": "z", "points": [[0, 0], [2, 0], [0, 1]]}]}',
-     "zones.0.points"),
-    ("set_zones", b'{"lines": [{"id": "a", "points": "nope"}], "zones": []}', "lines.0.points"),
-    ("set_zones", b'{"lines": [], "zones": [], "extra": 1}', "extra: unknown setting"),
-    ("ping", b"x" * 2000, "exceeds the 1024-byte limit"),
-])
-def test_bad_commands_are_refused_by_name_and_change_nothing(tmp_path: Path, name: str,
-                                                              payload: bytes, expected: str) -> None:
+@pytest.mark.parametrize(
+    "name, payload, expected",
+    [
+        ("selfdestruct", b"{}", "unknown command 'selfdestruct'"),
+        ("ping", b"{not json", "invalid JSON"),
+        ("ping", b"[1, 2]", "must be a JSON object"),
+        ("ping", b"\xff\xfe", "not UTF-8"),
+        ("ping", b'{"id": [1]}', "id must be a string or an integer"),
+        ("reset_counters", b'{"force": true}', "unknown field(s) for reset_counters: force"),
+        ("set_zones", b"{}", "lines: Field required"),
+        (
+            "set_zones",
+            b'{"lines": [], "zones": [{"id": "z", "points": [[0, 0], [2, 0], [0, 1]]}]}',
+            "zones.0.points",
+        ),
+        ("set_zones", b'{"lines": [{"id": "a", "points": "nope"}], "zones": []}', "lines.0.points"),
+        ("set_zones", b'{"lines": [], "zones": [], "extra": 1}', "extra: unknown setting"),
+        ("ping", b"x" * 2000, "exceeds the 1024-byte limit"),
+    ],
+)
+def test_bad_commands_are_refused_by_name_and_change_nothing(
+    tmp_path: Path, name: str, payload: bytes, expected: str
+) -> None:
     plane, replies, _ = make_plane(tmp_path)
     before = redacted(plane.settings)
     plane.handle(name, payload)
@@ -91,22 +115,29 @@ def test_bad_commands_are_refused_by_name_and_change_nothing(tmp_path: Path, nam
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10),
-                                                                     children, max_size=5),
-    max_leaves=20)
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
 payloads = st.one_of(
     st.binary(max_size=2048),
     st.text(max_size=300).map(str.encode),
     json_values.map(lambda value: json.dumps(value).encode()),
-    st.dictionaries(st.sampled_from(["lines", "zones", "id", "x"]), json_values, max_size=3)
-    .map(lambda value: json.dumps(value).encode()),
+    st.dictionaries(st.sampled_from(["lines", "zones", "id", "x"]), json_values, max_size=3).map(
+        lambda value: json.dumps(value).encode()
+    ),
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@pytest.mark.slow
 @given(name=st.sampled_from(COMMANDS) | st.text(max_size=30), payload=payloads)
-def test_fuzz_every_payload_is_answered_and_the_config_is_unchanged(tmp_path_factory, name,
-                                                                    payload) -> None:
+def test_fuzz_every_payload_is_answered_and_the_config_is_unchanged(
+    tmp_path_factory, name, payload
+) -> None:
     tmp_path = tmp_path_factory.mktemp("fuzz")
     plane, replies, _ = make_plane(tmp_path)
     before = redacted(plane.settings)
@@ -117,9 +148,12 @@ def test_fuzz_every_payload_is_answered_and_the_config_is_unchanged(tmp_path_fac
     assert reply.ok or reply.error
     changed = redacted(plane.settings) != before
     # Only a valid set_zones may change the configuration, and only then is zones.json written.
-    assert changed == (reply.ok and name == "set_zones" and
-                       (plane.settings.lines, plane.settings.zones) != ([], []) or False) or \
-        (reply.ok and name == "set_zones")
+    assert changed == (
+        reply.ok
+        and name == "set_zones"
+        and (plane.settings.lines, plane.settings.zones) != ([], [])
+        or False
+    ) or (reply.ok and name == "set_zones")
     assert (tmp_path / "state" / "zones.json").exists() == (reply.ok and name == "set_zones")
 
 
@@ -150,8 +184,9 @@ class Commander:
         correlation = getattr(message.properties, "CorrelationData", None)
         self.replies.put((message.topic, correlation, json.loads(message.payload)))
 
-    def send(self, name: str, payload: bytes, use_response_topic: bool = True,
-             timeout: float = 10) -> tuple[str, bytes | None, dict]:
+    def send(
+        self, name: str, payload: bytes, use_response_topic: bool = True, timeout: float = 10
+    ) -> tuple[str, bytes | None, dict]:
         properties = None
         correlation = uuid.uuid4().bytes
         if use_response_topic:
@@ -175,7 +210,8 @@ def running_daemon(tmp_path: Path, model_dir: Path):
     folder.mkdir()
     broker = Broker(folder).start()
     config = tmp_path / "c.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 [device]
 id = "cam1"
 site = "store1"
@@ -190,12 +226,20 @@ port = {broker.port}
 username = "cam1"
 [paths]
 model_dir = "{model_dir}"
-state_dir = "{tmp_path / 'state'}"
-""", encoding="utf-8")
+state_dir = "{tmp_path / "state"}"
+""",
+        encoding="utf-8",
+    )
     env = dict(ENV, INTENTCAM_MQTT__PASSWORD="top-secret")
-    daemon = subprocess.Popen([sys.executable, "-m", "intentcam", "run", "--config", str(config),
-                               "--source", str(MALL), "--realtime", "--sink", "none"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        intentcam_argv(
+            "run", "--config", str(config), "--source", str(MALL), "--realtime", "--sink", "none"
+        ),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     commander = Commander(broker.port, "intentcam/v1/store1/cam1")
     try:
         commander.messages.get(timeout=60)  # the daemon is up and publishing
@@ -209,6 +253,7 @@ state_dir = "{tmp_path / 'state'}"
         assert "top-secret" not in stderr
 
 
+@pytest.mark.broker
 def test_commands_through_the_broker(running_daemon) -> None:
     commander, tmp_path = running_daemon
     _, _, pong = commander.send("ping", b'{"id": "p1"}')
@@ -241,7 +286,10 @@ def test_commands_through_the_broker(running_daemon) -> None:
     assert reloaded["ok"] and reloaded["result"]["restart_required"] == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@pytest.mark.broker
 @given(name=st.sampled_from(["ping", "set_zones", "reset_counters", "nope"]), payload=payloads)
 def test_fuzz_through_the_broker(running_daemon, name, payload) -> None:
     commander, tmp_path = running_daemon

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from intentcam.detect import SsdPersonDetector, build_detector
 from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_boxes, tile_rects
-from tests.conftest import CONCOURSE, DATA, MALL, run_cli
+from tests.cli import run_cli
+from tests.data import CONCOURSE, DATA, MALL
 
 
 def frames_of(path: Path, count: int, step: int = 1) -> list[np.ndarray]:
@@ -64,7 +65,7 @@ def test_min_box_size_drops_small_boxes(make_settings) -> None:
     large = build_detector(make_settings(detector={"tiling": "2x1", "min_box_size": 0.12}))
     all_boxes = small.detect(frame)
     kept = large.detect(frame)
-    heights = (all_boxes.boxes[:, 3] - all_boxes.boxes[:, 1])
+    heights = all_boxes.boxes[:, 3] - all_boxes.boxes[:, 1]
     assert len(kept) < len(all_boxes)
     assert len(kept) <= int((heights >= 0.12).sum())
 
@@ -96,18 +97,23 @@ def test_full_frame_pass_is_added_to_multi_tile_layouts_only() -> None:
 
 
 def test_auto_layout_follows_aspect_ratio_and_size() -> None:
-    assert choose_layout(1280, 720, 300, 0.2) == "2x1"   # wide: two near-square tiles
-    assert choose_layout(640, 480, 300, 0.2) == "2x2"    # 4:3, large enough for four tiles
-    assert choose_layout(320, 240, 300, 0.2) == "1x1"    # tiles would only be upscaled
+    assert choose_layout(1280, 720, 300, 0.2) == "2x1"  # wide: two near-square tiles
+    assert choose_layout(640, 480, 300, 0.2) == "2x2"  # 4:3, large enough for four tiles
+    assert choose_layout(320, 240, 300, 0.2) == "1x1"  # tiles would only be upscaled
     assert choose_layout(300, 300, 300, 0.2) == "1x1"
 
 
 def test_seam_fragments_and_large_boxes_are_fragment_candidates() -> None:
     rect = np.array([0, 0, 700, 720])  # left tile of a 1280-wide frame: its right edge is a seam
-    boxes = np.array([[0.5, 0.2, 0.995, 0.4],   # touches the seam
-                      [0.0, 0.2, 0.1, 0.4],     # touches the frame border only
-                      [0.3, 0.1, 0.5, 0.8],     # taller than half the tile
-                      [0.3, 0.3, 0.4, 0.5]], dtype=np.float32)
+    boxes = np.array(
+        [
+            [0.5, 0.2, 0.995, 0.4],  # touches the seam
+            [0.0, 0.2, 0.1, 0.4],  # touches the frame border only
+            [0.3, 0.1, 0.5, 0.8],  # taller than half the tile
+            [0.3, 0.3, 0.4, 0.5],
+        ],
+        dtype=np.float32,
+    )
     flags = fragment_candidates(boxes, rect, 1280, 720)
     assert flags.tolist() == [True, False, True, False]
     whole = np.array([0, 0, 1280, 720])
@@ -115,13 +121,16 @@ def test_seam_fragments_and_large_boxes_are_fragment_candidates() -> None:
 
 
 def test_merge_drops_cross_tile_duplicates_and_fragments_only() -> None:
-    boxes = np.array([
-        [0.40, 0.10, 0.50, 0.50],  # person seen in tile 0
-        [0.41, 0.10, 0.50, 0.51],  # the same person in tile 1: duplicate
-        [0.45, 0.10, 0.50, 0.30],  # a fragment from tile 2, at a seam, inside person 0
-        [0.42, 0.12, 0.47, 0.30],  # a small whole person inside person 0's box, tile 3
-        [0.80, 0.80, 0.90, 0.95],  # someone else
-    ], dtype=np.float32)
+    boxes = np.array(
+        [
+            [0.40, 0.10, 0.50, 0.50],  # person seen in tile 0
+            [0.41, 0.10, 0.50, 0.51],  # the same person in tile 1: duplicate
+            [0.45, 0.10, 0.50, 0.30],  # a fragment from tile 2, at a seam, inside person 0
+            [0.42, 0.12, 0.47, 0.30],  # a small whole person inside person 0's box, tile 3
+            [0.80, 0.80, 0.90, 0.95],  # someone else
+        ],
+        dtype=np.float32,
+    )
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.65], dtype=np.float32)
     tiles = np.array([0, 1, 2, 3, 0])
     fragment = np.array([False, False, True, False, False])
@@ -129,16 +138,21 @@ def test_merge_drops_cross_tile_duplicates_and_fragments_only() -> None:
     assert keep.tolist() == [0, 4, 3]
 
 
-box_strategy = st.tuples(st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.02, 0.5),
-                         st.floats(0.02, 0.5))
+box_strategy = st.tuples(
+    st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.02, 0.5), st.floats(0.02, 0.5)
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(box_strategy, st.floats(0.01, 1.0), st.integers(0, 4), st.booleans()),
-                max_size=30))
+@given(
+    st.lists(
+        st.tuples(box_strategy, st.floats(0.01, 1.0), st.integers(0, 4), st.booleans()), max_size=30
+    )
+)
 def test_merge_never_keeps_overlapping_pairs(items) -> None:
-    boxes = np.array([[x, y, min(x + w, 1), min(y + h, 1)] for (x, y, w, h), *_ in items],
-                     dtype=np.float32).reshape(-1, 4)
+    boxes = np.array(
+        [[x, y, min(x + w, 1), min(y + h, 1)] for (x, y, w, h), *_ in items], dtype=np.float32
+    ).reshape(-1, 4)
     scores = np.array([s for _, s, _, _ in items], dtype=np.float32)
     tiles = np.array([t for *_, t, _ in items], dtype=np.int32)
     fragment = np.array([f for *_, f in items], dtype=bool)
@@ -149,7 +163,9 @@ def test_merge_never_keeps_overlapping_pairs(items) -> None:
     for i in range(len(kept)):
         for j in range(i + 1, len(kept)):
             a, b = kept[i], kept[j]
-            inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+            inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(
+                0, min(a[3], b[3]) - max(a[1], b[1])
+            )
             union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
             assert inter / union <= 0.5 + 1e-6
 
@@ -171,8 +187,10 @@ def test_detect_cli_bad_images_are_one_line_errors(tmp_path: Path, config_file) 
     config = config_file()
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes((DATA / "kite_and_cold.jpg").read_bytes()[:4000])
-    for path, expected in ((corrupt, "not a readable image"),
-                           (tmp_path / "missing.jpg", "file not found")):
+    for path, expected in (
+        (corrupt, "not a readable image"),
+        (tmp_path / "missing.jpg", "file not found"),
+    ):
         result = run_cli("detect", str(path), "--config", str(config))
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()

@@ -6,13 +6,17 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from intentcam.evaluation.runner import count_error, count_lines
 from intentcam.evaluation.sequence import load_sequence
-from tests.conftest import CAVIAR, run_cli
+from tests.cli import run_cli
+from tests.data import CAVIAR
 
 KEYS = {"mota", "idf1", "hota", "id_switches", "recall", "precision", "lines", "count_error", "fps"}
 
 
+@pytest.mark.slow
 def test_eval_json_reports_ours_and_the_peer(config_file) -> None:
     result = run_cli("eval", str(CAVIAR), "--json", "--config", str(config_file()))
     assert result.returncode == 0, result.stderr
@@ -34,8 +38,14 @@ def test_ground_truth_crossings_use_the_daemon_line_logic() -> None:
     from intentcam.evaluation.runner import gt_rows
 
     frames = list(range(1, sequence.length + 1))
-    counts = count_lines(gt_rows(sequence, frames), sequence.lines,
-                         sequence.width / sequence.height, sequence.fps, 0.03, 1.5)
+    counts = count_lines(
+        gt_rows(sequence, frames),
+        sequence.lines,
+        sequence.width / sequence.height,
+        sequence.fps,
+        0.03,
+        1.5,
+    )
     # GT track 6 leaves the shop and walks right across the shop_exit line: an "out".
     assert counts["shop_exit"]["out"] >= 1
     assert count_error(counts, counts) == 0.0

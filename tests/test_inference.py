@@ -36,8 +36,9 @@ def importer_with(available: dict[str, Any]):
 def test_litert_is_preferred_when_present() -> None:
     litert = types.SimpleNamespace(Interpreter=object, load_delegate=None)
     legacy = types.SimpleNamespace(Interpreter=object, load_delegate=None)
-    runtime = import_runtime(importer_with({"ai_edge_litert.interpreter": litert,
-                                            "tflite_runtime.interpreter": legacy}))
+    runtime = import_runtime(
+        importer_with({"ai_edge_litert.interpreter": litert, "tflite_runtime.interpreter": legacy})
+    )
     assert runtime.name == "ai-edge-litert" and runtime.module is litert
     assert runtime.skipped == ()
 
@@ -52,9 +53,14 @@ def test_falls_back_to_tflite_runtime_and_says_why() -> None:
 def test_numpy_abi_failure_also_falls_back() -> None:
     # tflite-runtime 2.14 under numpy 2 fails with an AttributeError-style error, not ImportError.
     legacy = types.SimpleNamespace(Interpreter=object, load_delegate=None)
-    runtime = import_runtime(importer_with({
-        "ai_edge_litert.interpreter": AttributeError("_ARRAY_API not found"),
-        "tflite_runtime.interpreter": legacy}))
+    runtime = import_runtime(
+        importer_with(
+            {
+                "ai_edge_litert.interpreter": AttributeError("_ARRAY_API not found"),
+                "tflite_runtime.interpreter": legacy,
+            }
+        )
+    )
     assert runtime.name == "tflite-runtime"
     assert "failed to import" in runtime.skipped[0]
 
@@ -74,6 +80,7 @@ def test_the_real_runtime_here_is_litert() -> None:
 
 def runtime_with_delegate(result: Any) -> Runtime:
     """A runtime whose delegate loader returns or raises ``result``: no Coral exists here."""
+
     def load_delegate(library: str) -> Any:
         assert library == EDGETPU_LIBRARY
         if isinstance(result, Exception):
@@ -165,8 +172,12 @@ def test_a_file_that_is_not_a_model_is_a_one_line_error(tmp_path: Path, manifest
 
 def test_uint8_input_quantised_from_the_tensors_own_parameters() -> None:
     # The SSD: trained on [-1, 1], uint8 tensor with scale 1/128 and zero point 128.
-    lut = input_lookup_table(InputSpec(shape=(1, 2, 2, 3), dtype="uint8", range=(-1.0, 1.0)),
-                             np.dtype(np.uint8), 1 / 128, 128)
+    lut = input_lookup_table(
+        InputSpec(shape=(1, 2, 2, 3), dtype="uint8", range=(-1.0, 1.0)),
+        np.dtype(np.uint8),
+        1 / 128,
+        128,
+    )
     assert lut.dtype == np.uint8
     assert lut[0] == 0 and lut[255] == 255
     assert np.abs(lut.astype(int) - np.arange(256)).max() <= 1
@@ -175,29 +186,42 @@ def test_uint8_input_quantised_from_the_tensors_own_parameters() -> None:
 
 
 def test_int8_input_uses_its_zero_point() -> None:
-    lut = input_lookup_table(InputSpec(shape=(1, 2, 2, 3), dtype="int8", range=(-1.0, 1.0)),
-                             np.dtype(np.int8), 1 / 128, 0)
+    lut = input_lookup_table(
+        InputSpec(shape=(1, 2, 2, 3), dtype="int8", range=(-1.0, 1.0)),
+        np.dtype(np.int8),
+        1 / 128,
+        0,
+    )
     assert lut.dtype == np.int8
     assert lut[0] == -128 and lut[255] == 127 and abs(int(lut[128])) <= 1
 
 
 def test_int8_input_with_other_scale_and_zero_point() -> None:
     # A model trained on [0, 1] with scale 1/255 and zero point -128.
-    lut = input_lookup_table(InputSpec(shape=(1, 2, 2, 3), dtype="int8", range=(0.0, 1.0)),
-                             np.dtype(np.int8), 1 / 255, -128)
+    lut = input_lookup_table(
+        InputSpec(shape=(1, 2, 2, 3), dtype="int8", range=(0.0, 1.0)),
+        np.dtype(np.int8),
+        1 / 255,
+        -128,
+    )
     np.testing.assert_array_equal(lut.astype(int), np.arange(256) - 128)
 
 
 def test_float_input_maps_to_the_training_range() -> None:
-    lut = input_lookup_table(InputSpec(shape=(1, 2, 2, 3), dtype="float32", range=(-1.0, 1.0)),
-                             np.dtype(np.float32), 0.0, 0)
+    lut = input_lookup_table(
+        InputSpec(shape=(1, 2, 2, 3), dtype="float32", range=(-1.0, 1.0)),
+        np.dtype(np.float32),
+        0.0,
+        0,
+    )
     assert lut.dtype == np.float32
     assert lut[0] == pytest.approx(-1.0) and lut[255] == pytest.approx(1.0)
 
 
 def test_unquantised_uint8_takes_raw_pixels() -> None:
-    lut = input_lookup_table(InputSpec(shape=(1, 2, 2, 3), dtype="uint8", range=(0.0, 255.0)),
-                             np.dtype(np.uint8), 0.0, 0)
+    lut = input_lookup_table(
+        InputSpec(shape=(1, 2, 2, 3), dtype="uint8", range=(0.0, 255.0)), np.dtype(np.uint8), 0.0, 0
+    )
     np.testing.assert_array_equal(lut, np.arange(256, dtype=np.uint8))
 
 
@@ -220,8 +244,10 @@ def test_outputs_map_by_name_whatever_their_order(manifest: Manifest) -> None:
 
 def test_outputs_map_by_unique_shape_when_unnamed() -> None:
     specs = {"keypoints": OutputSpec(shape=(1, 1, 17, 3)), "extra": OutputSpec(shape=(1, 4))}
-    details = [{"name": "a", "index": 3, "shape": np.array([1, 4])},
-               {"name": "b", "index": 5, "shape": np.array([1, 1, 17, 3])}]
+    details = [
+        {"name": "a", "index": 3, "shape": np.array([1, 4])},
+        {"name": "b", "index": 5, "shape": np.array([1, 1, 17, 3])},
+    ]
     assert map_outputs(specs, details) == {"keypoints": 5, "extra": 3}
 
 

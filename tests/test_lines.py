@@ -11,8 +11,13 @@ from intentcam.analytics.lines import IN, OUT, LineCounter
 HORIZONTAL = [[0.1, 0.5], [0.9, 0.5]]  # side < 0 above (smaller y), > 0 below: moving down is "in"
 
 
-def walk(counter: LineCounter, path: list[tuple[float, float]], token: str = "t",
-         start: float = 0.0, dt: float = 0.1) -> list[str]:
+def walk(
+    counter: LineCounter,
+    path: list[tuple[float, float]],
+    token: str = "t",
+    start: float = 0.0,
+    dt: float = 0.1,
+) -> list[str]:
     directions = []
     for step, point in enumerate(path):
         for crossing in counter.observe([token], np.array([point]), start + step * dt):
@@ -36,8 +41,11 @@ def test_reversed_point_order_reverses_direction() -> None:
 def test_jitter_on_the_line_never_counts() -> None:
     counter = LineCounter("door", HORIZONTAL, aspect=1.0, hysteresis=0.03)
     rng = np.random.default_rng(0)
-    path = [(0.5, 0.3)] + [(0.5 + rng.normal(0, 0.01), 0.5 + rng.uniform(-0.025, 0.025))
-                           for _ in range(200)] + [(0.5, 0.3)]
+    path = (
+        [(0.5, 0.3)]
+        + [(0.5 + rng.normal(0, 0.01), 0.5 + rng.uniform(-0.025, 0.025)) for _ in range(200)]
+        + [(0.5, 0.3)]
+    )
     assert walk(counter, path) == []
 
 
@@ -59,7 +67,7 @@ def test_walking_round_the_end_of_the_line_does_not_count() -> None:
 def test_polyline_counts_on_any_segment() -> None:
     # An L-shaped line: along y = 0.5 then up x = 0.7.
     counter = LineCounter("l", [[0.1, 0.5], [0.7, 0.5], [0.7, 0.1]], aspect=1.0, hysteresis=0.03)
-    assert walk(counter, [(0.3, 0.3), (0.3, 0.7)], "a") == [IN]     # through the first segment
+    assert walk(counter, [(0.3, 0.3), (0.3, 0.7)], "a") == [IN]  # through the first segment
     # Second segment (0.7, 0.5) -> (0.7, 0.1): side = 0.4 * (px - 0.7), positive to the right.
     assert walk(counter, [(0.6, 0.3), (0.8, 0.3)], "b") == [IN]
     assert walk(counter, [(0.8, 0.3), (0.6, 0.3)], "c") == [OUT]
@@ -106,8 +114,10 @@ def test_property_each_direction_at_most_once_and_alternating(path, hysteresis) 
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(-1.0, 1.0)), min_size=2, max_size=60),
-       st.floats(0.02, 0.1))
+@given(
+    st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(-1.0, 1.0)), min_size=2, max_size=60),
+    st.floats(0.02, 0.1),
+)
 def test_property_staying_within_the_band_never_counts(path, hysteresis) -> None:
     """A foot point (a straddling box's bottom) that never leaves the hysteresis band never counts."""
     counter = LineCounter("door", HORIZONTAL, aspect=1.0, hysteresis=hysteresis)
@@ -116,8 +126,7 @@ def test_property_staying_within_the_band_never_counts(path, hysteresis) -> None
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(0.15, 0.85), st.floats(0.0, 0.35), st.floats(0.65, 1.0),
-       st.integers(2, 30))
+@given(st.floats(0.15, 0.85), st.floats(0.0, 0.35), st.floats(0.65, 1.0), st.integers(2, 30))
 def test_property_a_clean_pass_counts_exactly_once(x, start_y, end_y, steps) -> None:
     counter = LineCounter("door", HORIZONTAL, aspect=1.0, hysteresis=0.03)
     path = [(x, start_y + (end_y - start_y) * i / steps) for i in range(steps + 1)]

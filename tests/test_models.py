@@ -11,7 +11,8 @@ from intentcam.errors import ModelError
 from intentcam.models import Fetcher, Manifest, installed_models, load_manifest, verified_model_path
 from intentcam.models.manifest import UrlSource
 from intentcam.models.store import sha256_of
-from tests.conftest import mirror_dir, run_cli
+from tests.cli import run_cli
+from tests.data import mirror_dir
 
 
 def test_manifest_lists_every_model_the_project_uses(manifest: Manifest) -> None:
@@ -50,7 +51,8 @@ def _tampered_mirror(tmp_path: Path, name: str) -> Path:
 
 
 def test_tampered_mirror_file_installs_nothing_and_names_both_hashes(
-        tmp_path: Path, manifest: Manifest) -> None:
+    tmp_path: Path, manifest: Manifest
+) -> None:
     spec = manifest.get("fer_mini_xception")
     mirror = _tampered_mirror(tmp_path, spec.file)
     target = tmp_path / "models"
@@ -63,8 +65,9 @@ def test_tampered_mirror_file_installs_nothing_and_names_both_hashes(
     assert list(target.iterdir()) == []  # no final file, no .partial left behind
 
 
-def test_tampered_installed_model_is_refused_at_load(tmp_path: Path, manifest: Manifest,
-                                                      model_dir: Path) -> None:
+def test_tampered_installed_model_is_refused_at_load(
+    tmp_path: Path, manifest: Manifest, model_dir: Path
+) -> None:
     spec = manifest.get("fer_mini_xception")
     installed = tmp_path / "models"
     installed.mkdir()
@@ -80,9 +83,9 @@ def test_tampered_installed_model_is_refused_at_load(tmp_path: Path, manifest: M
 
 def test_unreachable_sources_are_reported_per_source(tmp_path: Path, manifest: Manifest) -> None:
     spec = manifest.get("movenet_lightning").model_copy(
-        update={"sources": (UrlSource(kind="url", url="http://127.0.0.1:9/nothing.tflite"),)})
-    fetcher = Fetcher(manifest, tmp_path / "models", mirror=tmp_path / "empty-mirror",
-                      timeout_s=5)
+        update={"sources": (UrlSource(kind="url", url="http://127.0.0.1:9/nothing.tflite"),)}
+    )
+    fetcher = Fetcher(manifest, tmp_path / "models", mirror=tmp_path / "empty-mirror", timeout_s=5)
     with pytest.raises(ModelError) as caught:
         fetcher.fetch(spec)
     message = str(caught.value)
@@ -105,8 +108,17 @@ def test_models_cli_fetch_and_list(tmp_path: Path) -> None:
     env = {"INTENTCAM_PATHS__MODEL_DIR": str(target)}
     config = tmp_path / "empty.toml"
     config.write_text("", encoding="utf-8")
-    fetched = run_cli("models", "fetch", "--config", str(config), "--mirror", str(mirror),
-                      "--json", "fer_mini_xception", env=env)
+    fetched = run_cli(
+        "models",
+        "fetch",
+        "--config",
+        str(config),
+        "--mirror",
+        str(mirror),
+        "--json",
+        "fer_mini_xception",
+        env=env,
+    )
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads(fetched.stdout)["results"] == {"fer_mini_xception": "fetched"}
     listed = run_cli("models", "list", "--config", str(config), "--json", env=env)
@@ -121,8 +133,16 @@ def test_models_cli_tampered_mirror_fails_cleanly(tmp_path: Path, manifest: Mani
     mirror = _tampered_mirror(tmp_path, spec.file)
     config = tmp_path / "empty.toml"
     config.write_text("", encoding="utf-8")
-    result = run_cli("models", "fetch", "--config", str(config), "--mirror", str(mirror),
-                     "fer_mini_xception", env={"INTENTCAM_PATHS__MODEL_DIR": str(tmp_path / "m")})
+    result = run_cli(
+        "models",
+        "fetch",
+        "--config",
+        str(config),
+        "--mirror",
+        str(mirror),
+        "fer_mini_xception",
+        env={"INTENTCAM_PATHS__MODEL_DIR": str(tmp_path / "m")},
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert spec.sha256 in result.stderr + result.stdout

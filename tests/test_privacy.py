@@ -7,21 +7,32 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.brokers import Broker
-from tests.conftest import CONCOURSE
+from tests.cli import intentcam_argv
+from tests.data import CONCOURSE
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 #: Magic numbers of image formats, raw and as the start of a base64 string.
-SIGNATURES = [b"\xff\xd8\xff", b"\x89PNG\r\n", b"GIF8", b"RIFF", b"II*\x00", b"MM\x00*",
-              b"/9j/", b"iVBORw0KGgo", b"R0lGOD", b"UklGR"]
+SIGNATURES = [
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n",
+    b"GIF8",
+    b"RIFF",
+    b"II*\x00",
+    b"MM\x00*",
+    b"/9j/",
+    b"iVBORw0KGgo",
+    b"R0lGOD",
+    b"UklGR",
+]
 BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{200,}={0,2}")
 
 
@@ -41,6 +52,7 @@ def image_like(blob: bytes, where: str) -> list[str]:
     return problems
 
 
+@pytest.mark.broker
 def test_nothing_written_or_published_contains_image_data(tmp_path: Path, model_dir: Path) -> None:
     folder = tmp_path / "broker"
     folder.mkdir()
@@ -53,7 +65,8 @@ def test_nothing_written_or_published_contains_image_data(tmp_path: Path, model_
     client.loop_start()
     state = tmp_path / "state"
     config = tmp_path / "c.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 [analytics]
 window_s = 2
 heatmap_window_s = 4
@@ -67,12 +80,27 @@ port = {broker.port}
 [paths]
 model_dir = "{model_dir}"
 state_dir = "{state}"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     sink = tmp_path / "sink.jsonl"
     try:
-        result = subprocess.run([sys.executable, "-m", "intentcam", "run", "--config", str(config),
-                                 "--source", str(CONCOURSE), "--frames", "--sink", f"jsonl:{sink}"],
-                                env=ENV, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            intentcam_argv(
+                "run",
+                "--config",
+                str(config),
+                "--source",
+                str(CONCOURSE),
+                "--frames",
+                "--sink",
+                f"jsonl:{sink}",
+            ),
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         time.sleep(1)
     finally:
         client.loop_stop()

@@ -6,35 +6,48 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from intentcam.capture import VideoFileSource
-from intentcam.detect import SsdPersonDetector
 from intentcam.config import load_config
-from intentcam.pipeline import Pipeline
-from intentcam.track.stage import TrackingStage
-from tests.conftest import CONCOURSE, MALL, run_cli
+from intentcam.detect import SsdPersonDetector
+from intentcam.pipeline import build_pipeline
+from tests.cli import intentcam_argv, run_cli
+from tests.data import CONCOURSE, MALL
 
 
 class ListSink:
     def __init__(self) -> None:
         self.records: list[dict] = []
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, line: str | None = None) -> None:
         self.records.append(record)
 
     def close(self) -> None:
         return None
 
 
+@pytest.mark.slow
 def test_run_writes_readable_jsonl_records(tmp_path: Path, config_file) -> None:
     out = tmp_path / "out.jsonl"
-    result = run_cli("run", "--config", str(config_file()), "--source", str(CONCOURSE),
-                     "--max-frames", "100", "--sink", f"jsonl:{out}", "--report-every", "0.5",
-                     "--frames")
+    result = run_cli(
+        "run",
+        "--config",
+        str(config_file()),
+        "--source",
+        str(CONCOURSE),
+        "--max-frames",
+        "100",
+        "--sink",
+        f"jsonl:{out}",
+        "--report-every",
+        "0.5",
+        "--frames",
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     frames = [r for r in records if r["type"] == "frame"]
@@ -44,7 +57,10 @@ def test_run_writes_readable_jsonl_records(tmp_path: Path, config_file) -> None:
     assert sum(len(r["tracks"]) for r in frames) / 100 > 5  # a busy concourse, tracked
     assert all(0 <= v <= 1 for r in frames for box in r["boxes"] for v in box)
     # The run ended mid-window: the partial window was flushed, not lost.
-    assert [r["type"] for r in records if r["type"] in ("counts", "heatmap")] == ["counts", "heatmap"]
+    assert [r["type"] for r in records if r["type"] in ("counts", "heatmap")] == [
+        "counts",
+        "heatmap",
+    ]
     summary = records[-1]
     assert summary["type"] == "summary" and summary["frames"] == 100 and summary["fps"] > 0
     assert any(r["type"] == "progress" for r in records)
@@ -60,14 +76,27 @@ def test_run_bad_source_and_bad_flags_are_one_line_errors(tmp_path: Path, config
     assert bad_sink.returncode == 2 and "--sink" in bad_sink.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_a_summary(tmp_path: Path, config_file) -> None:
     out = tmp_path / "out.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
     # --realtime paces the 2 fps Mall clip: 400 frames would take over three minutes.
     process = subprocess.Popen(
-        [sys.executable, "-m", "intentcam", "run", "--config", str(config_file()), "--source",
-         str(MALL), "--realtime", "--sink", f"jsonl:{out}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        intentcam_argv(
+            "run",
+            "--config",
+            str(config_file()),
+            "--source",
+            str(MALL),
+            "--realtime",
+            "--sink",
+            f"jsonl:{out}",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -89,8 +118,15 @@ def test_pipeline_stops_on_request_and_counts_invokes(detector: SsdPersonDetecto
     sink = ListSink()
     stop = threading.Event()
     settings = load_config(None)
-    pipeline = Pipeline(source, detector, lambda aspect: TrackingStage.from_settings(settings, aspect),
-                        sink, report_every_s=3600, frame_records=True)
+    pipeline = build_pipeline(
+        settings,
+        source,
+        sink,
+        detector=detector,
+        gated=False,
+        report_every_s=3600,
+        frame_records=True,
+    )
     original_write = sink.write
 
     def stop_after_five(record: dict) -> None:

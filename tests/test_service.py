@@ -17,7 +17,8 @@ import pytest
 
 from intentcam.service.notify import Notifier, socket_sender, watchdog_interval
 from tests.brokers import free_port
-from tests.conftest import CAVIAR, ROOT, run_cli
+from tests.cli import intentcam_argv, run_cli
+from tests.data import CAVIAR, ROOT
 from tests.test_capture import ClipServer
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
@@ -33,17 +34,31 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
     unit.write_text(text.replace("/opt/intentcam/venv/bin/intentcam", str(executable)))
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    for setting in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "StateDirectory=intentcam",
-                    "ConfigurationDirectory=intentcam", "SupplementaryGroups=video",
-                    "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
-                    "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-                    "MemoryMax=", "CPUWeight=", "StartLimitBurst="):
+    for setting in (
+        "Type=notify",
+        "WatchdogSec=30",
+        "Restart=on-failure",
+        "StateDirectory=intentcam",
+        "ConfigurationDirectory=intentcam",
+        "SupplementaryGroups=video",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "MemoryMax=",
+        "CPUWeight=",
+        "StartLimitBurst=",
+    ):
         assert setting in text, setting
-    security = subprocess.run([analyze, "security", "--offline=yes", str(unit)],
-                              capture_output=True, text=True)
+    security = subprocess.run(
+        [analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True
+    )
     if "unrecognized option" in security.stderr:  # systemd < 250 cannot score offline
         return
-    score = float(security.stdout.split("Overall exposure level for intentcam.service:")[1].split()[0])
+    score = float(
+        security.stdout.split("Overall exposure level for intentcam.service:")[1].split()[0]
+    )
     assert score <= 2.5, security.stdout[-2000:]
 
 
@@ -64,7 +79,7 @@ class NotifySocket:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             for line in data.decode().splitlines():
                 self.messages.append((time.monotonic(), line))
@@ -100,8 +115,9 @@ def test_socket_sender_speaks_the_notify_protocol(tmp_path: Path) -> None:
 def test_watchdog_pings_only_when_the_loop_progressed() -> None:
     sent: list[str] = []
     now = [0.0]
-    notifier = Notifier(lambda state: sent.append(state) or True, watchdog_s=1.0,
-                        clock=lambda: now[0])
+    notifier = Notifier(
+        lambda state: sent.append(state) or True, watchdog_s=1.0, clock=lambda: now[0]
+    )
     progress = 0.0
     for step in range(10):  # frames flow: a ping every second
         now[0] = step * 0.5
@@ -127,6 +143,7 @@ def test_outside_systemd_nothing_is_sent() -> None:
     assert not notifier.active
 
 
+@pytest.mark.slow
 def test_daemon_under_a_systemd_like_supervisor(tmp_path: Path, model_dir: Path) -> None:
     """READY, STATUS and WATCHDOG while frames flow; no WATCHDOG while the camera is gone;
     STOPPING, exit 0 and the last window flushed on SIGTERM."""
@@ -138,7 +155,8 @@ def test_daemon_under_a_systemd_like_supervisor(tmp_path: Path, model_dir: Path)
     receiver = NotifySocket(tmp_path)
     out = tmp_path / "out.jsonl"
     config = tmp_path / "c.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 [camera]
 source = "http://127.0.0.1:{server.port}/clip.mpg"
 fps_cap = 20
@@ -147,12 +165,18 @@ reconnect_max_s = 0.5
 window_s = 60
 [paths]
 model_dir = "{model_dir}"
-state_dir = "{tmp_path / 'state'}"
-""", encoding="utf-8")
+state_dir = "{tmp_path / "state"}"
+""",
+        encoding="utf-8",
+    )
     env = dict(ENV, NOTIFY_SOCKET=str(receiver.path), WATCHDOG_USEC="1000000")
-    daemon = subprocess.Popen([sys.executable, "-m", "intentcam", "run", "--config", str(config),
-                               "--sink", f"jsonl:{out}"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        intentcam_argv("run", "--config", str(config), "--sink", f"jsonl:{out}"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert receiver.wait_for("READY=1", timeout=90)
         time.sleep(3)
@@ -179,12 +203,16 @@ state_dir = "{tmp_path / 'state'}"
 
 
 def _log_once(native: bool, under_journal: bool) -> subprocess.CompletedProcess[str]:
-    journal = ("st = os.fstat(2)\nos.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'\n"
-               if under_journal else "")
-    script = ("import os, logging\n" + journal +
-              "from intentcam.service.logs import configure\n"
-              f"print(configure('INFO', native_journal={native}))\n"
-              "logging.getLogger('intentcam.x').warning('careful')\n")
+    journal = (
+        "st = os.fstat(2)\nos.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'\n"
+        if under_journal
+        else ""
+    )
+    script = (
+        "import os, logging\n" + journal + "from intentcam.service.logs import configure\n"
+        f"print(configure('INFO', native_journal={native}))\n"
+        "logging.getLogger('intentcam.x').warning('careful')\n"
+    )
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV)
 
 
@@ -212,8 +240,11 @@ def check_config(tmp_path: Path, model_dir: Path):
     def write(model_folder: Path, source: str, broker_port: int | None) -> Path:
         mqtt = f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\n' if broker_port else ""
         path = tmp_path / "check.toml"
-        path.write_text(f'[camera]\nsource = "{source}"\n[paths]\nmodel_dir = "{model_folder}"\n'
-                        f'state_dir = "{tmp_path / "state"}"\n{mqtt}', encoding="utf-8")
+        path.write_text(
+            f'[camera]\nsource = "{source}"\n[paths]\nmodel_dir = "{model_folder}"\n'
+            f'state_dir = "{tmp_path / "state"}"\n{mqtt}',
+            encoding="utf-8",
+        )
         return path
 
     return write
@@ -227,6 +258,7 @@ def test_check_passes_on_a_working_setup(check_config, model_dir: Path) -> None:
     assert [s["state"] for s in report["steps"]] == ["pass"] * 5 + ["skip"]
 
 
+@pytest.mark.slow
 def test_check_reports_each_failure_as_its_own_step(check_config, tmp_path: Path) -> None:
     empty = tmp_path / "no-models"
     empty.mkdir()

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import pytest
 from intentcam.telemetry.messages import decode_heatmap, encode_heatmap, validation_errors
 from intentcam.telemetry.spool import Spool
 from tests.brokers import Broker, add_password, make_pki
-from tests.conftest import CONCOURSE
+from tests.cli import intentcam_argv
+from tests.data import CONCOURSE
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 
@@ -63,11 +63,23 @@ def test_spool_limits_drop_the_oldest_and_count_them(tmp_path: Path) -> None:
 # --- the daemon against a real broker -------------------------------------------------------
 
 
-def write_config(path: Path, model_dir: Path, state: Path, broker: Broker | None, *,
-                 window: float = 1.0, mqtt_extra: str = "") -> Path:
-    mqtt = (f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_min_s = 0.2\n'
-            f'reconnect_max_s = 1.0\n{mqtt_extra}' if broker else "")
-    path.write_text(f"""
+def write_config(
+    path: Path,
+    model_dir: Path,
+    state: Path,
+    broker: Broker | None,
+    *,
+    window: float = 1.0,
+    mqtt_extra: str = "",
+) -> Path:
+    mqtt = (
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_min_s = 0.2\n'
+        f"reconnect_max_s = 1.0\n{mqtt_extra}"
+        if broker
+        else ""
+    )
+    path.write_text(
+        f"""
 [device]
 id = "cam1"
 site = "store1"
@@ -87,20 +99,30 @@ points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
 model_dir = "{model_dir}"
 state_dir = "{state}"
 {mqtt}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
 def start_daemon(config: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "intentcam", "run", "--config", str(config),
-                             "--sink", "none", *args], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        intentcam_argv("run", "--config", str(config), "--sink", "none", *args),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "intentcam", "tail", "--broker",
-                                f"127.0.0.1:{broker.port}", "--json", *args], env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        intentcam_argv("tail", "--broker", f"127.0.0.1:{broker.port}", "--json", *args),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)  # subscribed before the daemon starts publishing
     return process
 
@@ -121,7 +143,10 @@ def broker(tmp_path: Path):
     running.stop()
 
 
-def test_daemon_publishes_a_schema_valid_stream(tmp_path: Path, model_dir: Path, broker: Broker) -> None:
+@pytest.mark.broker
+def test_daemon_publishes_a_schema_valid_stream(
+    tmp_path: Path, model_dir: Path, broker: Broker
+) -> None:
     config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker)
     tail = start_tail(broker, "--idle", "8", "--timeout", "120")
     daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
@@ -145,6 +170,7 @@ def test_daemon_publishes_a_schema_valid_stream(tmp_path: Path, model_dir: Path,
     assert sum(m["message"]["frames"] for m in messages if m["message"]["type"] == "counts") == 341
 
 
+@pytest.mark.broker
 def test_broker_outage_loses_nothing(tmp_path: Path, model_dir: Path) -> None:
     folder = tmp_path / "broker"
     folder.mkdir()
@@ -175,10 +201,13 @@ def test_broker_outage_loses_nothing(tmp_path: Path, model_dir: Path) -> None:
     assert all(a["end"] == b["start"] for a, b in zip(windows, windows[1:]))
     assert sum(unique[s]["frames"] for s in unique) == 341  # every frame's window arrived
     assert outage > 5 and len(windows) > outage  # windows from the outage are among them
-    print(f"outage {outage:.1f} s: {len(windows)} counts windows, {device['received']} spooled "
-          f"messages, {device['duplicates']} duplicates, 0 missing")
+    print(
+        f"outage {outage:.1f} s: {len(windows)} counts windows, {device['received']} spooled "
+        f"messages, {device['duplicates']} duplicates, 0 missing"
+    )
 
 
+@pytest.mark.broker
 def test_sigkill_then_restart_delivers_everything_spooled(tmp_path: Path, model_dir: Path) -> None:
     folder = tmp_path / "broker"
     folder.mkdir()
@@ -206,13 +235,19 @@ def test_sigkill_then_restart_delivers_everything_spooled(tmp_path: Path, model_
         messages, summary, _ = tail_result(tail)
     finally:
         broker.stop()
-    seqs = sorted({m["message"]["seq"] for m in messages if "seq" in m["message"]
-                   and m["message"]["type"] in ("counts", "heatmap", "sessions")})
+    seqs = sorted(
+        {
+            m["message"]["seq"]
+            for m in messages
+            if "seq" in m["message"] and m["message"]["type"] in ("counts", "heatmap", "sessions")
+        }
+    )
     assert seqs[0] == 1 and seqs == list(range(1, seqs[-1] + 1))  # 1..N, nothing lost
     assert seqs[-1] > spooled
     assert Spool(spool).stats()["depth"] == 0
 
 
+@pytest.mark.broker
 def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     folder = tmp_path / "broker"
@@ -221,16 +256,33 @@ def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -
     broker.start()
     password_file = tmp_path / "password"
     password_file.write_text("pa55word\n")
-    tls = (f'tls = true\nca_file = "{pki["ca"]}"\ncert_file = "{pki["client_cert"]}"\n'
-           f'key_file = "{pki["client_key"]}"\nusername = "cam1"\n'
-           f'password_file = "{password_file}"\n')
+    tls = (
+        f'tls = true\nca_file = "{pki["ca"]}"\ncert_file = "{pki["client_cert"]}"\n'
+        f'key_file = "{pki["client_key"]}"\nusername = "cam1"\n'
+        f'password_file = "{password_file}"\n'
+    )
     try:
-        config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker,
-                              mqtt_extra=tls)
-        tail = start_tail(broker, "--tls", "--ca-file", str(pki["ca"]), "--cert-file",
-                          str(pki["client_cert"]), "--key-file", str(pki["client_key"]),
-                          "--username", "cam1", "--password-file", str(password_file),
-                          "--idle", "6", "--timeout", "90")
+        config = write_config(
+            tmp_path / "c.toml", model_dir, tmp_path / "state", broker, mqtt_extra=tls
+        )
+        tail = start_tail(
+            broker,
+            "--tls",
+            "--ca-file",
+            str(pki["ca"]),
+            "--cert-file",
+            str(pki["client_cert"]),
+            "--key-file",
+            str(pki["client_key"]),
+            "--username",
+            "cam1",
+            "--password-file",
+            str(password_file),
+            "--idle",
+            "6",
+            "--timeout",
+            "90",
+        )
         daemon = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "60")
         _, stderr = daemon.communicate(timeout=90)
         assert daemon.returncode == 0, stderr
@@ -239,13 +291,28 @@ def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -
         assert code == 0 and {"status", "counts"} <= {m["message"]["type"] for m in messages}
 
         other = make_pki(tmp_path / "other", "wrong")
-        wrong = subprocess.run([sys.executable, "-m", "intentcam", "tail", "--broker",
-                                f"127.0.0.1:{broker.port}", "--tls", "--ca-file", str(other["ca"]),
-                                "--timeout", "3"], env=ENV, capture_output=True, text=True,
-                               timeout=60)
+        wrong = subprocess.run(
+            intentcam_argv(
+                "tail",
+                "--broker",
+                f"127.0.0.1:{broker.port}",
+                "--tls",
+                "--ca-file",
+                str(other["ca"]),
+                "--timeout",
+                "3",
+            ),
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert wrong.returncode == 1
         assert wrong.stderr.strip().splitlines() == [
-            line for line in wrong.stderr.strip().splitlines() if line.startswith("intentcam: error:")]
+            line
+            for line in wrong.stderr.strip().splitlines()
+            if line.startswith("intentcam: error:")
+        ]
         assert "TLS certificate verification failed" in wrong.stderr
         assert "Traceback" not in wrong.stderr
         # The daemon with the wrong CA: a clear log line, and the data stays in the spool.
@@ -259,9 +326,15 @@ def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -
         broker.stop()
 
 
+@pytest.mark.broker
 def test_mqtt_3_1_1_is_selectable(tmp_path: Path, model_dir: Path, broker: Broker) -> None:
-    config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker,
-                          mqtt_extra='protocol = "3.1.1"\n')
+    config = write_config(
+        tmp_path / "c.toml",
+        model_dir,
+        tmp_path / "state",
+        broker,
+        mqtt_extra='protocol = "3.1.1"\n',
+    )
     tail = start_tail(broker, "--protocol", "3.1.1", "--idle", "6", "--timeout", "90")
     daemon = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "40")
     _, stderr = daemon.communicate(timeout=90)

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from intentcam.config import load_config
+from intentcam.config import TrackerConfig, load_config
 from intentcam.detect import build_detector
 from intentcam.track import ByteTracker, SessionTokens, TrackerSettings
-from intentcam.track.stage import TrackingStage
-from tests.conftest import MALL
+from intentcam.view import CameraView
+from tests.data import MALL
 
 
 def box_at(cx: float, cy: float, w: float = 0.05, h: float = 0.15) -> list[float]:
@@ -29,10 +29,11 @@ def run(tracker: ByteTracker, frames: list[list[tuple[list[float], float]]], tim
 
 
 def test_two_walkers_keep_their_ids_and_confirm_after_min_hits() -> None:
-    tracker = ByteTracker(TrackerSettings(min_hits=3), aspect=1.0)
+    tracker = ByteTracker(TrackerSettings.from_config(TrackerConfig(min_hits=3)), aspect=1.0)
     times = [i * 0.1 for i in range(30)]
-    frames = [[(box_at(0.2 + 0.01 * i, 0.5), 0.8), (box_at(0.8 - 0.01 * i, 0.3), 0.7)]
-              for i in range(30)]
+    frames = [
+        [(box_at(0.2 + 0.01 * i, 0.5), 0.8), (box_at(0.8 - 0.01 * i, 0.3), 0.7)] for i in range(30)
+    ]
     out = run(tracker, frames, times)
     assert len(out[0].ids) == 0 and len(out[1].ids) == 0  # tentative until the third hit
     assert len(out[2].ids) == 2
@@ -41,7 +42,10 @@ def test_two_walkers_keep_their_ids_and_confirm_after_min_hits() -> None:
 
 
 def test_low_score_detections_keep_a_track_alive() -> None:
-    tracker = ByteTracker(TrackerSettings(high_score=0.5, low_score=0.2, min_hits=1), aspect=1.0)
+    tracker = ByteTracker(
+        TrackerSettings.from_config(TrackerConfig(high_score=0.5, low_score=0.2, min_hits=1)),
+        aspect=1.0,
+    )
     scores = [0.8] * 5 + [0.3] * 5 + [0.8] * 5  # the person is half occluded for half a second
     frames = [[(box_at(0.2 + 0.01 * i, 0.5), score)] for i, score in enumerate(scores)]
     out = run(tracker, frames, [i * 0.1 for i in range(15)])
@@ -49,7 +53,7 @@ def test_low_score_detections_keep_a_track_alive() -> None:
 
 
 def test_lost_tracks_end_after_their_lifetime_in_seconds_not_frames() -> None:
-    settings = TrackerSettings(min_hits=1, lost_ttl_s=1.0)
+    settings = TrackerSettings.from_config(TrackerConfig(min_hits=1, lost_ttl_s=1.0))
     for fps in (5.0, 30.0):
         tracker = ByteTracker(settings, aspect=1.0)
         dt = 1 / fps
@@ -63,9 +67,10 @@ def test_lost_tracks_end_after_their_lifetime_in_seconds_not_frames() -> None:
 
 
 def test_a_person_coasting_through_a_short_gap_keeps_the_id() -> None:
-    tracker = ByteTracker(TrackerSettings(min_hits=1, lost_ttl_s=1.0), aspect=1.0)
-    frames = [[(box_at(0.1 + 0.02 * i, 0.5), 0.9)] if not 10 <= i < 15 else []
-              for i in range(30)]
+    tracker = ByteTracker(
+        TrackerSettings.from_config(TrackerConfig(min_hits=1, lost_ttl_s=1.0)), aspect=1.0
+    )
+    frames = [[(box_at(0.1 + 0.02 * i, 0.5), 0.9)] if not 10 <= i < 15 else [] for i in range(30)]
     out = run(tracker, frames, [i * 0.1 for i in range(30)])
     assert {int(i) for frame in out for i in frame.ids} == {1}
 
@@ -90,7 +95,10 @@ def test_tokens_do_not_depend_on_the_person() -> None:
     boxes = np.array([box_at(0.5, 0.5)], dtype=np.float32)
     runs = []
     for _ in range(2):
-        tracker, sessions = ByteTracker(TrackerSettings(min_hits=1)), SessionTokens()
+        tracker, sessions = (
+            ByteTracker(TrackerSettings.from_config(TrackerConfig(min_hits=1))),
+            SessionTokens(),
+        )
         frame = tracker.update(boxes, np.array([0.9], np.float32), 0.0)
         runs.append(sessions.assign(frame.ids, 0.0)[0][0])
     assert runs[0] != runs[1]
@@ -99,8 +107,13 @@ def test_tokens_do_not_depend_on_the_person() -> None:
 @pytest.fixture(scope="module")
 def mall_detections(model_dir):
     """Detections of the 400 Mall frames (1x1 tiling keeps this fast)."""
-    settings = load_config(None, overrides={"paths": {"model_dir": str(model_dir)},
-                                            "detector": {"tiling": "1x1", "threads": 2}})
+    settings = load_config(
+        None,
+        overrides={
+            "paths": {"model_dir": str(model_dir)},
+            "detector": {"tiling": "1x1", "threads": 2},
+        },
+    )
     detector = build_detector(settings)
     capture = cv2.VideoCapture(str(MALL))
     detections = []
@@ -113,11 +126,13 @@ def mall_detections(model_dir):
     return detections
 
 
+@pytest.mark.slow
 def test_soak_20000_frames_memory_stays_flat(mall_detections, tmp_path) -> None:
     """A 24/7 run in miniature: the Mall clip looped for 20,000 frames through tracking and
     analytics (with a line, zones and windows): live objects and traced memory stay bounded."""
     config = tmp_path / "soak.toml"
-    config.write_text("""
+    config.write_text(
+        """
 [analytics]
 window_s = 60
 heatmap_window_s = 300
@@ -131,15 +146,17 @@ points = [[0.0, 0.3], [0.5, 0.3], [0.5, 1.0], [0.0, 1.0]]
 [[zones]]
 id = "right"
 points = [[0.5, 0.3], [1.0, 0.3], [1.0, 1.0], [0.5, 1.0]]
-""", encoding="utf-8")
-    stage = TrackingStage.from_settings(load_config(config), 640 / 480, wall_origin=1_700_000_000.0)
+""",
+        encoding="utf-8",
+    )
+    view = CameraView.from_settings(load_config(config), 640 / 480, wall_origin=1_700_000_000.0)
     live = np.zeros(20_000, dtype=np.int64)
     records = 0
     heap = {}
     for frame in range(20_000):
         detections = mall_detections[frame % 400]
-        records += len(stage.process(detections, frame * 0.5))  # the Mall is sampled at ~2 Hz
-        live[frame] = stage.live_objects()
+        records += len(view.process(detections, frame * 0.5))  # the Mall is sampled at ~2 Hz
+        live[frame] = view.live_objects()
         if frame in (4_999, 19_999):
             gc.collect()
             heap[frame] = len(gc.get_objects())

@@ -10,7 +10,7 @@ Everything is measured in one run on the same clip, frames, threads and tiling:
 - ``peer_fps``: the same detector feeding Roboflow ``trackers`` ByteTrack and ``supervision``
   ``LineZone`` counting, the stack a developer would assemble by hand; with configured lines,
   its line counts are reported beside ours;
-- per-stage p50/p95 ms, CPU use, peak RSS with every manifest model loaded, start-up time to the
+- per-stage p50/p95 ms, CPU use, peak RSS with every model the daemon uses loaded, start-up time to the
   first processed frame, and detector throughput per thread count;
 - on a Raspberry Pi the SoC temperature and throttling flags (``null`` elsewhere).
 """
@@ -26,22 +26,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from intentcam.capture import VideoFileSource
+from intentcam.capture.frame import Frame
 from intentcam.config import Settings
 from intentcam.detect import build_detector
 from intentcam.errors import UserError
+from intentcam.evaluation.peer import PeerTracker, import_peer
 from intentcam.inference.model import load_model
 from intentcam.models import load_manifest
-from intentcam.pipeline import Pipeline
+from intentcam.pipeline import Pipeline, build_pipeline
 from intentcam.progress import Progress, no_progress
-from intentcam.scheduler import MotionGate
+from intentcam.records import Record
 from intentcam.sinks import NullSink
 from intentcam.telemetry.health import temperature_c, throttled
 from intentcam.telemetry.service import Telemetry
-from intentcam.track.stage import TrackingStage
-
+from intentcam.track.bytetrack import TrackerSettings
 
 
 def peak_rss_mb() -> float:
@@ -63,13 +62,14 @@ def detector_only(settings: Settings, clip: Path, frames: int, progress: Progres
     if first is None:
         raise UserError(f"{clip}: no frames")
     detector.detect(first.image)  # warm-up: the first invoke allocates
+    low_score = TrackerSettings.from_config(settings.tracker).low_score
     count = 0
     started = time.perf_counter()
     for _ in progress(iter(range(frames)), frames, f"detector x{settings.detector.threads}"):
         frame = source.read()
         if frame is None:
             break
-        detector.detect(frame.image, min_score=0.3)
+        detector.detect(frame.image, min_score=low_score)
         count += 1
     elapsed = time.perf_counter() - started
     source.close()
@@ -82,26 +82,28 @@ class _Collect:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Record, line: str | None = None) -> None:
         self.records.append(record)
 
     def close(self) -> None:
         return None
 
 
-def pipeline_run(settings: Settings, clip: Path, frames: int, gated: bool,
-                 progress: Progress, collect: _Collect | None = None) -> dict[str, Any]:
+def pipeline_run(
+    settings: Settings,
+    clip: Path,
+    frames: int,
+    gated: bool,
+    progress: Progress,
+    collect: _Collect | None = None,
+) -> dict[str, Any]:
     """The daemon's loop over the clip (telemetry into a temporary spool, no broker)."""
     with tempfile.TemporaryDirectory(prefix="intentcam-bench-") as state:
-        settings = _settings_with(settings, paths={"state_dir": Path(state)},
-                                  mqtt={"host": None})
+        settings = _settings_with(settings, paths={"state_dir": Path(state)}, mqtt={"host": None})
         started = time.perf_counter()
-        detector = build_detector(settings)
         source = VideoFileSource(clip)
         telemetry = Telemetry(settings, collect or NullSink())
-        pipeline = Pipeline(source, detector,
-                            lambda aspect: TrackingStage.from_settings(settings, aspect), telemetry,
-                            report_every_s=3600, gate=MotionGate() if gated else None)
+        pipeline = build_pipeline(settings, source, telemetry, gated=gated, report_every_s=3600)
         first_frame_at: list[float] = []
 
         def tick() -> None:
@@ -129,8 +131,9 @@ def pipeline_run(settings: Settings, clip: Path, frames: int, gated: bool,
     }
 
 
-def _run_with_bar(pipeline: Pipeline, stop: threading.Event, frames: int,
-                  bar: Iterator[Any]) -> dict[str, Any]:
+def _run_with_bar(
+    pipeline: Pipeline, stop: threading.Event, frames: int, bar: Iterator[Any]
+) -> dict[str, Any]:
     """Run the pipeline, advancing the progress bar from its heartbeat."""
     advance = getattr(bar, "update", None)
     done = [0]
@@ -169,73 +172,74 @@ def totals(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"lines": lines, "zones": zones}
 
 
-def compare_gating(settings: Settings, clip: Path, frames: int,
-                   progress: Progress = no_progress) -> dict[str, Any]:
+def compare_gating(
+    settings: Settings, clip: Path, frames: int, progress: Progress = no_progress
+) -> dict[str, Any]:
     """The same clip with the motion gate off and on: invocations and the counts of each."""
     report: dict[str, Any] = {"clip": str(clip)}
     for name, gated in (("off", False), ("on", True)):
         collect = _Collect()
         run = pipeline_run(settings, clip, frames, gated, progress, collect)
-        report[name] = {"frames": run["frames"], "invokes": run["invokes"],
-                        "gated_frames": run["gated_frames"], "fps": round(run["fps"], 2),
-                        **totals(collect.records)}
-    report["invokes_saved"] = round(1 - report["on"]["invokes"] / max(report["off"]["invokes"], 1), 3)
-    report["identical_counts"] = (report["on"]["lines"] == report["off"]["lines"]
-                                  and report["on"]["zones"] == report["off"]["zones"])
+        report[name] = {
+            "frames": run["frames"],
+            "invokes": run["invokes"],
+            "gated_frames": run["gated_frames"],
+            "fps": round(run["fps"], 2),
+            **totals(collect.records),
+        }
+    report["invokes_saved"] = round(
+        1 - report["on"]["invokes"] / max(report["off"]["invokes"], 1), 3
+    )
+    report["identical_counts"] = (
+        report["on"]["lines"] == report["off"]["lines"]
+        and report["on"]["zones"] == report["off"]["zones"]
+    )
     return report
 
 
 def peer_run(settings: Settings, clip: Path, frames: int, progress: Progress) -> dict[str, Any]:
     """Same detector -> trackers ByteTrack -> supervision LineZone (first segment of each line)."""
-    try:
-        import supervision as sv
-        from trackers import ByteTrackTracker
-    except ImportError as exc:
-        raise UserError(f"the peer pipeline needs 'trackers' and 'supervision' ({exc}); "
-                        "install intentcam[eval] or pass --no-peer") from None
+    sv, _ = import_peer()
     detector = build_detector(settings)
     source = VideoFileSource(clip)
     first = source.read()
     if first is None:
         raise UserError(f"{clip}: no frames")
     width, height = first.size
-    fps_clip = source.fps
-    tracker = ByteTrackTracker(lost_track_buffer=max(1, round(settings.tracker.lost_ttl_s * 30)),
-                               frame_rate=fps_clip,
-                               track_activation_threshold=min(settings.tracker.high_score + 0.1, 0.99),
-                               minimum_consecutive_frames=settings.tracker.min_hits,
-                               minimum_iou_threshold=settings.tracker.match_iou,
-                               high_conf_det_threshold=settings.tracker.high_score)
-    zones = {line.id: sv.LineZone(start=sv.Point(line.points[0][0] * width, line.points[0][1] * height),
-                                  end=sv.Point(line.points[1][0] * width, line.points[1][1] * height),
-                                  triggering_anchors=(sv.Position.BOTTOM_CENTER,))
-             for line in settings.lines}
-    scale = np.array([width, height, width, height], dtype=np.float64)
+    tracker = PeerTracker(TrackerSettings.from_config(settings.tracker), width, height, source.fps)
+    zones = {
+        line.id: sv.LineZone(
+            start=sv.Point(line.points[0][0] * width, line.points[0][1] * height),
+            end=sv.Point(line.points[1][0] * width, line.points[1][1] * height),
+            triggering_anchors=(sv.Position.BOTTOM_CENTER,),
+        )
+        for line in settings.lines
+    }
+    low_score = TrackerSettings.from_config(settings.tracker).low_score
     count = 0
-    frame = first
+    frame: Frame | None = first
     started = time.perf_counter()
     for _ in progress(iter(range(frames)), frames, "peer"):
         if frame is None:
             break
-        detections = detector.detect(frame.image, min_score=0.3)
-        tracked = tracker.update(sv.Detections(xyxy=detections.boxes.astype(np.float64) * scale,
-                                               confidence=detections.scores.astype(np.float64),
-                                               class_id=np.zeros(len(detections), dtype=int)),
-                                 timestamp=frame.timestamp)
-        confirmed = tracked[tracked.tracker_id != -1]
+        tracker.update(detector.detect(frame.image, min_score=low_score), frame.timestamp)
         for zone in zones.values():
-            zone.trigger(confirmed)
+            zone.trigger(tracker.last)
         count += 1
         frame = source.read()
     elapsed = time.perf_counter() - started
     source.close()
-    return {"fps": count / elapsed if elapsed > 0 else 0.0,
-            "lines": {line_id: {"in": zone.in_count, "out": zone.out_count}
-                      for line_id, zone in zones.items()}}
+    return {
+        "fps": count / elapsed if elapsed > 0 else 0.0,
+        "lines": {
+            line_id: {"in": zone.in_count, "out": zone.out_count} for line_id, zone in zones.items()
+        },
+    }
 
 
-def edgetpu_comparison(settings: Settings, clip: Path, frames: int,
-                       progress: Progress) -> dict[str, Any]:
+def edgetpu_comparison(
+    settings: Settings, clip: Path, frames: int, progress: Progress
+) -> dict[str, Any]:
     """Detector-only fps on the CPU and on the Edge TPU, when a Coral and the model exist."""
     from intentcam.errors import ModelError
     from intentcam.inference.edgetpu import choose_delegate
@@ -248,18 +252,30 @@ def edgetpu_comparison(settings: Settings, clip: Path, frames: int,
         return {"available": False, "reason": str(exc)}
     on = _settings_with(settings, detector={"delegate": "edgetpu"})
     off = _settings_with(settings, detector={"delegate": "cpu"})
-    return {"available": True, "edgetpu_fps": round(detector_only(on, clip, frames, progress), 2),
-            "cpu_fps": round(detector_only(off, clip, frames, progress), 2)}
+    return {
+        "available": True,
+        "edgetpu_fps": round(detector_only(on, clip, frames, progress), 2),
+        "cpu_fps": round(detector_only(off, clip, frames, progress), 2),
+    }
 
 
-def run_benchmark(settings: Settings, clip: Path, frames: int, *, threads: list[int] | None = None,
-                  peer: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
+def run_benchmark(
+    settings: Settings,
+    clip: Path,
+    frames: int,
+    *,
+    threads: list[int] | None = None,
+    peer: bool = True,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
     """The whole benchmark; see the module docstring for the keys."""
     if not clip.is_file():
         raise UserError(f"--clip {clip}: not found")
     manifest = load_manifest(settings.paths.manifest)
-    loaded = [load_model(spec, settings.paths.models, threads=1, delegate="cpu")
-              for spec in manifest.models]
+    loaded = [
+        load_model(spec, settings.paths.models, threads=1, delegate="cpu")
+        for spec in manifest.in_use()
+    ]
     rss_models = peak_rss_mb()
     del loaded
     collect = _Collect()
@@ -267,9 +283,15 @@ def run_benchmark(settings: Settings, clip: Path, frames: int, *, threads: list[
     detector_fps = detector_only(settings, clip, frames, progress)
     gated = pipeline_run(settings, clip, frames, True, progress)
     thread_counts = sorted(set(threads or [1, settings.detector.threads]))
-    per_thread = {str(n): round(detector_only(_settings_with(settings, detector={"threads": n}),
-                                              clip, frames, progress), 2)
-                  for n in thread_counts}
+    per_thread = {
+        str(n): round(
+            detector_only(
+                _settings_with(settings, detector={"threads": n}), clip, frames, progress
+            ),
+            2,
+        )
+        for n in thread_counts
+    }
     result: dict[str, Any] = {
         "clip": str(clip),
         "frames": pipeline["frames"],
@@ -303,20 +325,25 @@ def run_benchmark(settings: Settings, clip: Path, frames: int, *, threads: list[
 
 def markdown(result: dict[str, Any]) -> str:
     """The result as a Markdown table."""
-    rows = [("clip", result["clip"]), ("frames", result["frames"]),
-            ("threads / tiling", f"{result['threads']} / {result['tiling']}"),
-            ("detector-only fps", result["detector_fps"]), ("pipeline fps", result["pipeline_fps"]),
-            ("ratio pipeline / detector", result["ratio"]),
-            ("pipeline fps, motion gate on", result["gated_fps"]),
-            ("detector invocations saved by the gate", result["gated_invokes_saved"]),
-            ("peer fps (trackers ByteTrack + supervision LineZone)", result["peer_fps"]),
-            ("line counts, ours / peer", f"{result['lines']} / {result.get('peer_lines')}"),
-            ("Edge TPU", result["edgetpu"]),
-            ("CPU % (of all cores)", result["cpu_percent"]),
-            ("RSS with all models loaded, MB", result["rss_models_mb"]),
-            ("peak RSS, MB", result["rss_peak_mb"]), ("start-up to first frame, s", result["startup_s"]),
-            ("detector fps by threads", result["detector_fps_by_threads"]),
-            ("SoC temperature / throttled", f"{result['temperature_c']} / {result['throttled']}")]
+    rows = [
+        ("clip", result["clip"]),
+        ("frames", result["frames"]),
+        ("threads / tiling", f"{result['threads']} / {result['tiling']}"),
+        ("detector-only fps", result["detector_fps"]),
+        ("pipeline fps", result["pipeline_fps"]),
+        ("ratio pipeline / detector", result["ratio"]),
+        ("pipeline fps, motion gate on", result["gated_fps"]),
+        ("detector invocations saved by the gate", result["gated_invokes_saved"]),
+        ("peer fps (trackers ByteTrack + supervision LineZone)", result["peer_fps"]),
+        ("line counts, ours / peer", f"{result['lines']} / {result.get('peer_lines')}"),
+        ("Edge TPU", result["edgetpu"]),
+        ("CPU % (of all cores)", result["cpu_percent"]),
+        ("RSS with all models loaded, MB", result["rss_models_mb"]),
+        ("peak RSS, MB", result["rss_peak_mb"]),
+        ("start-up to first frame, s", result["startup_s"]),
+        ("detector fps by threads", result["detector_fps_by_threads"]),
+        ("SoC temperature / throttled", f"{result['temperature_c']} / {result['throttled']}"),
+    ]
     lines = ["| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     lines += ["", "| stage | p50 ms | p95 ms |", "|---|---|---|"]
     lines += [f"| {stage} | {v['p50']} | {v['p95']} |" for stage, v in result["stages"].items()]

@@ -13,8 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError,
-                      ValidationInfo, field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from intentcam.errors import ConfigError
@@ -127,6 +136,8 @@ class TrackerConfig(_Section):
     new_track_score: float | None = Field(default=None, gt=0, lt=1)
     match_iou: float = Field(default=0.2, gt=0, lt=1)
     low_match_iou: float = Field(default=0.4, gt=0, lt=1)
+    #: IoU a tentative (not yet confirmed) track needs with a high-score detection to continue.
+    tentative_match_iou: float = Field(default=0.3, gt=0, lt=1)
     min_hits: int = Field(default=2, ge=1, le=30)
     lost_ttl_s: float = Field(default=1.5, gt=0, le=60)
     #: A session token is replaced after this long, so no token follows one person for hours.
@@ -259,9 +270,11 @@ class PrivacyConfig(_Section):
     @classmethod
     def _notice(cls, value: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("expression_inference") and not (value and value.strip()):
-            raise ValueError("required when privacy.expression_inference = true: say where "
-                             "shoppers are informed (EU AI Act Art. 50(3)), e.g. \"sign at the "
-                             "entrance\"")
+            raise ValueError(
+                "required when privacy.expression_inference = true: say where "
+                'shoppers are informed (EU AI Act Art. 50(3)), e.g. "sign at the '
+                'entrance"'
+            )
         return value
 
 
@@ -316,8 +329,12 @@ class MqttConfig(_Section):
             try:
                 return self.password_file.read_text(encoding="utf-8").splitlines()[0]
             except (OSError, IndexError) as exc:
-                raise ConfigError([f"mqtt.password_file: cannot read {self.password_file} "
-                                   f"({getattr(exc, 'strerror', None) or 'empty file'})"]) from None
+                raise ConfigError(
+                    [
+                        f"mqtt.password_file: cannot read {self.password_file} "
+                        f"({getattr(exc, 'strerror', None) or 'empty file'})"
+                    ]
+                ) from None
         return None
 
 
@@ -436,8 +453,9 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
-def load_config(path: Path | str | None = None, *,
-                overrides: dict[str, Any] | None = None) -> Settings:
+def load_config(
+    path: Path | str | None = None, *, overrides: dict[str, Any] | None = None
+) -> Settings:
     """Build :class:`Settings` from defaults, a TOML file, ``INTENTCAM_*`` variables and overrides.
 
     ``path=None`` reads :data:`DEFAULT_CONFIG_PATH` if it exists and uses defaults otherwise;
@@ -460,9 +478,12 @@ def load_config(path: Path | str | None = None, *,
             if isinstance(current, BaseModel):
                 updated = type(current).model_validate(_deep_merge(current.model_dump(), values))
             else:  # [[lines]] / [[zones]]: an override replaces the whole list
-                updated = TypeAdapter(Settings.model_fields[section].annotation).validate_python(values)
+                annotation: Any = Settings.model_fields[section].annotation
+                updated = TypeAdapter(annotation).validate_python(values)
         except ValidationError as exc:
-            raise ConfigError([f"{section}.{line}" for line in describe_validation_error(exc)]) from None
+            raise ConfigError(
+                [f"{section}.{line}" for line in describe_validation_error(exc)]
+            ) from None
         setattr(settings, section, updated)
     return settings
 

@@ -1,7 +1,7 @@
 """The daemon: everything ``intentcam run`` starts, wired together, and stopped in order.
 
-source -> detector -> tracking + analytics -> telemetry (spool -> MQTT) and the local sink;
-commands from MQTT are validated on the network thread and applied between frames; a health
+source -> detector -> camera view (tracking, analytics) -> telemetry (spool -> MQTT) and the local
+sink; commands from MQTT are validated on the network thread and applied between frames; a health
 message goes out every ``telemetry.health_interval_s``. On stop, the partial window is flushed
 into the spool, ``stopped`` is published and the spool gets a few seconds to drain.
 """
@@ -16,115 +16,179 @@ from typing import Any
 
 from intentcam.capture import open_source
 from intentcam.config import Settings
-from intentcam.control import ControlPlane, GeometryStore
+from intentcam.control import ControlPlane, GeometryStore, Reply
 from intentcam.control.geometry_store import Geometry
 from intentcam.detect import build_detector
-from intentcam.pipeline import Pipeline
-from intentcam.scheduler import MotionGate, MotionGateSettings
+from intentcam.pipeline import build_pipeline
 from intentcam.service.notify import Notifier
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import HealthMonitor
 from intentcam.telemetry.service import Telemetry
-from intentcam.track.stage import TrackingStage
 
 log = logging.getLogger(__name__)
 
 
-def motion_gate(settings: Settings) -> MotionGate | None:
-    """The configured motion gate, or ``None`` when ``motion_gate.enabled`` is false."""
-    config = settings.motion_gate
-    if not config.enabled:
-        return None
-    return MotionGate(MotionGateSettings(pixel_threshold=config.pixel_threshold,
-                                         min_changed=config.min_changed,
-                                         moving_speed=config.moving_speed,
-                                         recheck_s=config.recheck_s, max_skip_s=config.max_skip_s))
+class Daemon:
+    """Owns the pipeline, the control plane, telemetry and health of one running camera."""
 
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        *,
+        config_path: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        report_every_s: float = 5.0,
+        frame_records: bool = False,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.notifier = notifier or Notifier.from_environment()
+        detector = build_detector(settings)
+        self.models = [detector.describe()]
+        self.store = GeometryStore(settings.paths.state_dir)
+        stored = self.store.load()
+        if stored is not None:
+            log.info(
+                "using %d line(s) and %d zone(s) set live (%s)",
+                len(stored.lines),
+                len(stored.zones),
+                self.store.path,
+            )
+            settings.lines, settings.zones = stored.lines, stored.zones
+        self.control = ControlPlane(
+            settings,
+            self.store,
+            send=self._send_reply,
+            config_path=config_path,
+            overrides=overrides or {},
+            max_bytes=settings.telemetry.max_command_bytes,
+            apply_geometry=self._apply_geometry,
+            reset_counters=self._reset_counters,
+        )
+        self.telemetry = Telemetry(
+            settings,
+            sink,
+            models=lambda: self.models,
+            occupancy=self._occupancy,
+            on_command=self.control.handle,
+        )
+        self.source = open_source(settings.camera)
+        self.health = HealthMonitor()
+        self.pipeline = build_pipeline(
+            settings,
+            self.source,
+            self.telemetry,
+            detector=detector,
+            report_every_s=report_every_s,
+            frame_records=frame_records,
+            tick=self._tick,
+        )
+        self.pipeline.timings = self.health.timings
+        self._next_health = time.monotonic() + settings.telemetry.health_interval_s
+        self._status_at, self._status_frames = time.monotonic(), 0
 
-def run_daemon(settings: Settings, sink: Sink, stop: threading.Event, *,
-               config_path: Path | None = None, overrides: dict[str, Any] | None = None,
-               max_frames: int | None = None, report_every_s: float = 5.0,
-               frame_records: bool = False, notifier: Notifier | None = None) -> dict[str, Any]:
-    """Run until ``stop`` is set, the source ends or ``max_frames``; returns the summary."""
-    notifier = notifier or Notifier.from_environment()
-    detector = build_detector(settings)
-    store = GeometryStore(settings.paths.state_dir)
-    stored = store.load()
-    if stored is not None:
-        log.info("using %d line(s) and %d zone(s) set live (%s)", len(stored.lines),
-                 len(stored.zones), store.path)
-        settings.lines, settings.zones = stored.lines, stored.zones
-    models = [detector.model.describe()]
-    holder: dict[str, Pipeline] = {}
+    def run(self, stop: threading.Event, max_frames: int | None = None) -> dict[str, Any]:
+        """Run until ``stop`` is set, the source ends or ``max_frames``; returns the summary."""
+        log.info(
+            "running %s on %s (%s)",
+            self.settings.detector.model,
+            self.source.name,
+            self.models[0]["reason"],
+        )
+        self.telemetry.start()
+        try:
+            # The pipeline flushes the partial window on the way out.
+            return self.pipeline.run(stop, max_frames=max_frames)
+        finally:
+            self.notifier.stopping()
+            self.source.close()
+            self.telemetry.stop()
+            self.telemetry.close()
 
-    def current_stage() -> TrackingStage | None:
-        return holder["pipeline"].stage if "pipeline" in holder else None
+    # --- control plane (frame-loop thread) ----------------------------------------------------
 
-    def apply_geometry(geometry: Geometry) -> None:
-        stage = current_stage()
-        if stage is not None:
-            stage.analytics.replace_geometry(geometry.lines, geometry.zones)
+    def _send_reply(self, reply: Reply) -> None:
+        self.telemetry.send_reply(
+            reply.command,
+            reply.body(),
+            response_topic=reply.response_topic,
+            correlation=reply.correlation,
+        )
 
-    def reset_counters() -> None:
-        stage = current_stage()
-        if stage is not None:
-            stage.analytics.reset_counters()
+    def _apply_geometry(self, geometry: Geometry) -> None:
+        if self.pipeline.view is not None:
+            self.pipeline.view.apply_geometry(geometry.lines, geometry.zones)
 
-    def occupancy() -> dict[str, Any]:
-        stage = current_stage()
-        if stage is None:
-            return {"people": 0, "store": 0, "zones": {zone.id: 0 for zone in settings.zones}}
-        return stage.analytics.occupancy()
+    def _reset_counters(self) -> None:
+        if self.pipeline.view is not None:
+            self.pipeline.view.reset_counters()
 
-    control = ControlPlane(settings, store, send=lambda reply: telemetry.send_reply(reply),
-                           config_path=config_path, overrides=overrides or {},
-                           max_bytes=settings.telemetry.max_command_bytes,
-                           apply_geometry=apply_geometry, reset_counters=reset_counters)
-    telemetry = Telemetry(settings, sink, models=lambda: models, occupancy=occupancy,
-                          on_command=control.handle)
-    source = open_source(settings.camera)
-    health = HealthMonitor()
-    next_health = time.monotonic() + settings.telemetry.health_interval_s
+    def _occupancy(self) -> dict[str, Any]:
+        view = self.pipeline.view
+        if view is None:
+            return {"people": 0, "store": 0, "zones": {zone.id: 0 for zone in self.settings.zones}}
+        return view.occupancy()
 
-    status_window = {"at": time.monotonic(), "frames": 0}
+    # --- once per loop turn ---------------------------------------------------------------------
 
-    def status() -> str:
-        now, frames = time.monotonic(), holder["pipeline"].heartbeat.frames
-        fps = (frames - status_window["frames"]) / max(now - status_window["at"], 1e-9)
-        status_window.update(at=now, frames=frames)
-        people = occupancy()["people"]
-        broker = ("connected" if telemetry.broker_connected else "disconnected") \
-            if settings.mqtt.host else "not configured"
-        return (f"{fps:.1f} fps, {people} people in view, broker {broker}, "
-                f"spool {telemetry.spool.stats()['depth']}, camera {source.stats.state}")
-
-    def tick() -> None:
-        nonlocal next_health
-        control.apply_pending()
-        heartbeat = holder["pipeline"].heartbeat
-        if heartbeat.frames and not notifier.ready:
-            notifier.notify_ready(f"first frame processed; {models[0]['reason']}")
-        notifier.tick(heartbeat.last_progress, status)
+    def _tick(self) -> None:
+        self.control.apply_pending()
+        heartbeat = self.pipeline.heartbeat
+        if heartbeat.frames and not self.notifier.ready:
+            self.notifier.notify_ready(f"first frame processed; {self.models[0]['reason']}")
+        self.notifier.tick(heartbeat.last_progress, self._status)
         now = time.monotonic()
-        if now >= next_health:
-            next_health = now + settings.telemetry.health_interval_s
-            pipeline = holder["pipeline"]
-            telemetry.publish_health(health.body(
-                pipeline.heartbeat.frames, spool=telemetry.spool.stats(), source=source,
-                broker=telemetry.broker_connected, models=models))
+        if now >= self._next_health:
+            self._next_health = now + self.settings.telemetry.health_interval_s
+            self.telemetry.publish_health(
+                self.health.body(
+                    heartbeat.frames,
+                    spool=self.telemetry.spool.stats(),
+                    source=self.source,
+                    broker=self.telemetry.broker_connected,
+                    models=self.models,
+                )
+            )
 
-    pipeline = Pipeline(source, detector,
-                        lambda aspect: TrackingStage.from_settings(settings, aspect), telemetry,
-                        fps_cap=settings.camera.fps_cap, report_every_s=report_every_s,
-                        frame_records=frame_records, tick=tick, gate=motion_gate(settings))
-    pipeline.timings = health.timings
-    holder["pipeline"] = pipeline
-    log.info("running %s on %s (%s)", settings.detector.model, source.name, models[0]["reason"])
-    telemetry.start()
-    try:
-        return pipeline.run(stop, max_frames=max_frames)  # flushes the partial window on the way out
-    finally:
-        notifier.stopping()
-        source.close()
-        telemetry.stop()
-        telemetry.close()
+    def _status(self) -> str:
+        """The systemd ``STATUS=`` line."""
+        now, frames = time.monotonic(), self.pipeline.heartbeat.frames
+        fps = (frames - self._status_frames) / max(now - self._status_at, 1e-9)
+        self._status_at, self._status_frames = now, frames
+        people = self._occupancy()["people"]
+        mqtt = self.settings.mqtt
+        broker = (
+            ("connected" if self.telemetry.broker_connected else "disconnected")
+            if mqtt.host
+            else "not configured"
+        )
+        return (
+            f"{fps:.1f} fps, {people} people in view, broker {broker}, "
+            f"spool {self.telemetry.spool.stats()['depth']}, camera {self.source.stats.state}"
+        )
+
+
+def run_daemon(
+    settings: Settings,
+    sink: Sink,
+    stop: threading.Event,
+    *,
+    config_path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    max_frames: int | None = None,
+    report_every_s: float = 5.0,
+    frame_records: bool = False,
+    notifier: Notifier | None = None,
+) -> dict[str, Any]:
+    """Build the :class:`Daemon` and run it until ``stop``, the source ends or ``max_frames``."""
+    daemon = Daemon(
+        settings,
+        sink,
+        config_path=config_path,
+        overrides=overrides,
+        report_every_s=report_every_s,
+        frame_records=frame_records,
+        notifier=notifier,
+    )
+    return daemon.run(stop, max_frames=max_frames)

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intentcam.capture.frame import Frame, FrameSource
+from intentcam.config import Settings
+from intentcam.detect import PersonDetector, build_detector
 from intentcam.detect.detections import Detections
-from intentcam.detect.ssd import SsdPersonDetector
-from intentcam.scheduler import MotionGate
+from intentcam.scheduler import MotionGate, MotionGateSettings
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import StageTimings
-from intentcam.track.stage import TrackingStage
+from intentcam.view import CameraView
 
-#: Builds the tracking stage once the first frame tells the aspect ratio (width / height).
-StageFactory = Callable[[float], TrackingStage]
+#: Builds the camera view once the first frame tells the aspect ratio (width / height).
+ViewFactory = Callable[[float], CameraView]
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,11 @@ class LoopStats:
         }
 
 
-def frame_record(frame: Frame, run_origin: float, detections: Detections,
-                 stage: TrackingStage) -> dict[str, Any]:
+def frame_record(
+    frame: Frame, run_origin: float, detections: Detections, view: CameraView
+) -> dict[str, Any]:
     """One frame's people: detections and confirmed tracks (normalised boxes, no image data)."""
-    tracked = stage.last
-    assert tracked is not None
+    ids, boxes = view.tracks()
     # float64 before rounding, or float32 noise (0.8495000004768372) reaches the JSON.
     return {
         "type": "frame",
@@ -85,8 +86,8 @@ def frame_record(frame: Frame, run_origin: float, detections: Detections,
         "people": len(detections),
         "boxes": detections.boxes.astype(float).round(4).tolist(),
         "scores": detections.scores.astype(float).round(3).tolist(),
-        "tracks": tracked.ids.tolist(),
-        "track_boxes": tracked.boxes.astype(float).round(4).tolist(),
+        "tracks": ids.tolist(),
+        "track_boxes": boxes.astype(float).round(4).tolist(),
     }
 
 
@@ -95,8 +96,8 @@ class Pipeline:
     """Runs frames from ``source`` through ``detector`` into ``sink`` until stopped."""
 
     source: FrameSource
-    detector: SsdPersonDetector
-    stage_factory: StageFactory
+    detector: PersonDetector
+    view_factory: ViewFactory
     sink: Sink
     fps_cap: float | None = None
     report_every_s: float = 5.0
@@ -109,7 +110,7 @@ class Pipeline:
     tick: Callable[[], None] | None = None
     #: Skips the detector where nothing moves; ``None`` runs it on every frame.
     gate: MotionGate | None = None
-    stage: TrackingStage | None = None
+    view: CameraView | None = None
 
     def run(self, stop: threading.Event, max_frames: int | None = None) -> dict[str, Any]:
         """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set.
@@ -133,25 +134,26 @@ class Pipeline:
             started = self.clock()
             if run_origin is None:
                 run_origin = frame.timestamp
-            if self.stage is None:
+            if self.view is None:
                 width, height = frame.size
-                self.stage = self.stage_factory(width / height)
-            if self._must_detect(frame):
-                detections = self.detector.detect(frame.image, min_score=self.stage.low_score)
-                records = self.stage.process(detections, frame.timestamp, frame.image)
+                self.view = self.view_factory(width / height)
+            view = self.view
+            if self._must_detect(frame, view):
+                detections = self.detector.detect(frame.image, min_score=view.low_score)
+                records = view.process(detections, frame.timestamp, frame.image)
                 invokes = self.detector.last.invokes
-                people = int((detections.scores >= self.detector.settings.score_threshold).sum())
+                people = int((detections.scores >= self.detector.score_threshold).sum())
             else:
-                records = self.stage.coast(frame.timestamp)
+                records = view.coast(frame.timestamp)
                 detections, invokes = Detections.empty(), 0
-                people = len(self.stage.last.ids) if self.stage.last is not None else 0
+                people = view.people_now
                 stats.gated += 1
             analysed_at = self.clock()
             for record in records:
                 self.sink.write(record)
-            self._time_stages(started, analysed_at, detected=invokes > 0)
+            self._time_stages(view, started, analysed_at, detected=invokes > 0)
             if self.frame_records:
-                self.sink.write(frame_record(frame, run_origin, detections, self.stage))
+                self.sink.write(frame_record(frame, run_origin, detections, view))
             stats.frames += 1
             stats.window_frames += 1
             stats.people += people
@@ -162,38 +164,36 @@ class Pipeline:
             if now - stats.window_started >= self.report_every_s:
                 self._report(stats, now)
             self._respect_fps_cap(started, stop)
-        if self.stage is not None:
-            for record in self.stage.finish():
+        if self.view is not None:
+            for record in self.view.finish():
                 self.sink.write(record)
         summary = {"type": "summary", **stats.summary(self.clock(), self.source)}
         self.sink.write(summary)
         return summary
 
-    def _must_detect(self, frame: Frame) -> bool:
+    def _must_detect(self, frame: Frame, view: CameraView) -> bool:
         if self.gate is None:
             return True
-        assert self.stage is not None
-        tracker = self.stage.tracker
-        run = self.gate.should_detect(frame.image, frame.timestamp,
-                                      tracks_present=tracker.confirmed_count() > 0,
-                                      tracks_moving=tracker.moving(self.gate.settings.moving_speed))
+        run = self.gate.should_detect(
+            frame.image,
+            frame.timestamp,
+            tracks_present=view.tracks_present,
+            tracks_moving=view.tracks_moving(self.gate.settings.moving_speed),
+        )
         if run:
             self.gate.detected(frame.timestamp)
         return run
 
-    def _time_stages(self, started: float, analysed_at: float, *, detected: bool) -> None:
+    def _time_stages(
+        self, view: CameraView, started: float, analysed_at: float, *, detected: bool
+    ) -> None:
         if detected:
             last = self.detector.last
             self.timings.add("preprocess", last.preprocess_ms)
             self.timings.add("invoke", last.invoke_ms)
             self.timings.add("detect_post", last.postprocess_ms)
-        stage = self.stage
-        assert stage is not None
-        if detected:
-            self.timings.add("tracking", stage.tracking_ms)
-            if stage.faces is not None:
-                self.timings.add("sentiment", stage.sentiment_ms)
-        self.timings.add("analytics", stage.analytics_ms)
+        for stage, milliseconds in view.stage_ms.items():
+            self.timings.add(stage, milliseconds)
         self.timings.add("telemetry", (self.clock() - analysed_at) * 1e3)
         self.timings.add("frame", (self.clock() - started) * 1e3)
 
@@ -201,11 +201,21 @@ class Pipeline:
         window = max(now - stats.window_started, 1e-9)
         fps = stats.window_frames / window
         people = stats.window_people / max(stats.window_frames, 1)
-        record = {"type": "progress", **stats.summary(now, self.source),
-                  "window_fps": round(fps, 2), "window_people_per_frame": round(people, 2)}
+        record = {
+            "type": "progress",
+            **stats.summary(now, self.source),
+            "window_fps": round(fps, 2),
+            "window_people_per_frame": round(people, 2),
+        }
         self.sink.write(record)
-        log.info("frames %d  fps %.1f  people/frame %.1f  dropped %d  source %s",
-                 stats.frames, fps, people, self.source.stats.dropped, self.source.stats.state)
+        log.info(
+            "frames %d  fps %.1f  people/frame %.1f  dropped %d  source %s",
+            stats.frames,
+            fps,
+            people,
+            self.source.stats.dropped,
+            self.source.stats.state,
+        )
         stats.window_started, stats.window_frames, stats.window_people = now, 0, 0
 
     def _respect_fps_cap(self, started: float, stop: threading.Event) -> None:
@@ -218,3 +228,34 @@ class Pipeline:
         remaining = 1.0 / self.fps_cap - (self.clock() - started)
         if remaining > 0:
             stop.wait(remaining)
+
+
+def build_pipeline(
+    settings: Settings,
+    source: FrameSource,
+    sink: Sink,
+    *,
+    detector: PersonDetector | None = None,
+    gated: bool | None = None,
+    report_every_s: float = 5.0,
+    frame_records: bool = False,
+    tick: Callable[[], None] | None = None,
+) -> Pipeline:
+    """The frame loop as configured: the daemon, the benchmark and the tests all build it here.
+
+    ``detector`` defaults to the configured one; ``gated`` forces the motion gate on or off
+    (``None``: as ``[motion_gate] enabled`` says; on, it always uses the configured thresholds).
+    """
+    gate_on = settings.motion_gate.enabled if gated is None else gated
+    gate = MotionGate(MotionGateSettings.from_config(settings.motion_gate)) if gate_on else None
+    return Pipeline(
+        source,
+        detector or build_detector(settings),
+        lambda aspect: CameraView.from_settings(settings, aspect),
+        sink,
+        fps_cap=settings.camera.fps_cap,
+        report_every_s=report_every_s,
+        frame_records=frame_records,
+        tick=tick,
+        gate=gate,
+    )

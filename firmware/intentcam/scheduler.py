@@ -21,22 +21,39 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from intentcam.config import MotionGateConfig
+
 
 @dataclass(frozen=True)
 class MotionGateSettings:
+    """See the module docstring; defaults and bounds live in ``[motion_gate]`` of the config."""
+
+    pixel_threshold: int
+    min_changed: float
+    moving_speed: float
+    recheck_s: float
+    max_skip_s: float
+    #: Thumbnail (width, height) the frames are compared at.
     size: tuple[int, int] = (64, 36)
-    pixel_threshold: int = 14
-    min_changed: float = 0.003
-    moving_speed: float = 0.05
-    recheck_s: float = 2.0
-    max_skip_s: float = 10.0
+
+    @classmethod
+    def from_config(cls, config: MotionGateConfig | None = None) -> MotionGateSettings:
+        """The settings of ``[motion_gate]`` (its defaults when ``config`` is ``None``)."""
+        config = config or MotionGateConfig()
+        return cls(
+            pixel_threshold=config.pixel_threshold,
+            min_changed=config.min_changed,
+            moving_speed=config.moving_speed,
+            recheck_s=config.recheck_s,
+            max_skip_s=config.max_skip_s,
+        )
 
 
 @dataclass
 class MotionGate:
     """Decides per frame whether the detector must run; see the module docstring."""
 
-    settings: MotionGateSettings = field(default_factory=MotionGateSettings)
+    settings: MotionGateSettings = field(default_factory=MotionGateSettings.from_config)
     skipped: int = 0
     _reference: np.ndarray | None = None
     _last_detection: float = float("-inf")
@@ -47,14 +64,20 @@ class MotionGate:
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         return cv2.GaussianBlur(gray, (3, 3), 0)
 
-    def should_detect(self, image: np.ndarray, now: float, *, tracks_present: bool,
-                      tracks_moving: bool) -> bool:
+    def should_detect(
+        self, image: np.ndarray, now: float, *, tracks_present: bool, tracks_moving: bool
+    ) -> bool:
         """Whether to run the detector on this frame (call :meth:`detected` when it ran)."""
         self._small = self.thumbnail(image)
         s = self.settings
         since = now - self._last_detection
-        run = (self._reference is None or tracks_moving or since >= s.max_skip_s
-               or (tracks_present and since >= s.recheck_s) or self._changed() >= s.min_changed)
+        run = (
+            self._reference is None
+            or tracks_moving
+            or since >= s.max_skip_s
+            or (tracks_present and since >= s.recheck_s)
+            or self._changed() >= s.min_changed
+        )
         if not run:
             self.skipped += 1
         return run

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from intentcam.errors import UserError
+from intentcam.records import Record, encode
 
-Record = dict[str, Any]
+__all__ = ["JsonlFileSink", "NullSink", "Record", "Sink", "StreamSink", "open_sink"]
 
 
 class Sink(Protocol):
-    def write(self, record: Record) -> None: ...
+    """Where records go. ``line`` is the record already encoded, when the caller has it."""
+
+    def write(self, record: Record, line: str | None = None) -> None: ...
 
     def close(self) -> None: ...
-
-
-def encode(record: Record) -> str:
-    """Compact JSON, one line."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 class StreamSink:
@@ -29,8 +26,8 @@ class StreamSink:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
-    def write(self, record: Record) -> None:
-        self._stream.write(encode(record) + "\n")
+    def write(self, record: Record, line: str | None = None) -> None:
+        self._stream.write((line or encode(record)) + "\n")
         self._stream.flush()
 
     def close(self) -> None:
@@ -45,11 +42,13 @@ class JsonlFileSink:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
-            raise UserError(f"--sink jsonl:{path}: cannot open for writing ({exc.strerror})") from None
+            raise UserError(
+                f"--sink jsonl:{path}: cannot open for writing ({exc.strerror})"
+            ) from None
         self.path = path
 
-    def write(self, record: Record) -> None:
-        self._file.write(encode(record) + "\n")
+    def write(self, record: Record, line: str | None = None) -> None:
+        self._file.write((line or encode(record)) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -57,7 +56,7 @@ class JsonlFileSink:
 
 
 class NullSink:
-    def write(self, record: Record) -> None:
+    def write(self, record: Record, line: str | None = None) -> None:
         return None
 
     def close(self) -> None:

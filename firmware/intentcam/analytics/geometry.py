@@ -27,22 +27,24 @@ def side_of_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
     """``(x2-x1)*(py-y1) - (y2-y1)*(px-x1)`` for every point (N) and segment (S): (N, S)."""
     dx = ends[:, 0] - starts[:, 0]
     dy = ends[:, 1] - starts[:, 1]
-    return dx[None, :] * (points[:, None, 1] - starts[None, :, 1]) - \
-        dy[None, :] * (points[:, None, 0] - starts[None, :, 0])
+    return dx[None, :] * (points[:, None, 1] - starts[None, :, 1]) - dy[None, :] * (
+        points[:, None, 0] - starts[None, :, 0]
+    )
 
 
 def distance_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Euclidean distance from every point (N) to every segment (S): (N, S)."""
     direction = ends - starts
-    length_sq = np.maximum((direction ** 2).sum(axis=1), 1e-18)
+    length_sq = np.maximum((direction**2).sum(axis=1), 1e-18)
     rel = points[:, None, :] - starts[None, :, :]
     t = np.clip((rel * direction[None, :, :]).sum(axis=2) / length_sq[None, :], 0.0, 1.0)
     closest = starts[None, :, :] + t[:, :, None] * direction[None, :, :]
     return np.sqrt(((points[:, None, :] - closest) ** 2).sum(axis=2))
 
 
-def segments_intersect(p: np.ndarray, q: np.ndarray, starts: np.ndarray,
-                       ends: np.ndarray) -> np.ndarray:
+def segments_intersect(
+    p: np.ndarray, q: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
     """Whether each movement p[i]->q[i] (N) properly crosses each segment (S): (N, S) bool.
 
     Touching an endpoint of the movement counts (a point landing exactly on the line is
@@ -52,10 +54,12 @@ def segments_intersect(p: np.ndarray, q: np.ndarray, starts: np.ndarray,
     side_q = side_of_segments(q, starts, ends)
     move = q - p
     # Sides of the segment's endpoints relative to each movement line.
-    side_a = move[:, None, 0] * (starts[None, :, 1] - p[:, None, 1]) - \
-        move[:, None, 1] * (starts[None, :, 0] - p[:, None, 0])
-    side_b = move[:, None, 0] * (ends[None, :, 1] - p[:, None, 1]) - \
-        move[:, None, 1] * (ends[None, :, 0] - p[:, None, 0])
+    side_a = move[:, None, 0] * (starts[None, :, 1] - p[:, None, 1]) - move[:, None, 1] * (
+        starts[None, :, 0] - p[:, None, 0]
+    )
+    side_b = move[:, None, 0] * (ends[None, :, 1] - p[:, None, 1]) - move[:, None, 1] * (
+        ends[None, :, 0] - p[:, None, 0]
+    )
     return (side_p * side_q <= 0) & (side_p != side_q) & (side_a * side_b <= 0) & (side_a != side_b)
 
 
@@ -87,7 +91,6 @@ class Polygon:
         return np.where(self.contains(points), 0.0, edges)
 
 
-
 @dataclass(frozen=True)
 class ViewSpace:
     """Maps normalised image points to the analytics plane (view units or floor metres)."""
@@ -105,12 +108,14 @@ class ViewSpace:
             return np.zeros((0, 2))
         if self.homography is None:
             return points * np.array([self.aspect, 1.0])
-        projected = cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64),
-                                             self.homography)
+        projected = cv2.perspectiveTransform(
+            points.reshape(-1, 1, 2).astype(np.float64), self.homography
+        )
         return projected.reshape(-1, 2)
 
 
 def homography_from(image_points: list[list[float]], floor_points: list[list[float]]) -> np.ndarray:
     """The 3x3 perspective transform taking four normalised image points to four floor points."""
-    return cv2.getPerspectiveTransform(np.asarray(image_points, dtype=np.float32),
-                                       np.asarray(floor_points, dtype=np.float32)).astype(np.float64)
+    return cv2.getPerspectiveTransform(
+        np.asarray(image_points, dtype=np.float32), np.asarray(floor_points, dtype=np.float32)
+    ).astype(np.float64)

@@ -36,11 +36,15 @@ class Heatmap:
     def coordinate_space(self) -> str:
         return "floor_m" if self.space.homography is not None else "image_norm"
 
-    def cells(self, image_points: np.ndarray) -> np.ndarray:
-        """Flat cell index of each point, or -1 outside the grid."""
+    def cells(self, image_points: np.ndarray, plane: np.ndarray | None = None) -> np.ndarray:
+        """Flat cell index of each point, or -1 outside the grid.
+
+        ``plane`` are the points already mapped to the floor, when the caller has them.
+        """
         columns, rows = self.grid
         if self.space.homography is not None and self.floor_size is not None:
-            plane = self.space.to_plane(image_points)
+            if plane is None:
+                plane = self.space.to_plane(image_points)
             u, v = plane[:, 0] / self.floor_size[0], plane[:, 1] / self.floor_size[1]
         else:
             u, v = image_points[:, 0], image_points[:, 1]
@@ -50,10 +54,17 @@ class Heatmap:
         valid = (col >= 0) & (col < columns) & (row >= 0) & (row < rows)
         return np.where(valid, row * columns + col, -1)
 
-    def add(self, tokens: list[str], image_points: np.ndarray, dt: float) -> None:
+    def add(
+        self,
+        tokens: list[str],
+        image_points: np.ndarray,
+        dt: float,
+        plane: np.ndarray | None = None,
+    ) -> None:
+        """Add ``dt`` seconds to the cell under each token's foot point."""
         if not tokens:
             return
-        cells = self.cells(image_points)
+        cells = self.cells(image_points, plane)
         valid = cells >= 0
         np.add.at(self._seconds.reshape(-1), cells[valid], min(dt, MAX_STEP_S))
         for token, cell in zip(tokens, cells.tolist()):

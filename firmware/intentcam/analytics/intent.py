@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intentcam.sentiment.vector import ExpressionAccumulator
-
 REVERSAL_COS = math.cos(math.radians(120))
 
 
@@ -55,15 +53,19 @@ class SessionSignals:
     zone_dwell: dict[str, float] = field(default_factory=dict)
     entered_displays: set[str] = field(default_factory=set)
     crossings: list[tuple[str, str]] = field(default_factory=list)
-    #: Expression samples of this session (only with privacy.expression_inference).
-    expression: ExpressionAccumulator | None = None
     _point: np.ndarray | None = None
     _step_anchor: np.ndarray | None = None
     _last_step: np.ndarray | None = None
     _anchor_distances: np.ndarray | None = None
 
-    def observe(self, point: np.ndarray, timestamp: float, in_display: bool,
-                display_distances: np.ndarray, display_ids: list[str]) -> None:
+    def observe(
+        self,
+        point: np.ndarray,
+        timestamp: float,
+        in_display: bool,
+        display_distances: np.ndarray,
+        display_ids: list[str],
+    ) -> None:
         """One observation of the foot point (plane coordinates), with its distance to each
         display zone (computed for all tokens at once by the caller)."""
         dt = timestamp - self.last_time if self._point is not None else 0.0
@@ -90,8 +92,9 @@ class SessionSignals:
         self._approach_avoid(self._anchor_distances, display_distances, display_ids)
         self._step_anchor, self._anchor_distances = point, display_distances
 
-    def _approach_avoid(self, before: np.ndarray | None, after: np.ndarray,
-                        display_ids: list[str]) -> None:
+    def _approach_avoid(
+        self, before: np.ndarray | None, after: np.ndarray, display_ids: list[str]
+    ) -> None:
         # No displays, or the zones were replaced live (set_zones) since the last step.
         if before is None or len(after) == 0 or len(before) != len(after):
             return
@@ -115,8 +118,10 @@ class SessionSignals:
         return {
             "dwell_s": round(dwell, 2),
             "path_length": round(self.path_length, 3),
-            "zones": {zone: {"visits": visits, "dwell_s": round(self.zone_dwell[zone], 2)}
-                      for zone, visits in self.zone_visits.items()},
+            "zones": {
+                zone: {"visits": visits, "dwell_s": round(self.zone_dwell[zone], 2)}
+                for zone, visits in self.zone_visits.items()
+            },
             "revisits": sum(max(0, visits - 1) for visits in self.zone_visits.values()),
             "engagement": round(self.still_in_display_s / dwell, 3) if dwell > 0 else 0.0,
             "approach": round(self.approach, 3),

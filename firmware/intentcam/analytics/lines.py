@@ -45,8 +45,14 @@ class Crossing:
 class LineCounter:
     """Counts crossings of one polyline given in normalised image coordinates."""
 
-    def __init__(self, line_id: str, points: list[list[float]], aspect: float,
-                 hysteresis: float = 0.03, edge_margin: float = 0.04) -> None:
+    def __init__(
+        self,
+        line_id: str,
+        points: list[list[float]],
+        aspect: float,
+        hysteresis: float = 0.03,
+        edge_margin: float = 0.04,
+    ) -> None:
         self.id = line_id
         self.aspect = aspect
         scaled = np.asarray(points, dtype=np.float64) * np.array([aspect, 1.0])
@@ -66,11 +72,23 @@ class LineCounter:
         sides = side_of_segments(points, self.starts, self.ends)[np.arange(len(points)), nearest]
         return np.sign(sides) * distances[np.arange(len(points)), nearest]
 
-    def observe(self, tokens: list[str], image_points: np.ndarray, timestamp: float) -> list[Crossing]:
-        """Feed this frame's foot points (normalised image coordinates) of tracked tokens."""
+    def observe(
+        self,
+        tokens: list[str],
+        image_points: np.ndarray,
+        timestamp: float,
+        view_points: np.ndarray | None = None,
+    ) -> list[Crossing]:
+        """Feed this frame's foot points (normalised image coordinates) of tracked tokens.
+
+        ``view_points`` are the same points already scaled by the aspect ratio, when the caller
+        has them (the analytics compute them once per frame for every consumer).
+        """
         if not tokens:
             return []
-        points = image_points * np.array([self.aspect, 1.0])
+        points = (
+            view_points if view_points is not None else image_points * np.array([self.aspect, 1.0])
+        )
         distance = self.signed_distance(points)
         known = [i for i, token in enumerate(tokens) if token in self._tokens]
         net = np.zeros(len(tokens), dtype=np.int64)
@@ -94,8 +112,9 @@ class LineCounter:
                     crossings.append(crossing)
         return crossings
 
-    def _confirm(self, state: _TokenState, new_side: int, token: str,
-                 timestamp: float) -> Crossing | None:
+    def _confirm(
+        self, state: _TokenState, new_side: int, token: str, timestamp: float
+    ) -> Crossing | None:
         crossing = None
         if state.side != 0 and new_side != state.side and state.pending == new_side:
             crossing = self._count(state, new_side, token, timestamp)
@@ -103,8 +122,9 @@ class LineCounter:
         state.pending = 0
         return crossing
 
-    def _count(self, state: _TokenState, new_side: int, token: str,
-               timestamp: float) -> Crossing | None:
+    def _count(
+        self, state: _TokenState, new_side: int, token: str, timestamp: float
+    ) -> Crossing | None:
         direction = IN if new_side > 0 else OUT
         if direction in state.counted:
             return None

@@ -45,8 +45,14 @@ class ZoneEvents:
 class ZoneTracker:
     """Presence of tokens in one polygon zone."""
 
-    def __init__(self, zone_id: str, kind: str, polygon: list[list[float]],
-                 enter_s: float = 1.0, leave_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        zone_id: str,
+        kind: str,
+        polygon: list[list[float]],
+        enter_s: float = 1.0,
+        leave_s: float = 1.0,
+    ) -> None:
         self.id = zone_id
         self.kind = kind
         self.polygon = np.asarray(polygon, dtype=np.float64)
@@ -92,7 +98,9 @@ class ZoneTracker:
         return events
 
     def _flip(self, token: str, presence: _Presence, events: ZoneEvents) -> None:
-        since = presence.changing_since if presence.changing_since is not None else presence.last_seen
+        since = (
+            presence.changing_since if presence.changing_since is not None else presence.last_seen
+        )
         if presence.inside:
             events.visits.append(Visit(self.id, token, presence.entered, since))
             del self._presence[token]

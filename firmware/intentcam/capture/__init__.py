@@ -49,8 +49,10 @@ def detect_kind(source: str) -> str:
         return "images"
     if path.exists():
         return "file"
-    raise SourceError(f"camera.source: {source} does not exist (expected a video file, an image "
-                      "folder, /dev/videoN, an rtsp:// or http:// URL, or picamera2)")
+    raise SourceError(
+        f"camera.source: {source} does not exist (expected a video file, an image "
+        "folder, /dev/videoN, an rtsp:// or http:// URL, or picamera2)"
+    )
 
 
 def open_source(camera: CameraConfig) -> FrameSource:
@@ -62,18 +64,26 @@ def open_source(camera: CameraConfig) -> FrameSource:
     if kind == "images":
         return ImageFolderSource(Path(camera.source), camera.images_fps, camera.pace)
     if kind == "v4l2":
-        return LiveSource(camera.source,
-                          lambda: open_v4l2(camera.source, camera.resolution, camera.fps_cap),
-                          backoff)
+        return LiveSource(
+            camera.source,
+            lambda: open_v4l2(camera.source, camera.resolution, camera.fps_cap),
+            backoff,
+        )
     if kind == "url":
         return LiveSource(redact_url(camera.source), lambda: open_url(camera.source), backoff)
     if kind == "picamera2":
         _, _, number = camera.source.partition(":")
         camera_num = int(number) if number.isdigit() else 0
         picamera2_class = import_picamera2()  # fail now, not in a retry loop, if it is missing
-        return LiveSource(f"picamera2:{camera_num}",
-                          lambda: PicameraGrabber(camera_num, camera.resolution,
-                                                  camera.detect_resolution, camera.fps_cap,
-                                                  picamera2_class),
-                          backoff)
+        return LiveSource(
+            f"picamera2:{camera_num}",
+            lambda: PicameraGrabber(
+                camera_num,
+                camera.resolution,
+                camera.detect_resolution,
+                camera.fps_cap,
+                picamera2_class,
+            ),
+            backoff,
+        )
     raise SourceError(f"camera.kind: unknown source kind {kind!r}")

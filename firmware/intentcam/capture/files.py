@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -15,15 +16,21 @@ from intentcam.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
 Pace = Literal["fast", "realtime"]
 
 
 class _Pacer:
     """Sleeps so clip time advances with the wall clock (``realtime``); does nothing when ``fast``."""
 
-    def __init__(self, pace: Pace, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pace: Pace,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pace = pace
         self._sleep = sleep
         self._clock = clock
@@ -75,7 +82,8 @@ class VideoFileSource:
         if self._finished:
             return None
         if not self._capture.grab():
-            return self._finish()
+            self._finish()
+            return None
         clip_time = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
         # Containers with broken timestamps repeat or rewind them; never let time go backwards.
         if clip_time <= self._last_clip_time:
@@ -83,7 +91,8 @@ class VideoFileSource:
         ok, image = self._capture.retrieve()
         if not ok or image is None:
             self.stats.errors += 1
-            return self._finish()
+            self._finish()
+            return None
         if self._index == 0 and image.ndim != 3:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         self._last_clip_time = clip_time

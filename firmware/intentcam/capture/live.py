@@ -76,7 +76,7 @@ class Backoff:
     _attempt: int = 0
 
     def next_delay(self) -> float:
-        base = min(self.maximum, self.initial * (2 ** self._attempt))
+        base = min(self.maximum, self.initial * (2**self._attempt))
         self._attempt += 1
         return base * self.rng.uniform(0.5, 1.0)
 
@@ -89,7 +89,9 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, name: str, open_grabber: GrabberFactory, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, name: str, open_grabber: GrabberFactory, backoff: Backoff | None = None
+    ) -> None:
         self.name = name
         self.stats = SourceStats()
         self._open_grabber = open_grabber
@@ -130,8 +132,12 @@ class LiveSource:
                 self.stats.state = "reconnecting"
                 self.stats.reconnects += 1
                 delay = self._backoff.next_delay()
-                log.warning("source %s: stream lost (%s); reconnecting in %.1f s", self.name,
-                            self.stats.last_error, delay)
+                log.warning(
+                    "source %s: stream lost (%s); reconnecting in %.1f s",
+                    self.name,
+                    self.stats.last_error,
+                    delay,
+                )
                 self._stop.wait(delay)
 
     def _connect(self) -> Grabber | None:
@@ -142,8 +148,12 @@ class LiveSource:
                 self.stats.last_error = str(exc) or type(exc).__name__
                 self.stats.state = "reconnecting"
                 delay = self._backoff.next_delay()
-                log.warning("source %s: cannot open (%s); retrying in %.1f s", self.name,
-                            self.stats.last_error, delay)
+                log.warning(
+                    "source %s: cannot open (%s); retrying in %.1f s",
+                    self.name,
+                    self.stats.last_error,
+                    delay,
+                )
                 self._stop.wait(delay)
                 continue
             self.stats.state = "streaming"

@@ -47,8 +47,12 @@ def open_v4l2(device: str, resolution: tuple[int, int], fps: float | None) -> Op
 
 def open_url(url: str, timeout_s: float = 10.0) -> OpenCVGrabber:
     """Open an RTSP/HTTP stream with FFmpeg, with open and read timeouts so a dead link breaks."""
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000),
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(timeout_s * 1000)]
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(timeout_s * 1000),
+    ]
     capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()

@@ -15,8 +15,10 @@ import numpy as np
 
 from intentcam.errors import SourceError
 
-INSTALL_HINT = ("picamera2 is not available: on Raspberry Pi OS install python3-picamera2 "
-                "(apt) or the 'pi' extra (pip install 'intentcam[pi]')")
+INSTALL_HINT = (
+    "picamera2 is not available: on Raspberry Pi OS install python3-picamera2 "
+    "(apt) or the 'pi' extra (pip install 'intentcam[pi]')"
+)
 
 
 def import_picamera2() -> Callable[..., Any]:
@@ -35,12 +37,20 @@ class PicameraGrabber:
     YUV420 is the lores format every Pi supports (the Pi 4 ISP cannot produce RGB there).
     """
 
-    def __init__(self, camera_num: int, main_size: tuple[int, int], lores_size: tuple[int, int],
-                 fps: float | None, picamera2_class: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        camera_num: int,
+        main_size: tuple[int, int],
+        lores_size: tuple[int, int],
+        fps: float | None,
+        picamera2_class: Callable[..., Any] | None = None,
+    ) -> None:
         factory = picamera2_class or import_picamera2()
         if lores_size[0] > main_size[0] or lores_size[1] > main_size[1]:
-            raise SourceError(f"camera.detect_resolution {lores_size} must not exceed "
-                              f"camera.resolution {main_size}")
+            raise SourceError(
+                f"camera.detect_resolution {lores_size} must not exceed "
+                f"camera.resolution {main_size}"
+            )
         self._lores_size = lores_size
         self._camera = factory(camera_num)
         controls = {"FrameRate": float(fps)} if fps else {}
@@ -75,7 +85,8 @@ def lores_to_bgr(yuv: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """
     width, height = size
     if yuv.ndim != 2 or yuv.shape[0] != height * 3 // 2 or yuv.shape[1] < width:
-        raise SourceError(f"picamera2 lores frame has shape {yuv.shape}, expected "
-                          f"({height * 3 // 2}, >= {width})")
+        raise SourceError(
+            f"picamera2 lores frame has shape {yuv.shape}, expected ({height * 3 // 2}, >= {width})"
+        )
     bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
     return bgr[:, :width] if bgr.shape[1] != width else bgr

@@ -8,28 +8,38 @@ import sys
 from collections.abc import Sequence
 
 from intentcam import __version__
-from intentcam.cli import (bench_cmd, check_cmd, detect_cmd, eval_cmd, faces_cmd, models_cmd,
-                           run_cmd, tail_cmd)
+from intentcam.cli import (
+    bench_cmd,
+    check_cmd,
+    detect_cmd,
+    eval_cmd,
+    faces_cmd,
+    models_cmd,
+    run_cmd,
+    tail_cmd,
+)
 from intentcam.errors import UserError
 
 log = logging.getLogger("intentcam")
 
-COMMANDS = (run_cmd, check_cmd, detect_cmd, faces_cmd, eval_cmd, tail_cmd, bench_cmd,
-            models_cmd)
+COMMANDS = (run_cmd, check_cmd, detect_cmd, faces_cmd, eval_cmd, tail_cmd, bench_cmd, models_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intentcam",
         description="Retail smart-camera daemon: people detection, anonymous tracking and store "
-                    "analytics at the edge.",
+        "analytics at the edge.",
         epilog="Configuration: a TOML file (default /etc/intentcam/intentcam.toml, --config to "
-               "override) under INTENTCAM_* environment variables, e.g. "
-               "INTENTCAM_DETECTOR__THREADS=2. See config/intentcam.example.toml.",
+        "override) under INTENTCAM_* environment variables, e.g. "
+        "INTENTCAM_DETECTOR__THREADS=2. See config/intentcam.example.toml.",
     )
     parser.add_argument("--version", action="version", version=f"intentcam {__version__}")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log verbosity (default: logging.level from the config, INFO)")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default: logging.level from the config, INFO)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.register(commands)

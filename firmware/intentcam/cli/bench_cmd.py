@@ -12,22 +12,30 @@ from intentcam.errors import UserError
 from intentcam.progress import progress_bar
 
 NAME = "bench"
-DEFAULT_CLIP = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "concourse_overhead.avi"
+DEFAULT_CLIP = (
+    Path(__file__).resolve().parents[3].parent / "shared" / "data" / "concourse_overhead.avi"
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        NAME, help="measure throughput, per-stage timings and memory on a clip",
+        NAME,
+        help="measure throughput, per-stage timings and memory on a clip",
         description="Measure, in one run on one clip: detector-only throughput, the full "
-                    "pipeline's throughput and their ratio, the pipeline with the motion gate, "
-                    "a peer pipeline (trackers ByteTrack + supervision LineZone), per-stage "
-                    "p50/p95, CPU, peak RSS, start-up time and detector fps per thread count. "
-                    "See hw_bench/README.md.")
+        "pipeline's throughput and their ratio, the pipeline with the motion gate, "
+        "a peer pipeline (trackers ByteTrack + supervision LineZone), per-stage "
+        "p50/p95, CPU, peak RSS, start-up time and detector fps per thread count. "
+        "See hw_bench/README.md.",
+    )
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file")
     parser.add_argument("--frames", type=int, default=200, metavar="N", help="frames (default 200)")
     parser.add_argument("--threads", type=int, metavar="N", help="inference threads")
-    parser.add_argument("--compare-threads", default="1,2", metavar="LIST",
-                        help="thread counts for the detector-only comparison (default 1,2)")
+    parser.add_argument(
+        "--compare-threads",
+        default="1,2",
+        metavar="LIST",
+        help="thread counts for the detector-only comparison (default 1,2)",
+    )
     parser.add_argument("--tiling", choices=["1x1", "2x1", "2x2", "auto"])
     add_config_option(parser)
     parser.add_argument("--no-peer", action="store_true", help="skip the peer pipeline")
@@ -36,18 +44,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise UserError("--frames must be at least 2", exit_code=2)
     try:
         threads = [int(n) for n in args.compare_threads.split(",") if n.strip()]
     except ValueError:
-        raise UserError(f"--compare-threads {args.compare_threads!r}: expected e.g. 1,2,4",
-                        exit_code=2) from None
-    settings = settings_from(args, nested(detector={"threads": args.threads, "tiling": args.tiling}))
-    result = run_benchmark(settings, args.clip, args.frames, threads=threads,
-                           peer=not args.no_peer, progress=progress_bar)
+        raise UserError(
+            f"--compare-threads {args.compare_threads!r}: expected e.g. 1,2,4", exit_code=2
+        ) from None
+    settings = settings_from(
+        args, nested(detector={"threads": args.threads, "tiling": args.tiling})
+    )
+    result = run_benchmark(
+        settings,
+        args.clip,
+        args.frames,
+        threads=threads,
+        peer=not args.no_peer,
+        progress=progress_bar,
+    )
     table = markdown(result)
     print(table)
     if args.json:

@@ -13,22 +13,30 @@ NAME = "check"
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        NAME, help="check config, models, camera, detector and broker",
+        NAME,
+        help="check config, models, camera, detector and broker",
         description="Validate the config, verify and load the models, grab a frame from the "
-                    "camera, run the detector on it and connect to the broker if one is "
-                    "configured. Prints PASS/FAIL/SKIP per step; exit code 0 only if no step "
-                    "failed.")
+        "camera, run the detector on it and connect to the broker if one is "
+        "configured. Prints PASS/FAIL/SKIP per step; exit code 0 only if no step "
+        "failed.",
+    )
     add_config_option(parser)
     parser.add_argument("--source", metavar="S", help="override camera.source")
-    parser.add_argument("--camera-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long to wait for a frame (default 10)")
+    parser.add_argument(
+        "--camera-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for a frame (default 10)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    check = Check(args.config, nested(camera={"source": args.source}),
-                  camera_timeout_s=args.camera_timeout)
+    check = Check(
+        args.config, nested(camera={"source": args.source}), camera_timeout_s=args.camera_timeout
+    )
     steps = check.run()
     ok = all(step.state != "fail" for step in steps)
     if args.json:

@@ -11,8 +11,12 @@ from intentcam.config import Settings, load_config
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="TOML config file (default: /etc/intentcam/intentcam.toml if present)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML config file (default: /etc/intentcam/intentcam.toml if present)",
+    )
 
 
 def settings_from(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:

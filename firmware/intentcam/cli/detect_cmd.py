@@ -17,15 +17,19 @@ NAME = "detect"
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        NAME, help="find the people in one image",
+        NAME,
+        help="find the people in one image",
         description="Run the configured person detector on one image and print the people "
-                    "found: normalised box (x1, y1, x2, y2 in 0..1), pixel box and score.")
+        "found: normalised box (x1, y1, x2, y2 in 0..1), pixel box and score.",
+    )
     parser.add_argument("image", type=Path, metavar="IMAGE", help="JPEG, PNG, BMP, ... file")
     add_config_option(parser)
-    parser.add_argument("--tiling", choices=["1x1", "2x1", "2x2", "auto"],
-                        help="override detector.tiling")
-    parser.add_argument("--threshold", type=float, metavar="SCORE",
-                        help="override detector.score_threshold (0..1)")
+    parser.add_argument(
+        "--tiling", choices=["1x1", "2x1", "2x2", "auto"], help="override detector.tiling"
+    )
+    parser.add_argument(
+        "--threshold", type=float, metavar="SCORE", help="override detector.score_threshold (0..1)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
@@ -33,14 +37,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     assert image is not None
-    settings = settings_from(args, nested(detector={"tiling": args.tiling,
-                                                    "score_threshold": args.threshold}))
+    settings = settings_from(
+        args, nested(detector={"tiling": args.tiling, "score_threshold": args.threshold})
+    )
     detector = build_detector(settings)
     started = time.perf_counter()
     detections = detector.detect(image)
     elapsed_ms = (time.perf_counter() - started) * 1e3
     height, width = image.shape[:2]
-    layout, _ = detector.layout_for(width, height)
+    layout = detector.last.layout
+    delegate = detector.describe()["delegate"]
     pixels = detections.to_pixels(width, height)
     report: dict[str, Any] = {
         "image": str(args.image),
@@ -48,22 +54,27 @@ def run(args: argparse.Namespace) -> int:
         "height": height,
         "count": len(detections),
         "people": [
-            {"score": round(float(score), 3), "box": [round(float(v), 4) for v in box],
-             "box_px": [int(round(float(v))) for v in px]}
+            {
+                "score": round(float(score), 3),
+                "box": [round(float(v), 4) for v in box],
+                "box_px": [int(round(float(v))) for v in px],
+            }
             for score, box, px in zip(detections.scores, detections.boxes, pixels)
         ],
         "model": settings.detector.model,
         "tiling": layout,
         "invokes": detector.last.invokes,
-        "delegate": detector.model.choice.kind,
+        "delegate": delegate,
         "ms": round(elapsed_ms, 1),
     }
     if args.json:
         print(json.dumps(report))
         return 0
     noun = "person" if len(detections) == 1 else "people"
-    print(f"{len(detections)} {noun} in {args.image} ({width}x{height}, tiling {layout}, "
-          f"{detector.last.invokes} invoke(s), {elapsed_ms:.0f} ms on {detector.model.choice.kind})")
+    print(
+        f"{len(detections)} {noun} in {args.image} ({width}x{height}, tiling {layout}, "
+        f"{detector.last.invokes} invoke(s), {elapsed_ms:.0f} ms on {delegate})"
+    )
     for number, person in enumerate(report["people"], start=1):
         x1, y1, x2, y2 = person["box_px"]
         print(f"  #{number}  score {person['score']:.2f}  box ({x1}, {y1}) - ({x2}, {y2}) px")

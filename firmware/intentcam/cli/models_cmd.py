@@ -18,23 +18,32 @@ log = logging.getLogger(__name__)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(NAME, help="fetch and verify models",
-                                 description="Manage the models listed in the model manifest.")
+    parser = commands.add_parser(
+        NAME,
+        help="fetch and verify models",
+        description="Manage the models listed in the model manifest.",
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     fetch = actions.add_parser(
-        "fetch", help="download and verify models into the model dir",
-        description="Fetch every manifest model (or the ones named) into paths.model_dir, from a "
-                    f"mirror folder (--mirror or {MIRROR_ENV}) or the model's public sources, "
-                    "verifying sha256. A mismatch installs nothing and names both hashes.")
+        "fetch",
+        help="download and verify models into the model dir",
+        description="Fetch every model the daemon uses (or the ones named, e.g. movenet_lightning) "
+        "into paths.model_dir, from a "
+        f"mirror folder (--mirror or {MIRROR_ENV}) or the model's public sources, "
+        "verifying sha256. A mismatch installs nothing and names both hashes.",
+    )
     fetch.add_argument("ids", nargs="*", metavar="MODEL_ID", help="only these models")
     fetch.add_argument("--mirror", type=Path, metavar="DIR", help="folder holding model files")
     add_config_option(fetch)
     fetch.add_argument("--json", action="store_true", help="print one JSON object")
     fetch.set_defaults(handler=fetch_models)
 
-    listing = actions.add_parser("list", help="show installed models and whether they verify",
-                                 description="List manifest models with their install state.")
+    listing = actions.add_parser(
+        "list",
+        help="show installed models and whether they verify",
+        description="List manifest models with their install state.",
+    )
     add_config_option(listing)
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     listing.set_defaults(handler=list_models)
@@ -46,7 +55,7 @@ def fetch_models(args: argparse.Namespace) -> int:
     mirror = mirror_from_env(args.mirror)
     if mirror is not None and not mirror.is_dir():
         raise UserError(f"--mirror {mirror}: not a folder", exit_code=2)
-    specs = [manifest.get(model_id) for model_id in args.ids] if args.ids else manifest.models
+    specs = [manifest.get(model_id) for model_id in args.ids] if args.ids else manifest.in_use()
     fetcher = Fetcher(manifest, settings.paths.models, mirror=mirror)
     results: dict[str, str] = {}
     errors: dict[str, str] = {}
@@ -57,8 +66,11 @@ def fetch_models(args: argparse.Namespace) -> int:
             errors[spec.id] = str(exc)
             log.error("%s", exc)
     if args.json:
-        print(json.dumps({"model_dir": str(settings.paths.models), "results": results,
-                          "errors": errors}))
+        print(
+            json.dumps(
+                {"model_dir": str(settings.paths.models), "results": results, "errors": errors}
+            )
+        )
     else:
         for model_id, state in results.items():
             print(f"{model_id:32} {state}")
@@ -75,8 +87,14 @@ def list_models(args: argparse.Namespace) -> int:
     manifest = load_manifest(settings.paths.manifest)
     statuses = installed_models(manifest, settings.paths.models)
     if args.json:
-        print(json.dumps({"model_dir": str(settings.paths.models),
-                          "models": [asdict(status) for status in statuses]}))
+        print(
+            json.dumps(
+                {
+                    "model_dir": str(settings.paths.models),
+                    "models": [asdict(status) for status in statuses],
+                }
+            )
+        )
     else:
         print(f"{'id':28} {'role':16} {'state':9} {'size':>9}  file")
         for status in statuses:

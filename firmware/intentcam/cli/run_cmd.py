@@ -21,28 +21,48 @@ log = logging.getLogger(__name__)
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        NAME, help="run the camera loop",
+        NAME,
+        help="run the camera loop",
         description="Read frames from the configured camera (or --source), detect people and "
-                    "track them under anonymous session tokens and write the analytics records "
-                    "(counts, sessions, heatmap per window) to the sink. Progress (frames, fps, "
-                    "people per frame) is logged at an interval. Ctrl-C or SIGTERM stops cleanly "
-                    "and flushes the partial window.")
+        "track them under anonymous session tokens and write the analytics records "
+        "(counts, sessions, heatmap per window) to the sink. Progress (frames, fps, "
+        "people per frame) is logged at an interval. Ctrl-C or SIGTERM stops cleanly "
+        "and flushes the partial window.",
+    )
     add_config_option(parser)
-    parser.add_argument("--source", metavar="S",
-                        help="override camera.source: video file, image folder, /dev/videoN, "
-                             "rtsp://... or http://... URL, picamera2")
+    parser.add_argument(
+        "--source",
+        metavar="S",
+        help="override camera.source: video file, image folder, /dev/videoN, "
+        "rtsp://... or http://... URL, picamera2",
+    )
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    parser.add_argument("--sink", default="stdout", metavar="stdout|jsonl:PATH|none",
-                        help="where records go (default: stdout, JSON lines)")
-    parser.add_argument("--frames", action="store_true",
-                        help="also write one record per frame (boxes and track ids)")
-    parser.add_argument("--realtime", action="store_true",
-                        help="play file sources at their own frame rate instead of as fast as "
-                             "possible")
-    parser.add_argument("--report-every", type=float, default=5.0, metavar="SECONDS",
-                        help="progress report interval (default 5)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the final summary as JSON on stdout")
+    parser.add_argument(
+        "--sink",
+        default="stdout",
+        metavar="stdout|jsonl:PATH|none",
+        help="where records go (default: stdout, JSON lines)",
+    )
+    parser.add_argument(
+        "--frames",
+        action="store_true",
+        help="also write one record per frame (boxes and track ids)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play file sources at their own frame rate instead of as fast as possible",
+    )
+    parser.add_argument(
+        "--report-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="progress report interval (default 5)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the final summary as JSON on stdout"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -63,21 +83,35 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-frames must be at least 1", exit_code=2)
     if args.report_every <= 0:
         raise UserError("--report-every must be positive", exit_code=2)
-    overrides = nested(camera={"source": args.source, "pace": "realtime" if args.realtime else None})
+    overrides = nested(
+        camera={"source": args.source, "pace": "realtime" if args.realtime else None}
+    )
     settings = settings_from(args, overrides)
     if args.sink == "stdout" and args.json:
-        raise UserError("--json prints the summary on stdout; use --sink jsonl:PATH or none "
-                        "with it", exit_code=2)
+        raise UserError(
+            "--json prints the summary on stdout; use --sink jsonl:PATH or none with it",
+            exit_code=2,
+        )
     sink = open_sink(args.sink)
     stop = threading.Event()
     install_stop_handlers(stop)
-    summary = run_daemon(settings, sink, stop, config_path=args.config, overrides=overrides,
-                         max_frames=args.max_frames,
-                         report_every_s=args.report_every, frame_records=args.frames)
+    summary = run_daemon(
+        settings,
+        sink,
+        stop,
+        config_path=args.config,
+        overrides=overrides,
+        max_frames=args.max_frames,
+        report_every_s=args.report_every,
+        frame_records=args.frames,
+    )
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"intentcam: {summary['frames']} frames in {summary['elapsed_s']:.1f} s "
-              f"({summary['fps']:.1f} fps), {summary['people_per_frame']:.2f} people/frame, "
-              f"{summary['dropped']} dropped", file=sys.stderr)
+        print(
+            f"intentcam: {summary['frames']} frames in {summary['elapsed_s']:.1f} s "
+            f"({summary['fps']:.1f} fps), {summary['people_per_frame']:.2f} people/frame, "
+            f"{summary['dropped']} dropped",
+            file=sys.stderr,
+        )
     return 0

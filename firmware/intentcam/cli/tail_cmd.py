@@ -24,13 +24,19 @@ NAME = "tail"
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        NAME, help="watch and check the telemetry of cameras",
+        NAME,
+        help="watch and check the telemetry of cameras",
         description="Subscribe to intentcam telemetry, validate every message against the v1 JSON "
-                    "Schemas, print it (readable, or JSON lines with --json) and report sequence "
-                    "gaps and duplicates per device. Exit code 0 when everything was valid and "
-                    "gap-free, 1 otherwise.")
-    parser.add_argument("--broker", default="localhost", metavar="HOST[:PORT]",
-                        help="broker address (default localhost, port 1883 or 8883 with TLS)")
+        "Schemas, print it (readable, or JSON lines with --json) and report sequence "
+        "gaps and duplicates per device. Exit code 0 when everything was valid and "
+        "gap-free, 1 otherwise.",
+    )
+    parser.add_argument(
+        "--broker",
+        default="localhost",
+        metavar="HOST[:PORT]",
+        help="broker address (default localhost, port 1883 or 8883 with TLS)",
+    )
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
     parser.add_argument("--topic-root", default="intentcam/v1")
     parser.add_argument("--site", default="+", help="only this site")
@@ -41,15 +47,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--key-file", type=Path, help="client key")
     parser.add_argument("--username")
     parser.add_argument("--password-file", type=Path, help="file whose first line is the password")
-    parser.add_argument("--session", metavar="ID",
-                        help="persistent session with this client id: messages published while "
-                             "tail is away are delivered when it reconnects (as a gateway would)")
+    parser.add_argument(
+        "--session",
+        metavar="ID",
+        help="persistent session with this client id: messages published while "
+        "tail is away are delivered when it reconnects (as a gateway would)",
+    )
     parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long")
-    parser.add_argument("--idle", type=float, metavar="SECONDS",
-                        help="stop after this long without a message")
-    parser.add_argument("--json", action="store_true",
-                        help="JSON lines: one per message, then a summary line")
+    parser.add_argument(
+        "--idle", type=float, metavar="SECONDS", help="stop after this long without a message"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="JSON lines: one per message, then a summary line"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -63,9 +74,12 @@ def _address(broker: str, tls: bool) -> tuple[str, int]:
 
 def _client(args: argparse.Namespace, messages: queue.Queue) -> mqtt.Client:
     v5 = args.protocol == "5"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.session or "",
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                         clean_session=None if v5 else not args.session)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=args.session or "",
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not args.session,
+    )
     if args.username:
         password = None
         if args.password_file:
@@ -76,10 +90,12 @@ def _client(args: argparse.Namespace, messages: queue.Queue) -> mqtt.Client:
         client.username_pw_set(args.username, password)
     if args.tls or args.ca_file:
         try:
-            client.tls_set(ca_certs=str(args.ca_file) if args.ca_file else None,
-                           certfile=str(args.cert_file) if args.cert_file else None,
-                           keyfile=str(args.key_file) if args.key_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(
+                ca_certs=str(args.ca_file) if args.ca_file else None,
+                certfile=str(args.cert_file) if args.cert_file else None,
+                keyfile=str(args.key_file) if args.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         except (OSError, ssl.SSLError) as exc:
             raise UserError(f"TLS files: {describe_connect_error(exc)}") from None
     topic = f"{args.topic_root}/{args.site}/{args.device}/#"
@@ -143,16 +159,28 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"summary": summary}), flush=True)
     else:
         for device, report in summary["devices"].items():
-            print(f"{device}: {report['received']} spooled-stream message(s), "
-                  f"{report['missing_count']} missing, {report['duplicates']} duplicate(s), "
-                  f"{report['invalid']} invalid", file=sys.stderr)
+            print(
+                f"{device}: {report['received']} spooled-stream message(s), "
+                f"{report['missing_count']} missing, {report['duplicates']} duplicate(s), "
+                f"{report['invalid']} invalid",
+                file=sys.stderr,
+            )
     return 0 if checker.clean else 1
 
 
 def _print(checked, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"topic": checked.topic, "message": checked.message,
-                          "problems": checked.problems, "seq": checked.seq_event}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "topic": checked.topic,
+                    "message": checked.message,
+                    "problems": checked.problems,
+                    "seq": checked.seq_event,
+                }
+            ),
+            flush=True,
+        )
         return
     line = describe(checked.message) if isinstance(checked.message, dict) else checked.topic
     if checked.seq_event in ("gap", "duplicate", "late"):

@@ -81,8 +81,13 @@ class ControlPlane:
 
     # --- network thread ---------------------------------------------------------------------
 
-    def handle(self, name: str, payload: bytes, response_topic: str | None = None,
-               correlation: bytes | None = None) -> None:
+    def handle(
+        self,
+        name: str,
+        payload: bytes,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> None:
         """Validate one command; answer at once or queue it for :meth:`apply_pending`."""
         context = Reply(name, False, response_topic=response_topic, correlation=correlation)
         try:
@@ -90,17 +95,20 @@ class ControlPlane:
         except _Invalid as problem:
             self._reply(context, error=str(problem))
             return
-        context = Reply(name, False, request_id, response_topic=response_topic,
-                        correlation=correlation)
+        context = Reply(
+            name, False, request_id, response_topic=response_topic, correlation=correlation
+        )
         if name == "ping":
-            self._reply(context, result={"pong": True,
-                                         "uptime_s": round(time.monotonic() - self.started, 1)})
+            self._reply(
+                context,
+                result={"pong": True, "uptime_s": round(time.monotonic() - self.started, 1)},
+            )
         elif name == "get_config":
             self._reply(context, result=redacted(self.settings))
         elif name == "set_zones":
-            geometry, problem = parse_geometry(data)
-            if problem:
-                self._reply(context, error=f"invalid set_zones: {problem}")
+            geometry, invalid = parse_geometry(data)
+            if invalid:
+                self._reply(context, error=f"invalid set_zones: {invalid}")
                 return
             self._queue.put(("set_zones", geometry, context))
         else:
@@ -108,7 +116,9 @@ class ControlPlane:
 
     def _parse(self, name: str, payload: bytes) -> tuple[str | int | None, dict[str, Any]]:
         if len(payload) > self.max_bytes:
-            raise _Invalid(f"payload of {len(payload)} bytes exceeds the {self.max_bytes}-byte limit")
+            raise _Invalid(
+                f"payload of {len(payload)} bytes exceeds the {self.max_bytes}-byte limit"
+            )
         if name not in COMMANDS:
             raise _Invalid(f"unknown command {name[:64]!r} (known: {', '.join(COMMANDS)})")
         try:
@@ -124,16 +134,26 @@ class ControlPlane:
         if not isinstance(data, dict):
             raise _Invalid(f"payload must be a JSON object, not {type(data).__name__}")
         request_id = data.pop("id", None)
-        if request_id is not None and (isinstance(request_id, bool) or
-                                       not isinstance(request_id, (str, int))):
+        if request_id is not None and (
+            isinstance(request_id, bool) or not isinstance(request_id, (str, int))
+        ):
             raise _Invalid("id must be a string or an integer")
         if name != "set_zones" and data:
-            raise _Invalid(f"unknown field(s) for {name}: {', '.join(sorted(map(str, data)))[:200]}")
+            raise _Invalid(
+                f"unknown field(s) for {name}: {', '.join(sorted(map(str, data)))[:200]}"
+            )
         return request_id, data
 
     def _reply(self, context: Reply, *, result: Any = None, error: str | None = None) -> None:
-        reply = Reply(context.command, error is None, context.request_id, result, error,
-                      context.response_topic, context.correlation)
+        reply = Reply(
+            context.command,
+            error is None,
+            context.request_id,
+            result,
+            error,
+            context.response_topic,
+            context.correlation,
+        )
         if error:
             log.warning("command %s refused: %s", context.command[:64], error)
         self.send(reply)
@@ -150,8 +170,9 @@ class ControlPlane:
             try:
                 if name == "set_zones":
                     self._set_zones(argument)
-                    self._reply(context, result={"lines": len(argument.lines),
-                                                 "zones": len(argument.zones)})
+                    self._reply(
+                        context, result={"lines": len(argument.lines), "zones": len(argument.zones)}
+                    )
                 elif name == "reset_counters":
                     self.reset_counters()
                     self._reply(context, result={"reset": True})
@@ -166,8 +187,9 @@ class ControlPlane:
         self.store.save(geometry)
         self.settings.lines, self.settings.zones = geometry.lines, geometry.zones
         self.apply_geometry(geometry)
-        log.info("set_zones: %d line(s), %d zone(s) applied", len(geometry.lines),
-                 len(geometry.zones))
+        log.info(
+            "set_zones: %d line(s), %d zone(s) applied", len(geometry.lines), len(geometry.zones)
+        )
 
     def _reload(self) -> dict[str, Any]:
         try:
@@ -184,5 +206,7 @@ class ControlPlane:
         self.settings.logging = fresh.logging
         logging.getLogger().setLevel(fresh.logging.level)
         self.apply_geometry(geometry)
-        return {"applied": sorted(LIVE_SECTIONS),
-                "restart_required": [key for key in changed if key not in LIVE_SECTIONS]}
+        return {
+            "applied": sorted(LIVE_SECTIONS),
+            "restart_required": [key for key in changed if key not in LIVE_SECTIONS],
+        }

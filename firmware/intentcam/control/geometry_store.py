@@ -50,18 +50,28 @@ class GeometryStore:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            log.error("%s: unreadable (%s); using the lines and zones of the config", self.path, exc)
+            log.error(
+                "%s: unreadable (%s); using the lines and zones of the config", self.path, exc
+            )
             return None
         geometry, problem = parse_geometry(data)
         if problem:
-            log.error("%s: invalid (%s); using the lines and zones of the config", self.path, problem)
+            log.error(
+                "%s: invalid (%s); using the lines and zones of the config", self.path, problem
+            )
         return geometry
 
     def save(self, geometry: Geometry) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = geometry.model_dump_json(indent=2)
-        handle = tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".zones.",
-                                             suffix=".tmp", delete=False, encoding="utf-8")
+        handle = tempfile.NamedTemporaryFile(
+            "w",
+            dir=self.path.parent,
+            prefix=".zones.",
+            suffix=".tmp",
+            delete=False,
+            encoding="utf-8",
+        )
         try:
             with handle:
                 handle.write(text)

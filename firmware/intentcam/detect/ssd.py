@@ -13,58 +13,76 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from intentcam.config import DetectorConfig
+from intentcam.detect.base import DetectStats
 from intentcam.detect.detections import Detections
 from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_boxes, tile_rects
 from intentcam.errors import ModelError
 from intentcam.inference.model import TFLiteModel
 
+#: The manifest ``family`` this module decodes.
+FAMILY = "ssd_postprocess"
+
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """Thresholds and tiling; built from ``[detector]`` in the config."""
+    """Thresholds and tiling. The defaults live in one place: ``[detector]`` of the config."""
 
-    score_threshold: float = 0.55
-    min_box_size: float = 0.02
-    tiling: str = "auto"
-    tile_overlap: float = 0.2
-    nms_iou: float = 0.5
+    score_threshold: float
+    min_box_size: float
+    tiling: str
+    tile_overlap: float
+    nms_iou: float
     #: Add a whole-frame pass to multi-tile layouts (see tiling.tile_rects).
-    tile_full_frame: bool = True
+    tile_full_frame: bool
 
-
-@dataclass
-class StageTimes:
-    """Milliseconds spent in the last :meth:`SsdPersonDetector.detect` call."""
-
-    preprocess_ms: float = 0.0
-    invoke_ms: float = 0.0
-    postprocess_ms: float = 0.0
-    invokes: int = 0
+    @classmethod
+    def from_config(cls, config: DetectorConfig | None = None) -> DetectorSettings:
+        """The settings of ``[detector]`` (its defaults when ``config`` is ``None``)."""
+        config = config or DetectorConfig()
+        return cls(
+            score_threshold=config.score_threshold,
+            min_box_size=config.min_box_size,
+            tiling=config.tiling,
+            tile_overlap=config.tile_overlap,
+            nms_iou=config.nms_iou,
+            tile_full_frame=config.tile_full_frame,
+        )
 
 
 @dataclass
 class SsdPersonDetector:
-    """Finds people in BGR frames; see the module docstring."""
+    """Finds people in BGR frames; see the module docstring. A :class:`PersonDetector`."""
 
     model: TFLiteModel
     labels: list[str]
-    settings: DetectorSettings = field(default_factory=DetectorSettings)
+    settings: DetectorSettings = field(default_factory=DetectorSettings.from_config)
     target_label: str = "person"
-    last: StageTimes = field(default_factory=StageTimes)
+    last: DetectStats = field(default_factory=DetectStats)
     _class_id: int = field(init=False)
     _resized: np.ndarray = field(init=False)
     _rgb: np.ndarray = field(init=False)
-    _layouts: dict[tuple[int, int], tuple[str, np.ndarray]] = field(init=False, default_factory=dict)
+    _layouts: dict[tuple[int, int], tuple[str, np.ndarray]] = field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         try:
             self._class_id = self.labels.index(self.target_label)
         except ValueError:
-            raise ModelError(f"model {self.model.spec.id!r}: no {self.target_label!r} label in "
-                             "its labels file") from None
+            raise ModelError(
+                f"model {self.model.spec.id!r}: no {self.target_label!r} label in its labels file"
+            ) from None
         width, height = self.model.input_size
         self._resized = np.empty((height, width, 3), dtype=np.uint8)
         self._rgb = np.empty((height, width, 3), dtype=np.uint8)
+
+    @property
+    def score_threshold(self) -> float:
+        return self.settings.score_threshold
+
+    def describe(self) -> dict[str, str]:
+        return {**self.model.describe(), "family": FAMILY}
 
     def layout_for(self, width: int, height: int) -> tuple[str, np.ndarray]:
         """The tiling layout name and tile rectangles for a frame size (cached per size)."""
@@ -72,11 +90,15 @@ class SsdPersonDetector:
         if key not in self._layouts:
             layout = self.settings.tiling
             if layout == "auto":
-                layout = choose_layout(width, height, min(self.model.input_size),
-                                       self.settings.tile_overlap)
-            self._layouts[key] = (layout, tile_rects(width, height, layout,
-                                                     self.settings.tile_overlap,
-                                                     self.settings.tile_full_frame))
+                layout = choose_layout(
+                    width, height, min(self.model.input_size), self.settings.tile_overlap
+                )
+            self._layouts[key] = (
+                layout,
+                tile_rects(
+                    width, height, layout, self.settings.tile_overlap, self.settings.tile_full_frame
+                ),
+            )
         return self._layouts[key]
 
     def detect(self, image: np.ndarray, min_score: float | None = None) -> Detections:
@@ -86,8 +108,8 @@ class SsdPersonDetector:
         """
         threshold = self.settings.score_threshold if min_score is None else min_score
         height, width = image.shape[:2]
-        _, rects = self.layout_for(width, height)
-        times = StageTimes()
+        layout, rects = self.layout_for(width, height)
+        times = DetectStats(layout=layout)
         parts_boxes, parts_scores, parts_tiles, parts_fragment = [], [], [], []
         for tile_id, rect in enumerate(rects):
             x1, y1, x2, y2 = (int(v) for v in rect)
@@ -108,9 +130,13 @@ class SsdPersonDetector:
             times.invoke_ms += (end - mid) * 1e3
             times.invokes += 1
         start = time.perf_counter()
-        detections = self._merge(np.concatenate(parts_boxes), np.concatenate(parts_scores),
-                                 np.concatenate(parts_tiles), np.concatenate(parts_fragment),
-                                 height / width)
+        detections = self._merge(
+            np.concatenate(parts_boxes),
+            np.concatenate(parts_scores),
+            np.concatenate(parts_tiles),
+            np.concatenate(parts_fragment),
+            height / width,
+        )
         times.postprocess_ms = (time.perf_counter() - start) * 1e3
         self.last = times
         return detections
@@ -133,13 +159,24 @@ class SsdPersonDetector:
         xyxy = np.clip(boxes[keep][:, [1, 0, 3, 2]], 0.0, 1.0).astype(np.float32)
         return xyxy, scores[keep].astype(np.float32)
 
-    def _merge(self, boxes: np.ndarray, scores: np.ndarray, tiles: np.ndarray,
-               maybe_fragment: np.ndarray, aspect: float) -> Detections:
+    def _merge(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        tiles: np.ndarray,
+        maybe_fragment: np.ndarray,
+        aspect: float,
+    ) -> Detections:
         # Minimum size is relative to the frame height, in both directions.
         widths = (boxes[:, 2] - boxes[:, 0]) / aspect
         heights = boxes[:, 3] - boxes[:, 1]
         big_enough = np.minimum(widths, heights) >= self.settings.min_box_size
         boxes, scores = boxes[big_enough], scores[big_enough]
-        keep = merge_boxes(boxes, scores, tiles[big_enough], maybe_fragment[big_enough],
-                           iou_threshold=self.settings.nms_iou)
+        keep = merge_boxes(
+            boxes,
+            scores,
+            tiles[big_enough],
+            maybe_fragment[big_enough],
+            iou_threshold=self.settings.nms_iou,
+        )
         return Detections(boxes[keep], scores[keep])

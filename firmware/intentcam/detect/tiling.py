@@ -18,8 +18,9 @@ Layout = Literal["1x1", "2x1", "2x2"]
 LAYOUTS: dict[str, tuple[int, int]] = {"1x1": (1, 1), "2x1": (2, 1), "2x2": (2, 2)}
 
 
-def tile_rects(width: int, height: int, layout: str, overlap: float,
-               full_frame: bool = True) -> np.ndarray:
+def tile_rects(
+    width: int, height: int, layout: str, overlap: float, full_frame: bool = True
+) -> np.ndarray:
     """Pixel rectangles ``(T, 4)`` as ``x1, y1, x2, y2``: the tiles row-major, then the frame.
 
     Neighbouring tiles share ``overlap`` of a tile's width (or height). With ``full_frame`` a
@@ -66,8 +67,14 @@ def choose_layout(width: int, height: int, input_size: int, overlap: float) -> L
     return min(candidates)[2]
 
 
-def fragment_candidates(tile_boxes: np.ndarray, rect: np.ndarray, width: int, height: int,
-                        margin: float = 0.02, large: float = 0.5) -> np.ndarray:
+def fragment_candidates(
+    tile_boxes: np.ndarray,
+    rect: np.ndarray,
+    width: int,
+    height: int,
+    margin: float = 0.02,
+    large: float = 0.5,
+) -> np.ndarray:
     """Which tile boxes (tile-normalised ``x1, y1, x2, y2``) may be part of a bigger person.
 
     A box touching an edge of the tile that lies inside the frame may be a person cut by the seam
@@ -90,9 +97,15 @@ def fragment_candidates(tile_boxes: np.ndarray, rect: np.ndarray, width: int, he
     return touches
 
 
-def merge_boxes(boxes: np.ndarray, scores: np.ndarray, tile_ids: np.ndarray,
-                maybe_fragment: np.ndarray, *, iou_threshold: float,
-                containment: float = 0.75) -> np.ndarray:
+def merge_boxes(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    tile_ids: np.ndarray,
+    maybe_fragment: np.ndarray,
+    *,
+    iou_threshold: float,
+    containment: float = 0.75,
+) -> np.ndarray:
     """Indices of boxes kept after NMS across tiles, best score first.
 
     A box is dropped when a better box overlaps it by more than ``iou_threshold`` IoU, or when it
@@ -115,6 +128,8 @@ def merge_boxes(boxes: np.ndarray, scores: np.ndarray, tile_ids: np.ndarray,
         inter = inter_w * inter_h
         iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-12)
         covered = inter / np.maximum(areas[rest], 1e-12)
-        fragment = maybe_fragment[rest] & (tile_ids[rest] != tile_ids[best]) & (covered > containment)
+        fragment = (
+            maybe_fragment[rest] & (tile_ids[rest] != tile_ids[best]) & (covered > containment)
+        )
         order = rest[~((iou > iou_threshold) | fragment)]
     return np.array(keep, dtype=np.int64)

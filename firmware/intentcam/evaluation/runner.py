@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,10 @@ import numpy as np
 from intentcam.analytics.geometry import foot_points
 from intentcam.analytics.lines import IN, OUT, LineCounter
 from intentcam.config import AnalyticsConfig, LineConfig
+from intentcam.detect.base import PersonDetector
 from intentcam.detect.detections import Detections
-from intentcam.detect.ssd import SsdPersonDetector
 from intentcam.errors import UserError
+from intentcam.evaluation.peer import PeerTracker
 from intentcam.evaluation.sequence import Sequence
 from intentcam.progress import Progress, no_progress
 from intentcam.track.bytetrack import ByteTracker, TrackerSettings
@@ -40,8 +40,13 @@ class Detected:
     seconds: float
 
 
-def detect_sequence(sequence: Sequence, detector: SsdPersonDetector, low_score: float,
-                    every: int = 1, progress: Progress = no_progress) -> Detected:
+def detect_sequence(
+    sequence: Sequence,
+    detector: PersonDetector,
+    low_score: float,
+    every: int = 1,
+    progress: Progress = no_progress,
+) -> Detected:
     """Run the detector over every ``every``-th frame of the sequence (1-based frame numbers)."""
     capture = cv2.VideoCapture(str(sequence.video))
     if not capture.isOpened():
@@ -49,11 +54,7 @@ def detect_sequence(sequence: Sequence, detector: SsdPersonDetector, low_score: 
     frames, detections = [], []
     seconds = 0.0
 
-    def numbered() -> Iterator[int]:
-        for number in range(1, sequence.length + 1):
-            yield number
-
-    for number in progress(numbered(), sequence.length, "detect"):
+    for number in progress(iter(range(1, sequence.length + 1)), sequence.length, "detect"):
         ok, image = capture.read()
         if not ok:
             break
@@ -69,8 +70,9 @@ def detect_sequence(sequence: Sequence, detector: SsdPersonDetector, low_score: 
     return Detected(frames, detections, seconds)
 
 
-def run_ours(detected: Detected, settings: TrackerSettings, aspect: float,
-             fps: float) -> tuple[TrackRows, float]:
+def run_ours(
+    detected: Detected, settings: TrackerSettings, aspect: float, fps: float
+) -> tuple[TrackRows, float]:
     tracker = ByteTracker(settings, aspect=aspect)
     rows: TrackRows = []
     started = time.perf_counter()
@@ -81,35 +83,16 @@ def run_ours(detected: Detected, settings: TrackerSettings, aspect: float,
     return rows, time.perf_counter() - started
 
 
-def run_peer(detected: Detected, settings: TrackerSettings, sequence: Sequence,
-             every: int) -> tuple[TrackRows, float]:
-    """Roboflow ``trackers`` ByteTrack with our thresholds; timestamps in seconds like ours."""
-    try:
-        import supervision as sv
-        from trackers import ByteTrackTracker
-    except ImportError as exc:
-        raise UserError(f"the peer tracker needs the 'trackers' package ({exc}); install "
-                        "intentcam[eval] or pass --no-peer") from None
-    peer = ByteTrackTracker(
-        lost_track_buffer=max(1, round(settings.lost_ttl_s * 30)),  # in 30 fps frames
-        frame_rate=sequence.fps / every,
-        track_activation_threshold=settings.new_track_score,
-        minimum_consecutive_frames=settings.min_hits,
-        minimum_iou_threshold=settings.match_iou,
-        high_conf_det_threshold=settings.high_score,
-    )
-    scale = np.array([sequence.width, sequence.height, sequence.width, sequence.height], float)
+def run_peer(
+    detected: Detected, settings: TrackerSettings, sequence: Sequence, every: int
+) -> tuple[TrackRows, float]:
+    """The peer tracker (:mod:`intentcam.evaluation.peer`); timestamps in seconds like ours."""
+    peer = PeerTracker(settings, sequence.width, sequence.height, sequence.fps / every)
     rows: TrackRows = []
     started = time.perf_counter()
     for number, detections in zip(detected.frames, detected.detections):
-        pixels = detections.boxes.astype(np.float64) * scale
-        tracked = peer.update(sv.Detections(xyxy=pixels.reshape(-1, 4),
-                                            confidence=detections.scores.astype(np.float64),
-                                            class_id=np.zeros(len(detections), dtype=int)),
-                              timestamp=number / sequence.fps)
-        valid = tracked.tracker_id != -1
-        rows.append((number, tracked.tracker_id[valid].astype(np.int64),
-                     tracked.xyxy[valid] / scale))
+        ids, boxes = peer.update(detections, number / sequence.fps)
+        rows.append((number, ids, boxes))
     return rows, time.perf_counter() - started
 
 
@@ -124,11 +107,18 @@ def gt_rows(sequence: Sequence, frames: list[int]) -> TrackRows:
     return rows
 
 
-def count_lines(rows: TrackRows, lines: list[LineConfig], aspect: float, fps: float,
-                hysteresis: float, lost_s: float) -> dict[str, dict[str, int]]:
+def count_lines(
+    rows: TrackRows,
+    lines: list[LineConfig],
+    aspect: float,
+    fps: float,
+    hysteresis: float,
+    lost_s: float,
+) -> dict[str, dict[str, int]]:
     """Crossings per line and direction; an id ends after ``lost_s`` unseen or at the end."""
-    counters = [LineCounter(line.id, [list(p) for p in line.points], aspect, hysteresis)
-                for line in lines]
+    counters = [
+        LineCounter(line.id, [list(p) for p in line.points], aspect, hysteresis) for line in lines
+    ]
     last_seen: dict[int, float] = {}
     now = 0.0
     for number, ids, boxes in rows:
@@ -157,7 +147,9 @@ def write_mot(path: Path, rows: TrackRows, width: int, height: int, *, truth: bo
         for number, ids, boxes in rows:
             for track_id, box in zip(ids.tolist(), boxes * scale):
                 x1, y1, x2, y2 = box.tolist()
-                handle.write(f"{number},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{tail}\n")
+                handle.write(
+                    f"{number},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{tail}\n"
+                )
 
 
 def mot_metrics(truth: TrackRows, rows: TrackRows, sequence: Sequence) -> dict[str, float | int]:
@@ -165,19 +157,23 @@ def mot_metrics(truth: TrackRows, rows: TrackRows, sequence: Sequence) -> dict[s
     try:
         from trackers.eval import evaluate_mot_sequence
     except ImportError as exc:
-        raise UserError(f"metrics need the 'trackers' package ({exc}); install intentcam[eval]") from None
+        raise UserError(
+            f"metrics need the 'trackers' package ({exc}); install intentcam[eval]"
+        ) from None
     with tempfile.TemporaryDirectory(prefix="intentcam-eval-") as folder:
         gt_path, tracker_path = Path(folder) / "gt.txt", Path(folder) / "tracker.txt"
         write_mot(gt_path, truth, sequence.width, sequence.height, truth=True)
         write_mot(tracker_path, rows, sequence.width, sequence.height)
         result = evaluate_mot_sequence(gt_path, tracker_path, metrics=["CLEAR", "HOTA", "Identity"])
+    clear, identity, hota = result.CLEAR, result.Identity, result.HOTA
+    assert clear is not None and identity is not None and hota is not None  # all three asked for
     return {
-        "mota": round(float(result.CLEAR.MOTA), 4),
-        "idf1": round(float(result.Identity.IDF1), 4),
-        "hota": round(float(result.HOTA.HOTA), 4),
-        "id_switches": int(result.CLEAR.IDSW),
-        "recall": round(float(result.CLEAR.CLR_Re), 4),
-        "precision": round(float(result.CLEAR.CLR_Pr), 4),
+        "mota": round(float(clear.MOTA), 4),
+        "idf1": round(float(identity.IDF1), 4),
+        "hota": round(float(hota.HOTA), 4),
+        "id_switches": int(clear.IDSW),
+        "recall": round(float(clear.CLR_Re), 4),
+        "precision": round(float(clear.CLR_Pr), 4),
     }
 
 
@@ -203,23 +199,43 @@ class Evaluation:
         aspect = seq.width / seq.height
         truth = gt_rows(seq, detected.frames)
         lost_s = self.settings.lost_ttl_s
-        gt_counts = count_lines(truth, seq.lines, aspect, seq.fps, self.analytics.line_hysteresis,
-                                lost_s)
+        gt_counts = count_lines(
+            truth, seq.lines, aspect, seq.fps, self.analytics.line_hysteresis, lost_s
+        )
         ours, ours_s = run_ours(detected, self.settings, aspect, seq.fps)
         report = self._report(truth, ours, ours_s, detected, gt_counts)
-        report = {"sequence": seq.name, "frames": len(detected.frames), "every": self.every,
-                  "fps_sequence": seq.fps / self.every, **report}
+        report = {
+            "sequence": seq.name,
+            "frames": len(detected.frames),
+            "every": self.every,
+            "fps_sequence": seq.fps / self.every,
+            **report,
+        }
         if self.peer:
             peer_rows, peer_s = run_peer(detected, self.settings, seq, self.every)
-            report["peer"] = {"name": "trackers.ByteTrackTracker",
-                              **self._report(truth, peer_rows, peer_s, detected, gt_counts)}
+            report["peer"] = {
+                "name": "trackers.ByteTrackTracker",
+                **self._report(truth, peer_rows, peer_s, detected, gt_counts),
+            }
         return report
 
-    def _report(self, truth: TrackRows, rows: TrackRows, track_s: float, detected: Detected,
-                gt_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    def _report(
+        self,
+        truth: TrackRows,
+        rows: TrackRows,
+        track_s: float,
+        detected: Detected,
+        gt_counts: dict[str, dict[str, int]],
+    ) -> dict[str, Any]:
         seq = self.sequence
-        counts = count_lines(rows, seq.lines, seq.width / seq.height, seq.fps,
-                             self.analytics.line_hysteresis, self.settings.lost_ttl_s)
+        counts = count_lines(
+            rows,
+            seq.lines,
+            seq.width / seq.height,
+            seq.fps,
+            self.analytics.line_hysteresis,
+            self.settings.lost_ttl_s,
+        )
         return {
             **mot_metrics(truth, rows, seq),
             "lines": {line: {"gt": gt_counts[line], "pred": counts[line]} for line in gt_counts},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
@@ -38,14 +39,16 @@ def _overlay_file(folder: Path, name: str, overlay_root: Path) -> Path | None:
     return None
 
 
-def _tables(path: Path | None, key: str, model: type) -> list:
+def _tables(path: Path | None, key: str, adapter: TypeAdapter[list[Any]]) -> list[Any]:
     if path is None:
         return []
     data = read_toml(path)
     try:
-        return TypeAdapter(list[model]).validate_python(data.get(key, []))
+        return adapter.validate_python(data.get(key, []))
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {key}.{line}" for line in describe_validation_error(exc)]) from None
+        raise ConfigError(
+            [f"{path}: {key}.{line}" for line in describe_validation_error(exc)]
+        ) from None
 
 
 def load_sequence(folder: Path, overlay_root: Path = OVERLAY_ROOT) -> Sequence:
@@ -75,7 +78,21 @@ def load_sequence(folder: Path, overlay_root: Path = OVERLAY_ROOT) -> Sequence:
     evaluated = gt[:, 6] != 0 if gt.shape[1] > 6 else np.ones(len(gt), dtype=bool)
     pedestrians = gt[:, 7] == 1 if gt.shape[1] > 7 else np.ones(len(gt), dtype=bool)
     gt = gt[evaluated & pedestrians, :6]
-    lines = _tables(_overlay_file(folder, "lines.toml", overlay_root), "lines", LineConfig)
-    zones = _tables(_overlay_file(folder, "zones.toml", overlay_root), "zones", ZoneConfig)
-    return Sequence(section.get("name", folder.name), folder, video, fps, length, width, height,
-                    gt, lines, zones)
+    lines = _tables(
+        _overlay_file(folder, "lines.toml", overlay_root), "lines", TypeAdapter(list[LineConfig])
+    )
+    zones = _tables(
+        _overlay_file(folder, "zones.toml", overlay_root), "zones", TypeAdapter(list[ZoneConfig])
+    )
+    return Sequence(
+        section.get("name", folder.name),
+        folder,
+        video,
+        fps,
+        length,
+        width,
+        height,
+        gt,
+        lines,
+        zones,
+    )

@@ -37,8 +37,9 @@ def ssd_anchors(size: int) -> np.ndarray:
             same += 1
         per_cell = 2 * same if size == 128 else 1
         grid = int(np.ceil(size / strides[layer]))
-        ys, xs = np.meshgrid((np.arange(grid) + 0.5) / grid, (np.arange(grid) + 0.5) / grid,
-                             indexing="ij")
+        ys, xs = np.meshgrid(
+            (np.arange(grid) + 0.5) / grid, (np.arange(grid) + 0.5) / grid, indexing="ij"
+        )
         cells = np.stack([xs.ravel(), ys.ravel()], axis=1)
         centres.append(np.repeat(cells, per_cell, axis=0))
         layer += same
@@ -57,8 +58,9 @@ class Faces:
         return int(self.scores.shape[0])
 
 
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray,
-                 iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MediaPipe's weighted NMS: overlapping detections are averaged, weighted by score."""
     order = np.argsort(-scores)
     kept_boxes, kept_scores, kept_points = [], [], []
@@ -105,8 +107,15 @@ class BlazeFace:
         side = max(height, width)
         # Letterbox to a square so faces keep their shape; the padding is outside the image.
         pad_x, pad_y = (side - width) / 2, (side - height) / 2
-        square = cv2.copyMakeBorder(image, int(pad_y), int(np.ceil(pad_y)), int(pad_x),
-                                    int(np.ceil(pad_x)), cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        square = cv2.copyMakeBorder(
+            image,
+            int(pad_y),
+            int(np.ceil(pad_y)),
+            int(pad_x),
+            int(np.ceil(pad_x)),
+            cv2.BORDER_CONSTANT,
+            value=(0, 0, 0),
+        )
         resized = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_AREA)
         cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=self._rgb)
         self.model.invoke(self._rgb)

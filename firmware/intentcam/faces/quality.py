@@ -11,16 +11,30 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from intentcam.config import FacesConfig
+
 
 @dataclass(frozen=True)
 class QualitySettings:
-    min_size_px: float = 40.0
-    min_score: float = 0.6
+    """What a face must be to be analysed; the configured values come from ``[faces]``."""
+
+    min_size_px: float
+    min_score: float
     #: The nose must sit between the eyes: its position along the eye line, 0 = right eye,
     #: 1 = left eye, must lie within [frontal_min, 1 - frontal_min].
     frontal_min: float = 0.25
     #: Variance of the Laplacian of the grey face, below which it is too blurred.
     min_sharpness: float = 15.0
+
+    @classmethod
+    def from_config(cls, config: FacesConfig | None = None) -> QualitySettings:
+        """The gate of ``[faces]`` (its defaults when ``config`` is ``None``)."""
+        config = config or FacesConfig()
+        return cls(
+            min_size_px=config.min_face_px,
+            min_score=config.min_face_score,
+            min_sharpness=config.min_sharpness,
+        )
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,13 @@ def sharpness(gray_face: np.ndarray) -> float:
     return float(cv2.Laplacian(gray_face, cv2.CV_64F).var())
 
 
-def judge(box: np.ndarray, score: float, keypoints: np.ndarray, gray_face: np.ndarray,
-          settings: QualitySettings) -> Verdict:
+def judge(
+    box: np.ndarray,
+    score: float,
+    keypoints: np.ndarray,
+    gray_face: np.ndarray,
+    settings: QualitySettings,
+) -> Verdict:
     """Pass or fail one face, with the first reason it failed."""
     size = float(min(box[2] - box[0], box[3] - box[1]))
     if size < settings.min_size_px:

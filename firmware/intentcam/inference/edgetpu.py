@@ -34,12 +34,14 @@ class DelegateChoice:
     delegate: Any = None
 
 
-def choose_delegate(mode: DelegateMode, spec: ModelSpec, model_dir: Path,
-                    runtime: Runtime) -> DelegateChoice:
+def choose_delegate(
+    mode: DelegateMode, spec: ModelSpec, model_dir: Path, runtime: Runtime
+) -> DelegateChoice:
     """Decide between the Edge TPU variant and the CPU model; see the module docstring."""
     if mode == "cpu":
-        return DelegateChoice("cpu", verified_model_path(spec, model_dir),
-                              "delegate = cpu in the config")
+        return DelegateChoice(
+            "cpu", verified_model_path(spec, model_dir), "delegate = cpu in the config"
+        )
     problem = _edgetpu_problem(spec, model_dir)
     delegate = None
     if problem is None:
@@ -49,8 +51,9 @@ def choose_delegate(mode: DelegateMode, spec: ModelSpec, model_dir: Path,
             problem = f"{EDGETPU_LIBRARY} could not be loaded ({exc})"
     if problem is None:
         assert spec.edgetpu is not None  # and its file was verified by _edgetpu_problem
-        return DelegateChoice("edgetpu", model_dir / spec.edgetpu.file,
-                              f"{EDGETPU_LIBRARY} loaded", delegate)
+        return DelegateChoice(
+            "edgetpu", model_dir / spec.edgetpu.file, f"{EDGETPU_LIBRARY} loaded", delegate
+        )
     if mode == "edgetpu":
         raise ModelError(f"detector.delegate = edgetpu, but {problem}")
     reason = f"Edge TPU not used: {problem}; running on the CPU"

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 _DTYPES = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32}
 
 
-def input_lookup_table(spec: InputSpec, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+def input_lookup_table(
+    spec: InputSpec, dtype: np.dtype, scale: float, zero_point: int
+) -> np.ndarray:
     """Map pixel values 0..255 to input-tensor values.
 
     ``spec.range`` is the float range the network was trained on for pixels 0..255. Quantised
@@ -60,14 +62,20 @@ def map_outputs(specs: dict[str, OutputSpec], details: list[dict[str, Any]]) -> 
         if by_name:
             found = by_name[0]
             if tuple(found["shape"]) != shape:
-                raise ModelError(f"output {key!r} ({wanted_name}) has shape {tuple(found['shape'])},"
-                                 f" the manifest says {shape}")
+                raise ModelError(
+                    f"output {key!r} ({wanted_name}) has shape {tuple(found['shape'])},"
+                    f" the manifest says {shape}"
+                )
         else:
-            same_shape = [d for d in details if tuple(d["shape"]) == shape and d["index"] not in used]
+            same_shape = [
+                d for d in details if tuple(d["shape"]) == shape and d["index"] not in used
+            ]
             if len(same_shape) != 1:
                 names = [d["name"] for d in same_shape] or "none"
-                raise ModelError(f"output {key!r}: cannot identify the tensor of shape {shape} "
-                                 f"(candidates: {names}); give its name in the manifest")
+                raise ModelError(
+                    f"output {key!r}: cannot identify the tensor of shape {shape} "
+                    f"(candidates: {names}); give its name in the manifest"
+                )
             found = same_shape[0]
         mapping[key] = found["index"]
         used.add(found["index"])
@@ -92,12 +100,16 @@ class TFLiteModel:
         detail = self.interpreter.get_input_details()[0]
         shape = tuple(int(v) for v in detail["shape"])
         if shape != tuple(self.spec.input.shape):
-            raise ModelError(f"model {self.spec.id!r}: input shape {shape} differs from the "
-                             f"manifest's {tuple(self.spec.input.shape)}")
+            raise ModelError(
+                f"model {self.spec.id!r}: input shape {shape} differs from the "
+                f"manifest's {tuple(self.spec.input.shape)}"
+            )
         dtype = np.dtype(detail["dtype"])
         if dtype != np.dtype(_DTYPES[self.spec.input.dtype]):
-            raise ModelError(f"model {self.spec.id!r}: input dtype {dtype} differs from the "
-                             f"manifest's {self.spec.input.dtype}")
+            raise ModelError(
+                f"model {self.spec.id!r}: input dtype {dtype} differs from the "
+                f"manifest's {self.spec.input.dtype}"
+            )
         scale, zero_point = detail["quantization"]
         lut = input_lookup_table(self.spec.input, dtype, float(scale), int(zero_point))
         identity = dtype == np.uint8 and np.array_equal(lut, np.arange(256, dtype=np.uint8))
@@ -138,21 +150,33 @@ class TFLiteModel:
         }
 
 
-def load_model(spec: ModelSpec, model_dir: Path, *, threads: int = 1,
-               delegate: DelegateMode = "auto", runtime: Runtime | None = None) -> TFLiteModel:
+def load_model(
+    spec: ModelSpec,
+    model_dir: Path,
+    *,
+    threads: int = 1,
+    delegate: DelegateMode = "auto",
+    runtime: Runtime | None = None,
+) -> TFLiteModel:
     """Verify, load and allocate a manifest model; errors are one-line :class:`ModelError`."""
     runtime = runtime or import_runtime()
     choice = choose_delegate(delegate, spec, model_dir, runtime)
     delegates = [choice.delegate] if choice.delegate is not None else None
     try:
-        interpreter = runtime.interpreter_class(model_path=str(choice.model_path),
-                                                num_threads=threads,
-                                                experimental_delegates=delegates)
+        interpreter = runtime.interpreter_class(
+            model_path=str(choice.model_path), num_threads=threads, experimental_delegates=delegates
+        )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{choice.model_path}: cannot load model: {first_line}") from None
     model = TFLiteModel(spec, interpreter, runtime, choice, threads)
-    log.info("loaded %s (%s) with %s on %s, %d thread(s)", spec.id, choice.model_path.name,
-             runtime.describe(), choice.kind, threads)
+    log.info(
+        "loaded %s (%s) with %s on %s, %d thread(s)",
+        spec.id,
+        choice.model_path.name,
+        runtime.describe(),
+        choice.kind,
+        threads,
+    )
     return model

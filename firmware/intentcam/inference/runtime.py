@@ -69,5 +69,6 @@ def import_runtime(importer: Importer = importlib.import_module) -> Runtime:
             skipped.append(f"{distribution}: failed to import ({type(exc).__name__}: {exc})")
             continue
         return Runtime(distribution, _version_of(distribution), module, tuple(skipped))
-    raise ModelError("no TFLite runtime could be imported: " + "; ".join(skipped)
-                     + " (install ai-edge-litert)")
+    raise ModelError(
+        "no TFLite runtime could be imported: " + "; ".join(skipped) + " (install ai-edge-litert)"
+    )

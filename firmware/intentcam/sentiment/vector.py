@@ -32,11 +32,22 @@ import numpy as np
 
 SCHEMA = "intentcam.sentiment.v1"
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-LAYOUT = ("engagement", "approach", "avoid", "hesitation", "dwell_rel", *CLASSES, "valence",
-          "arousal", "samples", "confidence")
+LAYOUT = (
+    "engagement",
+    "approach",
+    "avoid",
+    "hesitation",
+    "dwell_rel",
+    *CLASSES,
+    "valence",
+    "arousal",
+    "samples",
+    "confidence",
+)
 ABSENT = -128
-VALENCE_AROUSAL = np.array([(-0.6, 0.7), (-0.7, 0.2), (-0.6, 0.6), (0.8, 0.5), (-0.7, -0.4),
-                            (0.3, 0.8), (0.0, 0.0)])
+VALENCE_AROUSAL = np.array(
+    [(-0.6, 0.7), (-0.7, 0.2), (-0.6, 0.6), (0.8, 0.5), (-0.7, -0.4), (0.3, 0.8), (0.0, 0.0)]
+)
 
 
 def unit(value: float) -> int:
@@ -67,8 +78,9 @@ class ExpressionAccumulator:
         return self.weighted / self.weight if self.weight > 0 else np.zeros(7)
 
 
-def sentiment_vector(signals: dict[str, Any], median_dwell: float | None,
-                     expression: ExpressionAccumulator | None) -> dict[str, Any]:
+def sentiment_vector(
+    signals: dict[str, Any], median_dwell: float | None, expression: ExpressionAccumulator | None
+) -> dict[str, Any]:
     """The v1 vector of one finished session (``signals`` is its intent summary)."""
     total = signals["approach"] + signals["avoid"]
     dwell = signals["dwell_s"]
@@ -76,19 +88,24 @@ def sentiment_vector(signals: dict[str, Any], median_dwell: float | None,
         dwell_rel = float(np.clip(math.log2(dwell / median_dwell), -4, 4)) / 4
     else:
         dwell_rel = 0.0
-    values = [unit(signals["engagement"]),
-              unit(signals["approach"] / total) if total > 0 else 0,
-              unit(signals["avoid"] / total) if total > 0 else 0,
-              unit(signals["hesitation_per_min"] / 10),
-              signed(dwell_rel)]
+    values = [
+        unit(signals["engagement"]),
+        unit(signals["approach"] / total) if total > 0 else 0,
+        unit(signals["avoid"] / total) if total > 0 else 0,
+        unit(signals["hesitation_per_min"] / 10),
+        signed(dwell_rel),
+    ]
     present = expression is not None and expression.samples > 0
     if present:
         assert expression is not None
         mean = expression.mean
         valence, arousal = mean @ VALENCE_AROUSAL
-        values += [unit(p) for p in mean] + [signed(valence), signed(arousal),
-                                             min(expression.samples, 127),
-                                             unit(expression.weight / expression.samples)]
+        values += [unit(p) for p in mean] + [
+            signed(valence),
+            signed(arousal),
+            min(expression.samples, 127),
+            unit(expression.weight / expression.samples),
+        ]
     else:
         values += [ABSENT] * 11
     return {"schema": SCHEMA, "expression": present, "v": values}
@@ -107,5 +124,9 @@ def mean_vector(vectors: list[dict[str, Any]]) -> dict[str, Any]:
         values += [int(round(v)) for v in matrix[with_expression, 5:].mean(axis=0)]
     else:
         values += [ABSENT] * 11
-    return {"schema": SCHEMA, "sessions": len(vectors),
-            "expression_sessions": int(with_expression.sum()), "v": values}
+    return {
+        "schema": SCHEMA,
+        "sessions": len(vectors),
+        "expression_sessions": int(with_expression.sum()),
+        "v": values,
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 from intentcam.capture import open_source
 from intentcam.config import Settings, load_config
-from intentcam.detect import SsdPersonDetector, build_detector
+from intentcam.detect import PersonDetector, build_detector
 from intentcam.errors import ConfigError, UserError
 from intentcam.models import load_manifest, verified_model_path
 from intentcam.models.store import verified_labels
@@ -53,12 +53,18 @@ class Check:
             steps.append(Step("config", "fail", "; ".join(exc.problems)))
             return None
         where = self.config_path or "defaults and environment"
-        steps.append(Step("config", "pass", f"{where}: device {settings.device.id} at site "
-                                            f"{settings.device.site}, {len(settings.lines)} line(s), "
-                                            f"{len(settings.zones)} zone(s)"))
+        steps.append(
+            Step(
+                "config",
+                "pass",
+                f"{where}: device {settings.device.id} at site "
+                f"{settings.device.site}, {len(settings.lines)} line(s), "
+                f"{len(settings.zones)} zone(s)",
+            )
+        )
         return settings
 
-    def _detector(self, settings: Settings, steps: list[Step]) -> SsdPersonDetector | None:
+    def _detector(self, settings: Settings, steps: list[Step]) -> PersonDetector | None:
         try:
             manifest = load_manifest(settings.paths.manifest)
             spec = manifest.get(settings.detector.model)
@@ -74,9 +80,15 @@ class Check:
         except UserError as exc:
             steps.append(Step("detector", "fail", str(exc)))
             return None
-        described = detector.model.describe()
-        steps.append(Step("detector", "pass", f"{described['runtime']} on {described['delegate']}, "
-                                              f"{described['threads']} thread(s); {described['reason']}"))
+        described = detector.describe()
+        steps.append(
+            Step(
+                "detector",
+                "pass",
+                f"{described['runtime']} on {described['delegate']}, "
+                f"{described['threads']} thread(s); {described['reason']}",
+            )
+        )
         return detector
 
     def _camera(self, settings: Settings, steps: list[Step]) -> Any:
@@ -90,25 +102,40 @@ class Check:
             frame = source.read(timeout=self.camera_timeout_s)
             if frame is None:
                 reason = source.stats.last_error or "no frame"
-                steps.append(Step("camera", "fail", f"{source.name}: no frame within "
-                                                    f"{self.camera_timeout_s:g} s ({reason})"))
+                steps.append(
+                    Step(
+                        "camera",
+                        "fail",
+                        f"{source.name}: no frame within {self.camera_timeout_s:g} s ({reason})",
+                    )
+                )
                 return None
             width, height = frame.size
-            steps.append(Step("camera", "pass", f"{source.name}: {width}x{height} frame in "
-                                                f"{time.monotonic() - started:.1f} s"))
+            steps.append(
+                Step(
+                    "camera",
+                    "pass",
+                    f"{source.name}: {width}x{height} frame in {time.monotonic() - started:.1f} s",
+                )
+            )
             return frame
         finally:
             source.close()
 
-    def _detection(self, detector: SsdPersonDetector | None, frame: Any,
-                   steps: list[Step]) -> None:
+    def _detection(self, detector: PersonDetector | None, frame: Any, steps: list[Step]) -> None:
         if detector is None or frame is None:
             steps.append(Step("detection", "skip", "needs a detector and a camera frame"))
             return
         detections = detector.detect(frame.image)
-        layout, _ = detector.layout_for(*frame.size)
-        steps.append(Step("detection", "pass", f"{len(detections)} people in the frame (tiling "
-                                               f"{layout}, {detector.last.invokes} invoke(s))"))
+        steps.append(
+            Step(
+                "detection",
+                "pass",
+                f"{len(detections)} people in the frame (tiling "
+                f"{detector.last.layout}, {detector.last.invokes} "
+                "invoke(s))",
+            )
+        )
 
     def _broker(self, settings: Settings | None, steps: list[Step]) -> None:
         if settings is None:
@@ -119,8 +146,9 @@ class Check:
             return
         address = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
         try:
-            problem = probe_broker(settings.mqtt, f"intentcam-check-{settings.device.id}",
-                                   self.broker_timeout_s)
+            problem = probe_broker(
+                settings.mqtt, f"intentcam-check-{settings.device.id}", self.broker_timeout_s
+            )
         except UserError as exc:
             problem = str(exc)
         if problem:

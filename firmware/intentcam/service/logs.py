@@ -22,8 +22,13 @@ def under_journald() -> bool:
 class SyslogPrefixFormatter(logging.Formatter):
     """``<6>message``: journald turns the prefix into the PRIORITY field (no python-systemd needed)."""
 
-    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-                  logging.CRITICAL: 2}
+    PRIORITIES = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         priority = self.PRIORITIES.get(record.levelno, 6)

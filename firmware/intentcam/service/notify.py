@@ -46,7 +46,7 @@ def default_sender(environ: dict[str, str] | None = None) -> Send | None:
     if not address:
         return None
     try:
-        from systemd import daemon  # type: ignore[import-not-found]
+        from systemd import daemon  # type: ignore[import-not-found, attr-defined]
 
         return lambda state: bool(daemon.notify(state))
     except ImportError:
@@ -99,8 +99,11 @@ class Notifier:
         if self.send is None:
             return
         now = self.clock()
-        if (self.watchdog_s is not None and now - self._last_ping >= self.watchdog_s
-                and last_progress > self._pinged_progress):
+        if (
+            self.watchdog_s is not None
+            and now - self._last_ping >= self.watchdog_s
+            and last_progress > self._pinged_progress
+        ):
             self.send("WATCHDOG=1")
             self._last_ping, self._pinged_progress = now, last_progress
         if self.ready and now - self._last_status >= self.status_every_s:

@@ -53,9 +53,14 @@ class DeviceStream:
         return "ok"
 
     def report(self) -> dict[str, Any]:
-        return {"received": self.received, "invalid": self.invalid, "duplicates": self.duplicates,
-                "highest_seq": self.highest, "missing": sorted(self.missing)[:100],
-                "missing_count": len(self.missing)}
+        return {
+            "received": self.received,
+            "invalid": self.invalid,
+            "duplicates": self.duplicates,
+            "highest_seq": self.highest,
+            "missing": sorted(self.missing)[:100],
+            "missing_count": len(self.missing),
+        }
 
 
 @dataclass
@@ -80,23 +85,32 @@ class StreamChecker:
             self.other_invalid += 1
             return Checked(topic, None, [f"not JSON: {exc}"], None)
         problems = validation_errors(message)
-        device_key = f"{message.get('site')}/{message.get('device')}" if isinstance(message, dict) else "?"
+        device_key = (
+            f"{message.get('site')}/{message.get('device')}" if isinstance(message, dict) else "?"
+        )
         stream = self.devices.setdefault(device_key, DeviceStream())
         if problems:
             stream.invalid += 1
         seq_event = None
-        if isinstance(message, dict) and message.get("type") in SPOOLED and isinstance(message.get("seq"), int):
+        if (
+            isinstance(message, dict)
+            and message.get("type") in SPOOLED
+            and isinstance(message.get("seq"), int)
+        ):
             seq_event = stream.observe(message["seq"])
         return Checked(topic, message, problems, seq_event)
 
     def summary(self) -> dict[str, Any]:
-        return {"devices": {key: stream.report() for key, stream in self.devices.items()},
-                "unparsable": self.other_invalid}
+        return {
+            "devices": {key: stream.report() for key, stream in self.devices.items()},
+            "unparsable": self.other_invalid,
+        }
 
     @property
     def clean(self) -> bool:
         return self.other_invalid == 0 and all(
-            stream.invalid == 0 and not stream.missing for stream in self.devices.values())
+            stream.invalid == 0 and not stream.missing for stream in self.devices.values()
+        )
 
 
 def describe(message: dict[str, Any]) -> str:
@@ -106,20 +120,26 @@ def describe(message: dict[str, Any]) -> str:
     if "seq" in message:
         head += f" #{message['seq']}"
     if kind == "counts":
-        lines = " ".join(f"{name} in {c['in']} out {c['out']}" for name, c in message["lines"].items())
+        lines = " ".join(
+            f"{name} in {c['in']} out {c['out']}" for name, c in message["lines"].items()
+        )
         zones = " ".join(f"{name} {z['occupancy']['now']}" for name, z in message["zones"].items())
-        return (f"{head} {message['window']['start']}..{message['window']['end'][11:]} "
-                f"people {message['people']['now']} store {message['store_occupancy']} "
-                f"{lines} {zones}".rstrip())
+        return (
+            f"{head} {message['window']['start']}..{message['window']['end'][11:]} "
+            f"people {message['people']['now']} store {message['store_occupancy']} "
+            f"{lines} {zones}".rstrip()
+        )
     if kind == "sessions":
         dwell = [s["dwell_s"] for s in message["sessions"]]
         return f"{head} {len(dwell)} session(s), dwell up to {max(dwell, default=0):.0f} s"
     if kind == "heatmap":
         return f"{head} grid {message['grid'][0]}x{message['grid'][1]} ({message['space']})"
     if kind == "health":
-        return (f"{head} fps {message['fps']} cpu {message['cpu_percent']}% rss "
-                f"{message['rss_mb']} MB spool {message['spool']['depth']} "
-                f"source {message['source']['state']} broker {message['broker']}")
+        return (
+            f"{head} fps {message['fps']} cpu {message['cpu_percent']}% rss "
+            f"{message['rss_mb']} MB spool {message['spool']['depth']} "
+            f"source {message['source']['state']} broker {message['broker']}"
+        )
     if kind == "status":
         return f"{head} {message.get('state')}"
     if kind == "reply":

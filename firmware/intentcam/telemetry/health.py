@@ -35,8 +35,10 @@ class StageTimings:
         for stage, samples in self._samples.items():
             if samples:
                 values = np.fromiter(samples, dtype=np.float64)
-                result[stage] = {"p50": round(float(np.percentile(values, 50)), 2),
-                                 "p95": round(float(np.percentile(values, 95)), 2)}
+                result[stage] = {
+                    "p50": round(float(np.percentile(values, 50)), 2),
+                    "p95": round(float(np.percentile(values, 95)), 2),
+                }
         return result
 
 
@@ -78,8 +80,15 @@ class HealthMonitor:
     _last_cpu: float = field(default_factory=time.process_time)
     _frames_at_last: int = 0
 
-    def body(self, frames: int, *, spool: dict[str, int], source: Any, broker: bool,
-             models: list[dict[str, str]]) -> dict[str, Any]:
+    def body(
+        self,
+        frames: int,
+        *,
+        spool: dict[str, int],
+        source: Any,
+        broker: bool,
+        models: list[dict[str, str]],
+    ) -> dict[str, Any]:
         now, cpu = time.monotonic(), time.process_time()
         elapsed = max(now - self._last_wall, 1e-9)
         fps = (frames - self._frames_at_last) / elapsed
@@ -93,8 +102,12 @@ class HealthMonitor:
             "temperature_c": temperature_c(),
             "throttled": throttled(),
             "spool": spool,
-            "source": {"state": source.stats.state, "dropped": source.stats.dropped,
-                       "reconnects": source.stats.reconnects, "errors": source.stats.errors},
+            "source": {
+                "state": source.stats.state,
+                "dropped": source.stats.dropped,
+                "reconnects": source.stats.reconnects,
+                "errors": source.stats.errors,
+            },
             "broker": "connected" if broker else "disconnected",
             "models": models,
             "uptime_s": round(now - self.started, 1),

@@ -13,11 +13,14 @@ import json
 import time
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
 import numpy as np
+
+from intentcam.records import encode as encode_text
+from intentcam.records import iso
 
 SCHEMA_VERSION = 1
 #: Message types that go through the spool, with their QoS.
@@ -27,8 +30,6 @@ HEATMAP_SCALE = 0.1  # heatmap cells are sent in tenths of a track-second
 
 
 def now_iso() -> str:
-    from intentcam.analytics.engine import iso
-
     return iso(time.time())
 
 
@@ -56,12 +57,13 @@ class Topics:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """Compact JSON bytes."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON bytes (the same text as :func:`intentcam.records.encode`)."""
+    return encode_text(message).encode("utf-8")
 
 
-def envelope(message_type: str, device: str, site: str, body: dict[str, Any],
-             seq: int | None = None) -> dict[str, Any]:
+def envelope(
+    message_type: str, device: str, site: str, body: dict[str, Any], seq: int | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {"v": SCHEMA_VERSION, "device": device, "site": site}
     if seq is not None:
         message["seq"] = seq
@@ -76,8 +78,12 @@ def encode_heatmap(cells: list[list[float]] | np.ndarray) -> dict[str, Any]:
     grid = np.rint(np.asarray(cells, dtype=np.float64) / HEATMAP_SCALE)
     dtype = np.uint16 if grid.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
     raw = grid.astype(dtype).astype(np.dtype(dtype).newbyteorder("<")).tobytes()
-    return {"encoding": "zlib+base64", "dtype": np.dtype(dtype).name, "scale": HEATMAP_SCALE,
-            "data": base64.b64encode(zlib.compress(raw, 9)).decode("ascii")}
+    return {
+        "encoding": "zlib+base64",
+        "dtype": np.dtype(dtype).name,
+        "scale": HEATMAP_SCALE,
+        "data": base64.b64encode(zlib.compress(raw, 9)).decode("ascii"),
+    }
 
 
 def decode_heatmap(message: dict[str, Any]) -> np.ndarray:
@@ -89,20 +95,23 @@ def decode_heatmap(message: dict[str, Any]) -> np.ndarray:
 
 
 def body_of(record: dict[str, Any]) -> dict[str, Any]:
-    """An analytics record (see analytics.engine) as a message body."""
+    """An analytics record (see intentcam.aggregator) as a message body."""
     body = {key: value for key, value in record.items() if key != "type"}
     if record["type"] == "heatmap":
         body.update(encode_heatmap(body.pop("cells")))
     return body
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(message_type: str) -> Any:
     """A jsonschema validator for one message type (schemas ship in telemetry/schemas)."""
     from jsonschema import Draft202012Validator, FormatChecker
 
-    text = resources.files("intentcam.telemetry").joinpath(
-        f"schemas/{message_type}.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("intentcam.telemetry")
+        .joinpath(f"schemas/{message_type}.schema.json")
+        .read_text(encoding="utf-8")
+    )
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=FormatChecker())
@@ -113,5 +122,7 @@ def validation_errors(message: Any) -> list[str]:
     if not isinstance(message, dict) or message.get("type") not in MESSAGE_TYPES:
         return ["not a JSON object with a known 'type'"]
     errors = validator(message["type"]).iter_errors(message)
-    return [f"{'/'.join(str(p) for p in error.absolute_path) or '(message)'}: {error.message}"
-            for error in errors]
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(message)'}: {error.message}"
+        for error in errors
+    ]

@@ -61,17 +61,23 @@ def describe_connect_error(exc: BaseException) -> str:
 def make_client(config: MqttConfig, client_id: str, password: str | None) -> mqtt.Client:
     """A paho client with the configured protocol, credentials and TLS (not yet connected)."""
     v5 = config.protocol == "5"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                         clean_session=None if v5 else True, reconnect_on_failure=False)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else True,
+        reconnect_on_failure=False,
+    )
     client.max_inflight_messages_set(config.max_inflight)
     if config.username:
         client.username_pw_set(config.username, password)
     if config.tls:
-        client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None,
-                       certfile=str(config.cert_file) if config.cert_file else None,
-                       keyfile=str(config.key_file) if config.key_file else None,
-                       cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(
+            ca_certs=str(config.ca_file) if config.ca_file else None,
+            certfile=str(config.cert_file) if config.cert_file else None,
+            keyfile=str(config.key_file) if config.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
         client.tls_insecure_set(config.tls_insecure)
     return client
 
@@ -80,9 +86,12 @@ def probe_broker(config: MqttConfig, client_id: str, timeout_s: float = 5.0) -> 
     """Connect once and disconnect: ``None`` when the broker accepted us, else the reason."""
     outcome: dict[str, str | None] = {}
 
-    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                   properties: Any) -> None:
-        outcome["result"] = f"broker refused the connection: {reason}" if reason.is_failure else None
+    def on_connect(
+        client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        outcome["result"] = (
+            f"broker refused the connection: {reason}" if reason.is_failure else None
+        )
 
     try:
         client = make_client(config, client_id, config.read_password())
@@ -100,10 +109,18 @@ def probe_broker(config: MqttConfig, client_id: str, timeout_s: float = 5.0) -> 
 class MqttLink:
     """See the module docstring. ``birth()`` builds the online status at each connect."""
 
-    def __init__(self, config: MqttConfig, topics: Topics, spool: Spool, *,
-                 birth: Callable[[], dict[str, Any]], last_will: dict[str, Any],
-                 on_command: CommandHandler | None = None, client_id: str | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        topics: Topics,
+        spool: Spool,
+        *,
+        birth: Callable[[], dict[str, Any]],
+        last_will: dict[str, Any],
+        on_command: CommandHandler | None = None,
+        client_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
         self.topics = topics
         self.spool = spool
@@ -181,14 +198,18 @@ class MqttLink:
         while not self._stop.is_set():
             client = self._new_client()
             try:
-                client.connect(self.config.host or "localhost", self.config.effective_port,
-                               keepalive=self.config.keepalive_s)
+                client.connect(
+                    self.config.host or "localhost",
+                    self.config.effective_port,
+                    keepalive=self.config.keepalive_s,
+                )
                 self._serve(client)
                 delay = self.config.reconnect_min_s
             except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
                 self.last_error = describe_connect_error(exc)
-                log.error("mqtt %s:%d: %s", self.config.host, self.config.effective_port,
-                          self.last_error)
+                log.error(
+                    "mqtt %s:%d: %s", self.config.host, self.config.effective_port, self.last_error
+                )
             finally:
                 self._connected.clear()
                 try:
@@ -219,8 +240,9 @@ class MqttLink:
         if self._stop.is_set() and self.connected:
             client.loop(timeout=0.2)
 
-    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                        properties: Any) -> None:
+    def _handle_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused the connection: {reason}"
             log.error("mqtt %s: %s", self.config.host, self.last_error)
@@ -233,16 +255,18 @@ class MqttLink:
         client.publish(self.topics.of("status"), birth, qos=1, retain=True)
         self._connected.set()
 
-    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                           properties: Any) -> None:
+    def _handle_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._connected.clear()
         self._disconnected = True
         if not self._stop.is_set():
             self.last_error = f"disconnected: {reason}"
             log.warning("mqtt: %s", self.last_error)
 
-    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
-                        properties: Any) -> None:
+    def _handle_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
         self._direct_inflight.discard(mid)
         seq = self._inflight.pop(mid, None)
         if seq is None:
@@ -276,12 +300,19 @@ class MqttLink:
             if message.correlation is not None and self.config.protocol == "5":
                 properties = Properties(PacketTypes.PUBLISH)
                 properties.CorrelationData = message.correlation
-            info = client.publish(message.topic, message.payload, qos=message.qos,
-                                  retain=message.retain, properties=properties)
+            info = client.publish(
+                message.topic,
+                message.payload,
+                qos=message.qos,
+                retain=message.retain,
+                properties=properties,
+            )
             if message.qos:
                 self._direct_inflight.add(info.mid)
 
-    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _handle_message(
+        self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
         if self._on_command is None:
             return
         name = message.topic.rsplit("/", 1)[-1]
@@ -291,6 +322,6 @@ class MqttLink:
             response_topic = getattr(properties, "ResponseTopic", None)
             correlation = getattr(properties, "CorrelationData", None)
         try:
-            self._on_command(name, message.payload, response_topic, correlation)
+            self._on_command(name, bytes(message.payload), response_topic, correlation)
         except Exception:  # noqa: BLE001 - a command must never take the link down
             log.exception("mqtt: command handler failed for %s", message.topic)

@@ -17,9 +17,10 @@ from typing import Any
 
 from intentcam import __version__
 from intentcam.config import Settings, config_hash
-from intentcam.control.commands import Reply
-from intentcam.sinks import Record, Sink
-from intentcam.telemetry.messages import SPOOLED, Topics, body_of, encode, envelope
+from intentcam.records import Record
+from intentcam.records import encode as encode_text
+from intentcam.sinks import Sink
+from intentcam.telemetry.messages import SPOOLED, Topics, body_of, envelope
 from intentcam.telemetry.mqtt import CommandHandler, Direct, MqttLink
 from intentcam.telemetry.spool import Spool
 
@@ -40,42 +41,56 @@ class _Counter:
 class Telemetry:
     """See the module docstring."""
 
-    def __init__(self, settings: Settings, forward: Sink, *,
-                 models: Callable[[], list[dict[str, str]]] = list,
-                 occupancy: Callable[[], dict[str, Any]] | None = None,
-                 on_command: CommandHandler | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        forward: Sink,
+        *,
+        models: Callable[[], list[dict[str, str]]] = list,
+        occupancy: Callable[[], dict[str, Any]] | None = None,
+        on_command: CommandHandler | None = None,
+    ) -> None:
         self.settings = settings
         self.forward = forward
         self.device, self.site = settings.device.id, settings.device.site
         self.topics = Topics(settings.mqtt.topic_root, self.site, self.device)
-        self.spool = Spool(settings.paths.state_dir / SPOOL_FILE, settings.spool.max_bytes,
-                           settings.spool.max_age_s)
+        self.spool = Spool(
+            settings.paths.state_dir / SPOOL_FILE,
+            settings.spool.max_bytes,
+            settings.spool.max_age_s,
+        )
         self._models = models
         self._occupancy = occupancy or (lambda: {"people": 0, "store": 0, "zones": {}})
         self._status_seq = _Counter()
         self._health_seq = _Counter()
         self.link: MqttLink | None = None
         if settings.mqtt.host:
-            self.link = MqttLink(settings.mqtt, self.topics, self.spool, birth=self._birth,
-                                 last_will=self._status("offline", seq=None),
-                                 on_command=on_command)
+            self.link = MqttLink(
+                settings.mqtt,
+                self.topics,
+                self.spool,
+                birth=self._birth,
+                last_will=self._status("offline", seq=None),
+                on_command=on_command,
+            )
 
     # --- sink ------------------------------------------------------------------------------
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record, line: str | None = None) -> None:
         message_type = record.get("type")
         if message_type not in SPOOLED:
-            self.forward.write(record)
+            self.forward.write(record, line)
             return
         body = body_of(record)
         built: dict[str, Any] = {}
 
         def build(seq: int) -> bytes:
-            built["message"] = envelope(message_type, self.device, self.site, body, seq)
-            return encode(built["message"])
+            message = envelope(message_type, self.device, self.site, body, seq)
+            built["message"], built["line"] = message, encode_text(message)
+            return built["line"].encode("utf-8")
 
         self.spool.put(self.topics.of(message_type), SPOOLED[message_type], build)
-        self.forward.write(built["message"])
+        self.forward.write(built["message"], built["line"])
         if self.link is not None:
             self.link.wake()
 
@@ -87,8 +102,12 @@ class Telemetry:
     def _status(self, state: str, seq: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"state": state}
         if state == "online":
-            body.update(firmware=__version__, models=self._models(),
-                        config_hash=config_hash(self.settings), occupancy=self._occupancy())
+            body.update(
+                firmware=__version__,
+                models=self._models(),
+                config_hash=config_hash(self.settings),
+                occupancy=self._occupancy(),
+            )
         message = envelope("status", self.device, self.site, body, seq)
         if seq is None:  # the last will is fixed at connect time: no seq, no timestamp
             message.pop("ts", None)
@@ -97,20 +116,31 @@ class Telemetry:
     def _birth(self) -> dict[str, Any]:
         return self._status("online", self._status_seq.next())
 
-    def send_reply(self, reply: Reply) -> None:
-        message = envelope("reply", self.device, self.site, reply.body(), self._status_seq.next())
-        self.forward.write(message)
+    def send_reply(
+        self,
+        command: str,
+        body: dict[str, Any],
+        *,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> None:
+        """Answer a command: to ``response_topic`` (MQTT 5) or ``cmd/{command}/reply``."""
+        message = envelope("reply", self.device, self.site, body, self._status_seq.next())
+        line = encode_text(message)
+        self.forward.write(message, line)
         if self.link is None:
             return
-        topic = reply.response_topic or self.topics.reply(reply.command[:64].replace("/", "_")
-                                                          .replace("+", "_").replace("#", "_"))
-        self.link.send_direct(Direct(topic, encode(message), qos=1, correlation=reply.correlation))
+        topic = response_topic or self.topics.reply(
+            command[:64].replace("/", "_").replace("+", "_").replace("#", "_")
+        )
+        self.link.send_direct(Direct(topic, line.encode("utf-8"), qos=1, correlation=correlation))
 
     def publish_health(self, body: dict[str, Any]) -> None:
         message = envelope("health", self.device, self.site, body, self._health_seq.next())
-        self.forward.write(message)
+        line = encode_text(message)
+        self.forward.write(message, line)
         if self.link is not None:
-            self.link.send_direct(Direct(self.topics.of("health"), encode(message), qos=0))
+            self.link.send_direct(Direct(self.topics.of("health"), line.encode("utf-8"), qos=0))
 
     @property
     def broker_connected(self) -> bool:
@@ -119,8 +149,12 @@ class Telemetry:
     def start(self) -> None:
         if self.link is not None:
             self.link.start()
-        log.info("telemetry: spool %s (%d pending), broker %s", self.spool.path,
-                 self.spool.stats()["depth"], self.settings.mqtt.host or "not configured")
+        log.info(
+            "telemetry: spool %s (%d pending), broker %s",
+            self.spool.path,
+            self.spool.stats()["depth"],
+            self.settings.mqtt.host or "not configured",
+        )
 
     def stop(self) -> None:
         """Publish ``stopped`` (retained), let the spool drain briefly, close."""
@@ -130,4 +164,3 @@ class Telemetry:
         if pending:
             log.info("telemetry: %d message(s) stay in the spool for the next start", pending)
         self.spool.close()
-

@@ -46,8 +46,13 @@ class SpooledMessage:
 class Spool:
     """A bounded, durable FIFO of telemetry messages; safe to use from two threads."""
 
-    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024,
-                 max_age_s: float = 7 * 86400, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age_s: float = 7 * 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
@@ -59,8 +64,11 @@ class Spool:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
-            self._bytes = int(self._db.execute(
-                "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
+            self._bytes = int(
+                self._db.execute(
+                    "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
+                ).fetchone()[0]
+            )
         except (sqlite3.Error, OSError) as exc:
             raise UserError(f"spool {path}: cannot open ({exc})") from None
 
@@ -77,8 +85,11 @@ class Spool:
             try:
                 seq = self._meta("next_seq")
                 payload = build(seq)
-                self._db.execute("INSERT INTO messages (seq, topic, qos, payload, created) "
-                                 "VALUES (?, ?, ?, ?, ?)", (seq, topic, qos, payload, self._clock()))
+                self._db.execute(
+                    "INSERT INTO messages (seq, topic, qos, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (seq, topic, qos, payload, self._clock()),
+                )
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -91,15 +102,18 @@ class Spool:
     def _enforce_limits(self) -> None:
         """Drop the oldest messages beyond the age or size limit (caller holds the lock)."""
         cutoff = self._clock() - self.max_age_s
-        expired = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM "
-                                   "messages WHERE created < ?", (cutoff,)).fetchone()
+        expired = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE created < ?",
+            (cutoff,),
+        ).fetchone()
         dropped = int(expired[0])
         if dropped:
             self._db.execute("DELETE FROM messages WHERE created < ?", (cutoff,))
             self._bytes -= int(expired[1])
         while self._bytes > self.max_bytes:
-            oldest = self._db.execute("SELECT seq, LENGTH(payload) FROM messages ORDER BY seq "
-                                      "LIMIT 64").fetchall()
+            oldest = self._db.execute(
+                "SELECT seq, LENGTH(payload) FROM messages ORDER BY seq LIMIT 64"
+            ).fetchall()
             if not oldest:
                 break
             for seq, size in oldest:
@@ -115,15 +129,18 @@ class Spool:
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[SpooledMessage]:
         """Unacknowledged messages with seq > ``after_seq``, oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, topic, qos, payload FROM messages WHERE seq > ? "
-                                    "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
+            rows = self._db.execute(
+                "SELECT seq, topic, qos, payload FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
         return [SpooledMessage(int(s), t, int(q), bytes(p)) for s, t, q, p in rows]
 
     def ack(self, seq: int) -> None:
         """The broker has the message: forget it."""
         with self._lock:
-            row = self._db.execute("SELECT LENGTH(payload) FROM messages WHERE seq = ?",
-                                   (seq,)).fetchone()
+            row = self._db.execute(
+                "SELECT LENGTH(payload) FROM messages WHERE seq = ?", (seq,)
+            ).fetchone()
             if row is not None:
                 self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
                 self._bytes -= int(row[0])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from intentcam.config import TrackerConfig
 from intentcam.track import kalman
 
 TENTATIVE, CONFIRMED = 0, 1
@@ -28,14 +29,37 @@ TENTATIVE, CONFIRMED = 0, 1
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    high_score: float = 0.55
-    low_score: float = 0.3
-    new_track_score: float = 0.6
-    match_iou: float = 0.2
-    low_match_iou: float = 0.4
-    tentative_match_iou: float = 0.3
-    min_hits: int = 2
-    lost_ttl_s: float = 1.5
+    """Association thresholds and lifetimes; each is explained in ``[tracker]`` of the config,
+    which is also the one place their defaults are defined."""
+
+    high_score: float
+    low_score: float
+    new_track_score: float
+    match_iou: float
+    low_match_iou: float
+    tentative_match_iou: float
+    min_hits: int
+    lost_ttl_s: float
+
+    @classmethod
+    def from_config(cls, config: TrackerConfig | None = None) -> TrackerSettings:
+        """The settings of ``[tracker]`` (its defaults when ``config`` is ``None``).
+
+        ``low_score`` is capped at ``high_score``; ``new_track_score`` defaults to
+        ``high_score + 0.1`` (ByteTrack's rule).
+        """
+        config = config or TrackerConfig()
+        high = config.high_score
+        return cls(
+            high_score=high,
+            low_score=min(config.low_score, high),
+            new_track_score=config.new_track_score or min(high + 0.1, 0.99),
+            match_iou=config.match_iou,
+            low_match_iou=config.low_match_iou,
+            tentative_match_iou=config.tentative_match_iou,
+            min_hits=config.min_hits,
+            lost_ttl_s=config.lost_ttl_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -79,9 +103,15 @@ def assign(similarity: np.ndarray, minimum: float) -> tuple[np.ndarray, np.ndarr
     return rows[good], cols[good]
 
 
-def _match(predicted: np.ndarray, boxes: np.ndarray, track_mask: np.ndarray,
-           det_mask: np.ndarray, minimum: float, track_used: np.ndarray,
-           det_used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _match(
+    predicted: np.ndarray,
+    boxes: np.ndarray,
+    track_mask: np.ndarray,
+    det_mask: np.ndarray,
+    minimum: float,
+    track_used: np.ndarray,
+    det_used: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Assign the selected, still free tracks to the selected, still free detections.
 
     Marks the matched ones as used and returns their (track, detection) indices.
@@ -98,7 +128,7 @@ def _match(predicted: np.ndarray, boxes: np.ndarray, track_mask: np.ndarray,
 class ByteTracker:
     """Multi-person tracker; feed it each frame's detections with the frame's timestamp."""
 
-    settings: TrackerSettings = field(default_factory=TrackerSettings)
+    settings: TrackerSettings = field(default_factory=TrackerSettings.from_config)
     aspect: float = 16 / 9
     _mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 8)))
     _cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 8, 8)))
@@ -134,12 +164,16 @@ class ByteTracker:
         pairs = [_match(predicted, boxes, confirmed, is_high, s.match_iou, track_used, det_used)]
         # 2. Low-score detections only rescue tracks that were seen in the previous frame.
         recent = confirmed & ~track_used & (self._last_seen >= timestamp - dt - 1e-9)
-        pairs.append(_match(predicted, boxes, recent, ~is_high, s.low_match_iou, track_used,
-                            det_used))
+        pairs.append(
+            _match(predicted, boxes, recent, ~is_high, s.low_match_iou, track_used, det_used)
+        )
         # 3. Remaining high-score detections against tentative tracks.
         tentative = self._state == TENTATIVE
-        pairs.append(_match(predicted, boxes, tentative, is_high, s.tentative_match_iou,
-                            track_used, det_used))
+        pairs.append(
+            _match(
+                predicted, boxes, tentative, is_high, s.tentative_match_iou, track_used, det_used
+            )
+        )
         track_idx = np.concatenate([tracks for tracks, _ in pairs])
         det_idx = np.concatenate([dets for _, dets in pairs])
         self._correct(track_idx, boxes[det_idx], scores[det_idx], timestamp)
@@ -157,7 +191,9 @@ class ByteTracker:
         if len(idx) == 0:
             return
         measurements = kalman.boxes_to_measurements(boxes, self.aspect)
-        self._mean[idx], self._cov[idx] = kalman.update(self._mean[idx], self._cov[idx], measurements)
+        self._mean[idx], self._cov[idx] = kalman.update(
+            self._mean[idx], self._cov[idx], measurements
+        )
         self._hits[idx] += 1
         self._last_seen[idx] = now
         self._score[idx] = scores

@@ -32,11 +32,12 @@ def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = np.zeros((count, 2 * DIM))
     mean[:, :DIM] = measurements
     heights = measurements[:, 3:4]
-    std = np.hstack([2 * POSITION_STD * heights.repeat(DIM, 1),
-                     10 * VELOCITY_STD * heights.repeat(DIM, 1)])
+    std = np.hstack(
+        [2 * POSITION_STD * heights.repeat(DIM, 1), 10 * VELOCITY_STD * heights.repeat(DIM, 1)]
+    )
     covariance = np.zeros((count, 2 * DIM, 2 * DIM))
     idx = np.arange(2 * DIM)
-    covariance[:, idx, idx] = std ** 2
+    covariance[:, idx, idx] = std**2
     return mean, covariance
 
 
@@ -46,11 +47,12 @@ def predict(mean: np.ndarray, covariance: np.ndarray, dt: float) -> tuple[np.nda
         return mean, covariance
     motion = transition(dt)
     heights = np.maximum(mean[:, 3:4], 1e-3)
-    std = np.hstack([POSITION_STD * heights.repeat(DIM, 1),
-                     VELOCITY_STD * heights.repeat(DIM, 1)]) * np.sqrt(max(dt, 1e-3))
+    std = np.hstack(
+        [POSITION_STD * heights.repeat(DIM, 1), VELOCITY_STD * heights.repeat(DIM, 1)]
+    ) * np.sqrt(max(dt, 1e-3))
     noise = np.zeros_like(covariance)
     idx = np.arange(2 * DIM)
-    noise[:, idx, idx] = std ** 2
+    noise[:, idx, idx] = std**2
     mean = mean @ motion.T
     covariance = motion @ covariance @ motion.T + noise
     # Width and height cannot go negative however long a track coasts.
@@ -58,8 +60,9 @@ def predict(mean: np.ndarray, covariance: np.ndarray, dt: float) -> tuple[np.nda
     return mean, covariance
 
 
-def update(mean: np.ndarray, covariance: np.ndarray,
-           measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def update(
+    mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Correct N tracks with their N matched measurements (``cx, cy, w, h``)."""
     if len(mean) == 0:
         return mean, covariance
@@ -67,7 +70,7 @@ def update(mean: np.ndarray, covariance: np.ndarray,
     std = MEASUREMENT_STD * heights.repeat(DIM, 1)
     innovation_cov = _H @ covariance @ _H.T
     idx = np.arange(DIM)
-    innovation_cov[:, idx, idx] += std ** 2
+    innovation_cov[:, idx, idx] += std**2
     cross = covariance @ _H.T  # (N, 8, 4)
     gain = np.linalg.solve(innovation_cov, cross.transpose(0, 2, 1)).transpose(0, 2, 1)
     residual = measurements - mean[:, :DIM]
@@ -80,8 +83,14 @@ def boxes_to_measurements(boxes: np.ndarray, aspect: float) -> np.ndarray:
     """Normalised ``x1, y1, x2, y2`` boxes to ``cx, cy, w, h`` with x scaled by width/height."""
     scale = np.array([aspect, 1.0, aspect, 1.0])
     scaled = boxes * scale
-    return np.column_stack([(scaled[:, 0] + scaled[:, 2]) / 2, (scaled[:, 1] + scaled[:, 3]) / 2,
-                            scaled[:, 2] - scaled[:, 0], scaled[:, 3] - scaled[:, 1]])
+    return np.column_stack(
+        [
+            (scaled[:, 0] + scaled[:, 2]) / 2,
+            (scaled[:, 1] + scaled[:, 3]) / 2,
+            scaled[:, 2] - scaled[:, 0],
+            scaled[:, 3] - scaled[:, 1],
+        ]
+    )
 
 
 def measurements_to_boxes(state: np.ndarray, aspect: float) -> np.ndarray:

@@ -14,21 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from intentcam.records import SessionEnd
+
 TOKEN_BYTES = 16
 
 
 def new_token() -> str:
     """A fresh random session token (128 bits, hex)."""
     return secrets.token_hex(TOKEN_BYTES)
-
-
-@dataclass(frozen=True)
-class SessionEnd:
-    token: str
-    started: float
-    ended: float
-    #: ``left`` (track ended), ``rotated`` (max session length) or ``shutdown``.
-    reason: str
 
 
 @dataclass

@@ -1,0 +1,40 @@
+"""Records shared by several stages of the flow: a leaf module that imports nothing of ours.
+
+A *record* is one JSON-ready dict that the frame loop hands downstream (``counts``, ``sessions``,
+``heatmap``, ``progress``, ``summary``, ``frame``). It is encoded once, here, and the same text goes
+to the spool and to the local sink.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """A session token that stopped being tracked."""
+
+    token: str
+    started: float
+    ended: float
+    #: ``left`` (track ended), ``rotated`` (max session length) or ``shutdown``.
+    reason: str
+
+
+def encode(record: Record) -> str:
+    """Compact one-line JSON (UTF-8 characters kept as they are)."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def iso(wall: float) -> str:
+    """UTC ISO 8601 with milliseconds, e.g. ``2026-11-21T12:00:00.000Z``."""
+    return (
+        datetime.fromtimestamp(wall, timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

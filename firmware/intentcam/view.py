@@ -1,0 +1,236 @@
+"""One camera view: detections -> tracks -> session tokens -> analytics -> windowed records.
+
+:class:`CameraView` is what the frame loop talks to, through a narrow API (process a frame, coast
+through a skipped one, finish, people now, tracks present or moving, stage timings, live
+geometry, counters, occupancy). Inside, it wires the stages in their order:
+
+- :mod:`intentcam.track`: the tracker and the anonymous session tokens;
+- :mod:`intentcam.analytics`: lines, zones and intent signals, reported as events;
+- :mod:`intentcam.sentiment`: expression samples (when lawful and on) and session vectors;
+- :mod:`intentcam.aggregator`: the events become ``counts``, ``sessions`` and ``heatmap`` records.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from intentcam.aggregator import Aggregator
+from intentcam.analytics.heatmap import Heatmap
+from intentcam.analytics.scene import Analytics, EndedSession
+from intentcam.config import AnalyticsConfig, LineConfig, Settings, ZoneConfig
+from intentcam.detect.detections import Detections
+from intentcam.records import Record, SessionEnd
+from intentcam.sentiment.analyzer import FaceAnalyzer
+from intentcam.sentiment.sessions import SessionSentiment
+from intentcam.track.bytetrack import ByteTracker, TrackerSettings, TrackFrame
+from intentcam.track.sessions import SessionTokens
+
+
+class ViewAnalytics:
+    """Analytics, session sentiment and the aggregator of one view, fed in the right order.
+
+    Events of ended sessions go to the aggregator before time advances, so a session that ends
+    in a window is reported in that window; then the frame's own events follow.
+    """
+
+    def __init__(
+        self,
+        config: AnalyticsConfig,
+        lines: list[LineConfig],
+        zones: list[ZoneConfig],
+        *,
+        aspect: float,
+        k_min: int = 3,
+        wall_origin: float | None = None,
+        exclude_zones: list[str] | None = None,
+    ) -> None:
+        self.scene = Analytics(config, lines, zones, aspect=aspect, exclude_zones=exclude_zones)
+        floor_size = config.homography.floor_size if config.homography is not None else None
+        self.heatmap = Heatmap(config.heatmap_grid, self.scene.space, k_min, floor_size)
+        self.sentiment = SessionSentiment([zone.id for zone in zones])
+        self.aggregator = Aggregator(
+            config, lines, zones, self.heatmap, k_min=k_min, wall_origin=wall_origin
+        )
+
+    def observe(self, timestamp: float, tokens: list[str], boxes: np.ndarray) -> list[Record]:
+        """One frame's tracked people; returns the records of windows this frame closed."""
+        records = self.aggregator.advance(timestamp)
+        events = self.scene.observe(timestamp, tokens, boxes)
+        for visit in events.visits:
+            self.sentiment.visit(visit.zone, visit.dwell)
+        self.aggregator.frame(events)
+        return records
+
+    def end_sessions(self, ends: list[SessionEnd]) -> None:
+        """Sessions whose track ended (or whose token rotated): summarise and queue them."""
+        for ended in self.scene.end_sessions(ends):
+            self.aggregator.session(ended, self._vector(ended))
+
+    def _vector(self, ended: EndedSession) -> dict[str, Any] | None:
+        for visit in ended.visits:
+            self.sentiment.visit(visit.zone, visit.dwell)
+        if ended.summary is None:
+            self.sentiment.forget(ended.end.token)
+            return None
+        return self.sentiment.vector(ended.end.token, ended.summary)
+
+    def add_expression(self, token: str, probabilities: np.ndarray, weight: float) -> None:
+        """One quality-gated expression sample of a tracked session."""
+        self.sentiment.add_expression(token, probabilities, weight)
+
+    def no_face_tokens(self) -> set[str]:
+        return self.scene.no_face_tokens()
+
+    def replace_geometry(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
+        """Install new lines and zones live (``set_zones``)."""
+        self.scene.replace_geometry(lines, zones)
+        self.sentiment.replace_zones([zone.id for zone in zones])
+        self.aggregator.replace_geometry(lines, zones)
+
+    def reset_counters(self) -> None:
+        """Zero line totals and the store occupancy (the ``reset_counters`` command)."""
+        self.scene.reset_counters()
+        self.aggregator.reset_counters()
+
+    def occupancy(self) -> dict[str, Any]:
+        """People in view, store occupancy and zone occupancy now (the birth message)."""
+        return {
+            "people": self.aggregator.people.now,
+            "store": self.aggregator.store_occupancy,
+            "zones": self.scene.zone_occupancy(),
+        }
+
+    def flush(self, timestamp: float) -> list[Record]:
+        """Close the partial windows now (shutdown)."""
+        return self.aggregator.flush(timestamp)
+
+    def live_objects(self) -> int:
+        return self.scene.live_objects() + len(self.sentiment) + self.aggregator.live_objects()
+
+
+@dataclass
+class CameraView:
+    """Tracking, tokens, analytics and sentiment of one camera view; see the module docstring."""
+
+    tracker: ByteTracker
+    sessions: SessionTokens
+    analytics: ViewAnalytics
+    #: Expression sampling; ``None`` unless privacy.expression_inference is on.
+    faces: FaceAnalyzer | None = None
+    #: Milliseconds per stage of the last frame (``tracking``, ``analytics``, ``sentiment``).
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    _last: TrackFrame | None = None
+    _last_ts: float = 0.0
+    _last_tokens: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, aspect: float, wall_origin: float | None = None
+    ) -> CameraView:
+        """The view for frames of ``aspect`` = width / height, as configured."""
+        from intentcam.sentiment.build import build_face_analyzer
+
+        return cls(
+            tracker=ByteTracker(TrackerSettings.from_config(settings.tracker), aspect=aspect),
+            sessions=SessionTokens(settings.tracker.max_session_s),
+            analytics=ViewAnalytics(
+                settings.analytics,
+                settings.lines,
+                settings.zones,
+                aspect=aspect,
+                k_min=settings.privacy.k_min,
+                wall_origin=wall_origin,
+                exclude_zones=settings.privacy.exclude_zones,
+            ),
+            faces=build_face_analyzer(settings),
+        )
+
+    @property
+    def low_score(self) -> float:
+        """The detector must return boxes down to this score for the second association stage."""
+        return self.tracker.settings.low_score
+
+    @property
+    def people_now(self) -> int:
+        """Confirmed tracks seen in the last processed frame."""
+        return len(self._last.ids) if self._last is not None else 0
+
+    @property
+    def tracks_present(self) -> bool:
+        return self.tracker.confirmed_count() > 0
+
+    def tracks_moving(self, speed: float) -> bool:
+        """Whether a confirmed track moves faster than ``speed`` frame heights per second."""
+        return self.tracker.moving(speed)
+
+    def tracks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and filtered boxes of the tracks matched in the last processed frame."""
+        if self._last is None:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.float32)
+        return self._last.ids, self._last.boxes
+
+    def process(
+        self, detections: Detections, timestamp: float, image: np.ndarray | None = None
+    ) -> list[Record]:
+        """Track one frame's detections; returns the records of any windows that closed.
+
+        With expression inference on, ``image`` (the frame) is sampled for faces, within budget.
+        """
+        started = time.perf_counter()
+        tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
+        ended = self.sessions.end(tracked.ended, timestamp)
+        tokens, rotated = self.sessions.assign(tracked.ids, timestamp)
+        tracked_at = time.perf_counter()
+        self.analytics.end_sessions(ended + rotated)
+        self._last, self._last_ts, self._last_tokens = tracked, timestamp, tokens
+        records = self.analytics.observe(timestamp, tokens, tracked.boxes)
+        analysed_at = time.perf_counter()
+        self.stage_ms = {
+            "tracking": (tracked_at - started) * 1e3,
+            "analytics": (analysed_at - tracked_at) * 1e3,
+        }
+        if self.faces is not None and image is not None:
+            self.faces.forget([end.token for end in ended + rotated])
+            self.faces.analyse(
+                image,
+                tokens,
+                tracked.boxes,
+                timestamp,
+                self.analytics.no_face_tokens(),
+                self.analytics.add_expression,
+            )
+            self.stage_ms["sentiment"] = (time.perf_counter() - analysed_at) * 1e3
+        return records
+
+    def coast(self, timestamp: float) -> list[Record]:
+        """A frame the motion gate skipped: nothing moved, so the analytics advance in time with
+        the people where they were last seen (dwell and occupancy keep counting)."""
+        self._last_ts = timestamp
+        started = time.perf_counter()
+        _, boxes = self.tracks()
+        records = self.analytics.observe(timestamp, self._last_tokens if len(boxes) else [], boxes)
+        self.stage_ms = {"analytics": (time.perf_counter() - started) * 1e3}
+        return records
+
+    def finish(self) -> list[Record]:
+        """End every session and close the partial windows (shutdown: nothing is lost)."""
+        self.tracker.end_all(self._last_ts)
+        self.analytics.end_sessions(self.sessions.end_all(self._last_ts))
+        return self.analytics.flush(self._last_ts)
+
+    def apply_geometry(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
+        """New lines and zones, live (``set_zones`` or ``reload``)."""
+        self.analytics.replace_geometry(lines, zones)
+
+    def reset_counters(self) -> None:
+        self.analytics.reset_counters()
+
+    def occupancy(self) -> dict[str, Any]:
+        return self.analytics.occupancy()
+
+    def live_objects(self) -> int:
+        return len(self.tracker) + len(self.sessions) + self.analytics.live_objects()
