@@ -13,7 +13,7 @@ DEMO_OUT ?= demo-out
 APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
 STAMP := $(VENV)/.intentcam-installed
 
-.PHONY: help setup apt venv models lint test test-fast demo bench clean
+.PHONY: help setup apt venv models lint test test-fast demo eval bench clean
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
@@ -22,6 +22,7 @@ help:
 	@echo "make test    set up if needed, then lint (ruff, mypy) and run the whole test suite"
 	@echo "make test-fast  the suite without the slow and broker tests (about a minute)"
 	@echo "make demo    set up if needed, then run the daemon on a sample clip"
+	@echo "make eval    set up if needed, then accuracy on every shared ground-truth sequence"
 	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
 	@echo "make clean   remove the virtualenv and demo output"
 
@@ -66,6 +67,9 @@ demo: setup
 	$(BIN)/intentcam run --source $(DEMO_CLIP) --max-frames 150 --report-every 2 \
 	  --sink jsonl:$(DEMO_OUT)/records.jsonl
 	@echo "records written to $(DEMO_OUT)/records.jsonl"
+
+eval: setup
+	$(BIN)/intentcam eval $(SHARED)/data/mot $(SHARED)/data/counting/mall_dataset $(EVAL_ARGS)
 
 bench: setup
 	@mkdir -p $(BENCH_OUT)

@@ -54,7 +54,9 @@ def measure(clip: Path, limit: int | None, frames: int, config: Path | None) -> 
         if frame is None:
             break
         if view is None:
-            view = CameraView.from_settings(settings, frame.size[0] / frame.size[1])
+            view = CameraView.from_settings(
+                settings, frame.size[0] / frame.size[1], detector.operating_point
+            )
         view.process(
             detector.detect(frame.image, min_score=view.low_score), frame.timestamp, frame.image
         )

@@ -62,13 +62,14 @@ def measure(clip: Path, minutes: float, config: Path | None) -> dict:
         while (frame := source.read()) is not None:
             frames.append(frame)
         period = (frames[-1].timestamp - frames[0].timestamp) / max(len(frames) - 1, 1)
-        low_score = TrackerSettings.from_config(settings.tracker).low_score
+        point = detector.operating_point
+        low_score = TrackerSettings.from_config(settings.tracker, point).low_score
         detections = [
             detector.detect(f.image, min_score=low_score)
             for f in tqdm(frames, desc="detect", leave=False, disable=None)
         ]
         height, width = frames[0].image.shape[:2]
-        view = CameraView.from_settings(settings, width / height)
+        view = CameraView.from_settings(settings, width / height, point)
         capture = Capture()
         telemetry = Telemetry(settings, capture)
         total = int(minutes * 60 / period)

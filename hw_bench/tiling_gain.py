@@ -55,7 +55,7 @@ def mall_truth(count: int) -> np.ndarray:
         return np.array([int(row["count"]) for row in csv.DictReader(handle)][:count])
 
 
-def measure(frames: int, threads: int, config: Path | None) -> dict:
+def measure(frames: int, threads: int, config: Path | None, detector: str | None = None) -> dict:
     results: dict = {"frames": frames, "threads": threads, "clips": {}}
     truth = mall_truth(frames)
     for clip, path in CLIPS.items():
@@ -63,7 +63,11 @@ def measure(frames: int, threads: int, config: Path | None) -> dict:
         rows = {}
         for layout in LAYOUTS:
             settings = load_config(
-                config, overrides={"detector": {"tiling": layout, "threads": threads}}
+                config,
+                overrides={
+                    "detector": {"tiling": layout, "threads": threads}
+                    | ({"model": detector} if detector else {})
+                },
             )
             detector = build_detector(settings)
             detector.detect(images[0])  # warm-up: first invoke allocates
@@ -120,9 +124,10 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (default 100)")
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
     parser.add_argument("--config", type=Path, help="intentcam config (model dir etc.)")
+    parser.add_argument("--detector", help="person detector model id (default: detector.model)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     args = parser.parse_args()
-    results = measure(args.frames, args.threads, args.config)
+    results = measure(args.frames, args.threads, args.config, args.detector)
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")

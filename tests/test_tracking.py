@@ -10,9 +10,14 @@ import pytest
 
 from intentcam.config import TrackerConfig, load_config
 from intentcam.detect import build_detector
+from intentcam.detect.detections import Detections
+from intentcam.models.manifest import OperatingPoint
 from intentcam.track import ByteTracker, SessionTokens, TrackerSettings
 from intentcam.view import CameraView
 from tests.data import MALL
+
+#: A detector calibration for synthetic tracks: scores well above and below the thresholds.
+POINT = OperatingPoint(score_threshold=0.55, high_score=0.45, low_score=0.3)
 
 
 def box_at(cx: float, cy: float, w: float = 0.05, h: float = 0.15) -> list[float]:
@@ -29,7 +34,7 @@ def run(tracker: ByteTracker, frames: list[list[tuple[list[float], float]]], tim
 
 
 def test_two_walkers_keep_their_ids_and_confirm_after_min_hits() -> None:
-    tracker = ByteTracker(TrackerSettings.from_config(TrackerConfig(min_hits=3)), aspect=1.0)
+    tracker = ByteTracker(TrackerSettings.from_config(TrackerConfig(min_hits=3), POINT), aspect=1.0)
     times = [i * 0.1 for i in range(30)]
     frames = [
         [(box_at(0.2 + 0.01 * i, 0.5), 0.8), (box_at(0.8 - 0.01 * i, 0.3), 0.7)] for i in range(30)
@@ -43,7 +48,9 @@ def test_two_walkers_keep_their_ids_and_confirm_after_min_hits() -> None:
 
 def test_low_score_detections_keep_a_track_alive() -> None:
     tracker = ByteTracker(
-        TrackerSettings.from_config(TrackerConfig(high_score=0.5, low_score=0.2, min_hits=1)),
+        TrackerSettings.from_config(
+            TrackerConfig(high_score=0.5, low_score=0.2, min_hits=1), POINT
+        ),
         aspect=1.0,
     )
     scores = [0.8] * 5 + [0.3] * 5 + [0.8] * 5  # the person is half occluded for half a second
@@ -53,7 +60,7 @@ def test_low_score_detections_keep_a_track_alive() -> None:
 
 
 def test_lost_tracks_end_after_their_lifetime_in_seconds_not_frames() -> None:
-    settings = TrackerSettings.from_config(TrackerConfig(min_hits=1, lost_ttl_s=1.0))
+    settings = TrackerSettings.from_config(TrackerConfig(min_hits=1, lost_ttl_s=1.0), POINT)
     for fps in (5.0, 30.0):
         tracker = ByteTracker(settings, aspect=1.0)
         dt = 1 / fps
@@ -68,7 +75,7 @@ def test_lost_tracks_end_after_their_lifetime_in_seconds_not_frames() -> None:
 
 def test_a_person_coasting_through_a_short_gap_keeps_the_id() -> None:
     tracker = ByteTracker(
-        TrackerSettings.from_config(TrackerConfig(min_hits=1, lost_ttl_s=1.0)), aspect=1.0
+        TrackerSettings.from_config(TrackerConfig(min_hits=1, lost_ttl_s=1.0), POINT), aspect=1.0
     )
     frames = [[(box_at(0.1 + 0.02 * i, 0.5), 0.9)] if not 10 <= i < 15 else [] for i in range(30)]
     out = run(tracker, frames, [i * 0.1 for i in range(30)])
@@ -96,7 +103,7 @@ def test_tokens_do_not_depend_on_the_person() -> None:
     runs = []
     for _ in range(2):
         tracker, sessions = (
-            ByteTracker(TrackerSettings.from_config(TrackerConfig(min_hits=1))),
+            ByteTracker(TrackerSettings.from_config(TrackerConfig(min_hits=1), POINT)),
             SessionTokens(),
         )
         frame = tracker.update(boxes, np.array([0.9], np.float32), 0.0)
@@ -149,7 +156,9 @@ points = [[0.5, 0.3], [1.0, 0.3], [1.0, 1.0], [0.5, 1.0]]
 """,
         encoding="utf-8",
     )
-    view = CameraView.from_settings(load_config(config), 640 / 480, wall_origin=1_700_000_000.0)
+    view = CameraView.from_settings(
+        load_config(config), 640 / 480, POINT, wall_origin=1_700_000_000.0
+    )
     live = np.zeros(20_000, dtype=np.int64)
     records = 0
     heap = {}
@@ -166,3 +175,56 @@ points = [[0.5, 0.3], [1.0, 0.3], [1.0, 1.0], [0.5, 1.0]]
     assert live[-400:].mean() <= live[400:800].mean() * 1.2
     # Every Python object alive at frame 5,000 is about all there ever is: no growth with time.
     assert heap[19_999] <= heap[4_999] + 500, heap
+
+
+def _walk_through_a_gap(relink_s: float, tmp_path) -> dict[str, int]:
+    """One person walks down across a line at y=0.5; the detector misses them for 2.5 s
+    around it (the tracker gives up after 1.5 s), then finds them on the far side."""
+    config = tmp_path / "relink.toml"
+    config.write_text(
+        f"""
+[tracker]
+relink_s = {relink_s}
+lost_ttl_s = 1.5
+[analytics]
+window_s = 60
+[[lines]]
+id = "door"
+points = [[0.0, 0.5], [1.0, 0.5]]
+""",
+        encoding="utf-8",
+    )
+    view = CameraView.from_settings(load_config(config), 1.0, POINT, wall_origin=1_700_000_000.0)
+    records = []
+    for step in range(80):  # 8 s at 10 fps, 0.1 frame heights per second
+        now = step * 0.1
+        y = 0.1 + 0.1 * now
+        seen = not (3.0 <= now < 5.5)
+        boxes = np.array([box_at(0.5, y - 0.075)] if seen else [], dtype=np.float32).reshape(-1, 4)
+        scores = np.full(len(boxes), 0.9, dtype=np.float32)
+        records += view.process(Detections(boxes, scores), now)
+    records += view.finish()
+    counts = [r for r in records if r["type"] == "counts"]
+    return {
+        direction: sum(c["lines"]["door"][direction] for c in counts) for direction in ("in", "out")
+    }
+
+
+def test_a_track_broken_across_a_line_counts_once_with_relinking(tmp_path) -> None:
+    assert _walk_through_a_gap(relink_s=0.0, tmp_path=tmp_path) == {"in": 0, "out": 0}
+    assert _walk_through_a_gap(relink_s=3.0, tmp_path=tmp_path) == {"in": 1, "out": 0}
+
+
+def test_relinking_never_hands_a_token_to_someone_far_away() -> None:
+    from intentcam.track.sessions import RelinkSettings
+
+    # Within 1.5 s one may walk 0.05 + 0.2 * 1.5 = 0.35 frame heights: 0.1 is near, 0.8 is not.
+    tokens = SessionTokens(relink=RelinkSettings(seconds=3.0, speed=0.2, margin=0.05), aspect=1.0)
+    first, _ = tokens.assign(np.array([1]), 0.0, np.array([box_at(0.1, 0.5)], dtype=np.float32))
+    assert tokens.end(np.array([1]), 1.0) == []  # waits for a new track
+    far, _ = tokens.assign(np.array([2]), 1.5, np.array([box_at(0.9, 0.5)], dtype=np.float32))
+    near, _ = tokens.assign(np.array([3]), 1.5, np.array([box_at(0.2, 0.5)], dtype=np.float32))
+    assert far != first and near == first and tokens.relinked == 1
+    ended = tokens.end(np.array([]), 10.0)
+    assert ended == []  # the first token lives on as track 3; nothing waits any more
+    assert {e.token for e in tokens.end_all(11.0)} == {far[0], first[0]}

@@ -62,7 +62,7 @@ def detector_only(settings: Settings, clip: Path, frames: int, progress: Progres
     if first is None:
         raise UserError(f"{clip}: no frames")
     detector.detect(first.image)  # warm-up: the first invoke allocates
-    low_score = TrackerSettings.from_config(settings.tracker).low_score
+    low_score = TrackerSettings.from_config(settings.tracker, detector.operating_point).low_score
     count = 0
     started = time.perf_counter()
     for _ in progress(iter(range(frames)), frames, f"detector x{settings.detector.threads}"):
@@ -121,6 +121,7 @@ def pipeline_run(
         source.close()
         telemetry.spool.close()
     return {
+        "detector": pipeline.detector.describe()["id"],
         "fps": summary["frames"] / wall if wall > 0 else 0.0,
         "frames": summary["frames"],
         "invokes": summary["invokes"],
@@ -206,7 +207,8 @@ def peer_run(settings: Settings, clip: Path, frames: int, progress: Progress) ->
     if first is None:
         raise UserError(f"{clip}: no frames")
     width, height = first.size
-    tracker = PeerTracker(TrackerSettings.from_config(settings.tracker), width, height, source.fps)
+    tracking = TrackerSettings.from_config(settings.tracker, detector.operating_point)
+    tracker = PeerTracker(tracking, width, height, source.fps)
     zones = {
         line.id: sv.LineZone(
             start=sv.Point(line.points[0][0] * width, line.points[0][1] * height),
@@ -215,7 +217,7 @@ def peer_run(settings: Settings, clip: Path, frames: int, progress: Progress) ->
         )
         for line in settings.lines
     }
-    low_score = TrackerSettings.from_config(settings.tracker).low_score
+    low_score = tracking.low_score
     count = 0
     frame: Frame | None = first
     started = time.perf_counter()
@@ -241,21 +243,60 @@ def edgetpu_comparison(
     settings: Settings, clip: Path, frames: int, progress: Progress
 ) -> dict[str, Any]:
     """Detector-only fps on the CPU and on the Edge TPU, when a Coral and the model exist."""
-    from intentcam.errors import ModelError
-    from intentcam.inference.edgetpu import choose_delegate
+    from intentcam.inference.edgetpu import load_edgetpu
     from intentcam.inference.runtime import import_runtime
 
-    spec = load_manifest(settings.paths.manifest).get(settings.detector.model)
-    try:
-        choose_delegate("edgetpu", spec, settings.paths.models, import_runtime())
-    except ModelError as exc:
-        return {"available": False, "reason": str(exc)}
+    manifest = load_manifest(settings.paths.manifest)
+    model_id = settings.detector.model
+    if model_id == "auto":  # the Edge TPU comparison is of the Edge TPU candidate
+        if not manifest.auto.edgetpu:
+            return {"available": False, "reason": "the manifest ranks no Edge TPU detector"}
+        model_id = manifest.auto.edgetpu[0]
+        settings = _settings_with(settings, detector={"model": model_id})
+    spec = manifest.get(model_id)
+    _, problem = load_edgetpu(spec, settings.paths.models, import_runtime())
+    if problem is not None:
+        return {"available": False, "reason": f"no Edge TPU for {model_id}: {problem}"}
     on = _settings_with(settings, detector={"delegate": "edgetpu"})
     off = _settings_with(settings, detector={"delegate": "cpu"})
     return {
         "available": True,
         "edgetpu_fps": round(detector_only(on, clip, frames, progress), 2),
         "cpu_fps": round(detector_only(off, clip, frames, progress), 2),
+    }
+
+
+def compare_detectors(
+    settings: Settings,
+    clip: Path,
+    frames: int,
+    others: list[str],
+    progress: Progress = no_progress,
+    rounds: int = 2,
+) -> dict[str, Any]:
+    """The pipeline with the configured detector and with each of ``others``, side by side.
+
+    Runs alternate (configured, other, configured, other...) and each keeps its best round, so
+    a burst of load on a shared machine does not decide the comparison.
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(rounds):
+        for model_id in ["", *others]:
+            run_settings = (
+                _settings_with(settings, detector={"model": model_id}) if model_id else settings
+            )
+            run = pipeline_run(run_settings, clip, frames, False, progress)
+            key = model_id or "configured"
+            if key not in best or run["fps"] > best[key]["fps"]:
+                best[key] = run
+    return {
+        key: {
+            "detector": run["detector"],
+            "pipeline_fps": round(run["fps"], 2),
+            "invokes_per_frame": round(run["invokes"] / max(run["frames"], 1), 2),
+            "invoke_ms_p50": run["stages"].get("invoke", {}).get("p50"),
+        }
+        for key, run in best.items()
     }
 
 
@@ -266,6 +307,7 @@ def run_benchmark(
     *,
     threads: list[int] | None = None,
     peer: bool = True,
+    compare: list[str] | None = None,
     progress: Progress = no_progress,
 ) -> dict[str, Any]:
     """The whole benchmark; see the module docstring for the keys."""
@@ -294,6 +336,7 @@ def run_benchmark(
     }
     result: dict[str, Any] = {
         "clip": str(clip),
+        "detector": pipeline["detector"],
         "frames": pipeline["frames"],
         "threads": settings.detector.threads,
         "tiling": settings.detector.tiling,
@@ -320,6 +363,8 @@ def run_benchmark(
         result["peer_lines"] = peer_result["lines"]
     else:
         result["peer_fps"] = None
+    if compare:
+        result["compare"] = compare_detectors(settings, clip, frames, compare, progress)
     return result
 
 
@@ -327,6 +372,7 @@ def markdown(result: dict[str, Any]) -> str:
     """The result as a Markdown table."""
     rows = [
         ("clip", result["clip"]),
+        ("detector", result["detector"]),
         ("frames", result["frames"]),
         ("threads / tiling", f"{result['threads']} / {result['tiling']}"),
         ("detector-only fps", result["detector_fps"]),
@@ -345,6 +391,17 @@ def markdown(result: dict[str, Any]) -> str:
         ("SoC temperature / throttled", f"{result['temperature_c']} / {result['throttled']}"),
     ]
     lines = ["| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
+    if "compare" in result:
+        lines += [
+            "",
+            "| detector | pipeline fps | invokes per frame | invoke p50 ms |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {v['detector']}{' (configured)' if key == 'configured' else ''} | "
+            f"{v['pipeline_fps']} | {v['invokes_per_frame']} | {v['invoke_ms_p50']} |"
+            for key, v in result["compare"].items()
+        ]
     lines += ["", "| stage | p50 ms | p95 ms |", "|---|---|---|"]
     lines += [f"| {stage} | {v['p50']} | {v['p95']} |" for stage, v in result["stages"].items()]
     return "\n".join(lines)

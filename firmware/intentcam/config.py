@@ -109,9 +109,13 @@ Tiling = Literal["1x1", "2x1", "2x2", "auto"]
 class DetectorConfig(_Section):
     """The person detector: which model, how it runs, and what counts as a person."""
 
-    model: str = Field(default="ssd_mobilenet_v1_coco_quant", pattern=IDENTIFIER_PATTERN)
+    #: A person-detector id from the model manifest, or ``auto``: the most accurate detector that
+    #: runs here at least as fast as SSD v1 did (Edge TPU build on a Coral; see the README).
+    model: str = Field(default="auto", pattern=IDENTIFIER_PATTERN)
     threads: int = Field(default_factory=_default_threads, ge=1, le=64)
-    score_threshold: float = Field(default=0.55, gt=0, lt=1)
+    #: A box is a person at or above this score. Default: the model's calibrated operating point
+    #: from the manifest (scores of different models are not comparable).
+    score_threshold: float | None = Field(default=None, gt=0, lt=1)
     #: Smallest accepted box side, as a fraction of the frame's height.
     min_box_size: float = Field(default=0.02, ge=0, lt=1)
     delegate: Literal["auto", "cpu", "edgetpu"] = "auto"
@@ -127,19 +131,28 @@ class TrackerConfig(_Section):
     """ByteTrack-style association; every lifetime is in seconds of frame time."""
 
     #: Detections at or above this take part in the first association stage; boxes between
-    #: ``low_score`` and it only keep existing tracks alive. 0.45 lies on the SSD's F1 plateau
-    #: (0.35-0.45) measured on the Mall head annotations (hw_bench/detector_operating_point.py).
-    high_score: float = Field(default=0.45, gt=0, lt=1)
-    low_score: float = Field(default=0.3, gt=0, lt=1)
+    #: ``low_score`` and it only keep existing tracks alive. Default (both): the detector model's
+    #: calibrated operating point from the manifest.
+    high_score: float | None = Field(default=None, gt=0, lt=1)
+    low_score: float | None = Field(default=None, gt=0, lt=1)
     #: A new track needs a detection at least this confident (default: high_score + 0.1,
     #: ByteTrack's rule).
     new_track_score: float | None = Field(default=None, gt=0, lt=1)
-    match_iou: float = Field(default=0.2, gt=0, lt=1)
+    #: Chosen with the detector thresholds by leave-one-sequence-out
+    #: (hw_bench/operating_point_loo.py), like ``lost_ttl_s``.
+    match_iou: float = Field(default=0.1, gt=0, lt=1)
     low_match_iou: float = Field(default=0.4, gt=0, lt=1)
     #: IoU a tentative (not yet confirmed) track needs with a high-score detection to continue.
     tentative_match_iou: float = Field(default=0.3, gt=0, lt=1)
     min_hits: int = Field(default=2, ge=1, le=30)
-    lost_ttl_s: float = Field(default=1.5, gt=0, le=60)
+    lost_ttl_s: float = Field(default=1.0, gt=0, le=60)
+    #: A new track continues the token of one lost up to this long ago nearby (0: off), so a
+    #: person whose track breaks while crossing a line is still counted once. See track/sessions.
+    relink_s: float = Field(default=2.0, ge=0, le=30)
+    #: How fast someone may have walked meanwhile, in frame heights per second ...
+    relink_speed: float = Field(default=0.5, ge=0, le=10)
+    #: ... plus this slack for detector jitter, in frame heights.
+    relink_margin: float = Field(default=0.05, ge=0, le=1)
     #: A session token is replaced after this long, so no token follows one person for hours.
     max_session_s: float = Field(default=3600.0, ge=10, le=86400)
 

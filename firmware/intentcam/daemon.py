@@ -92,7 +92,7 @@ class Daemon:
         """Run until ``stop`` is set, the source ends or ``max_frames``; returns the summary."""
         log.info(
             "running %s on %s (%s)",
-            self.settings.detector.model,
+            self.models[0]["id"],
             self.source.name,
             self.models[0]["reason"],
         )

@@ -248,10 +248,12 @@ def build_pipeline(
     """
     gate_on = settings.motion_gate.enabled if gated is None else gated
     gate = MotionGate(MotionGateSettings.from_config(settings.motion_gate)) if gate_on else None
+    detector = detector or build_detector(settings)
+    point = detector.operating_point
     return Pipeline(
         source,
-        detector or build_detector(settings),
-        lambda aspect: CameraView.from_settings(settings, aspect),
+        detector,
+        lambda aspect: CameraView.from_settings(settings, aspect, point),
         sink,
         fps_cap=settings.camera.fps_cap,
         report_every_s=report_every_s,

@@ -23,11 +23,12 @@ from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics, EndedSession
 from intentcam.config import AnalyticsConfig, LineConfig, Settings, ZoneConfig
 from intentcam.detect.detections import Detections
+from intentcam.models.manifest import OperatingPoint
 from intentcam.records import Record, SessionEnd
 from intentcam.sentiment.analyzer import FaceAnalyzer
 from intentcam.sentiment.sessions import SessionSentiment
 from intentcam.track.bytetrack import ByteTracker, TrackerSettings, TrackFrame
-from intentcam.track.sessions import SessionTokens
+from intentcam.track.sessions import RelinkSettings, SessionTokens
 
 
 class ViewAnalytics:
@@ -129,14 +130,25 @@ class CameraView:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, aspect: float, wall_origin: float | None = None
+        cls,
+        settings: Settings,
+        aspect: float,
+        point: OperatingPoint,
+        wall_origin: float | None = None,
     ) -> CameraView:
-        """The view for frames of ``aspect`` = width / height, as configured."""
+        """The view for frames of ``aspect`` = width / height, as configured, tracking the
+        detections of a detector calibrated at ``point``."""
         from intentcam.sentiment.build import build_face_analyzer
 
         return cls(
-            tracker=ByteTracker(TrackerSettings.from_config(settings.tracker), aspect=aspect),
-            sessions=SessionTokens(settings.tracker.max_session_s),
+            tracker=ByteTracker(
+                TrackerSettings.from_config(settings.tracker, point), aspect=aspect
+            ),
+            sessions=SessionTokens(
+                settings.tracker.max_session_s,
+                relink=RelinkSettings.from_config(settings.tracker),
+                aspect=aspect,
+            ),
             analytics=ViewAnalytics(
                 settings.analytics,
                 settings.lines,
@@ -183,7 +195,7 @@ class CameraView:
         started = time.perf_counter()
         tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
         ended = self.sessions.end(tracked.ended, timestamp)
-        tokens, rotated = self.sessions.assign(tracked.ids, timestamp)
+        tokens, rotated = self.sessions.assign(tracked.ids, timestamp, tracked.boxes)
         tracked_at = time.perf_counter()
         self.analytics.end_sessions(ended + rotated)
         self._last, self._last_ts, self._last_tokens = tracked, timestamp, tokens

@@ -9,6 +9,7 @@ from pathlib import Path
 from intentcam.benchmark import markdown, run_benchmark
 from intentcam.cli.common import add_config_option, nested, settings_from
 from intentcam.errors import UserError
+from intentcam.models import load_manifest
 from intentcam.progress import progress_bar
 
 NAME = "bench"
@@ -39,6 +40,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--tiling", choices=["1x1", "2x1", "2x2", "auto"])
     add_config_option(parser)
     parser.add_argument("--no-peer", action="store_true", help="skip the peer pipeline")
+    parser.add_argument(
+        "--compare-detector",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="also run the pipeline with this detector model (repeatable); best of two "
+        "alternating rounds each, in the JSON under compare.<id>",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the result as JSON")
     parser.add_argument("--markdown", type=Path, metavar="OUT", help="write the Markdown table")
     parser.set_defaults(handler=run)
@@ -56,12 +65,17 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(
         args, nested(detector={"threads": args.threads, "tiling": args.tiling})
     )
+    manifest = load_manifest(settings.paths.manifest)
+    for model_id in args.compare_detector:
+        if manifest.get(model_id).role != "person_detector":
+            raise UserError(f"--compare-detector {model_id}: not a person detector", exit_code=2)
     result = run_benchmark(
         settings,
         args.clip,
         args.frames,
         threads=threads,
         peer=not args.no_peer,
+        compare=args.compare_detector,
         progress=progress_bar,
     )
     table = markdown(result)

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             }
             for score, box, px in zip(detections.scores, detections.boxes, pixels)
         ],
-        "model": settings.detector.model,
+        "model": detector.describe()["id"],
         "tiling": layout,
         "invokes": detector.last.invokes,
         "delegate": delegate,

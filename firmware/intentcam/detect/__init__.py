@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from intentcam.config import Settings
-from intentcam.detect import ssd
+from intentcam.detect import nanodet, ssd, yolox
 from intentcam.detect.base import DetectStats, PersonDetector
 from intentcam.detect.detections import Detections
-from intentcam.detect.ssd import DetectorSettings, SsdPersonDetector
+from intentcam.detect.nanodet import NanodetPersonDetector
+from intentcam.detect.selection import select_detector
+from intentcam.detect.ssd import SsdPersonDetector
+from intentcam.detect.tiled import DetectorSettings, TiledDetector
+from intentcam.detect.yolox import YoloxPersonDetector
 from intentcam.errors import ModelError
-from intentcam.inference.model import TFLiteModel, load_model
+from intentcam.inference.base import Model
+from intentcam.inference.model import load_model
 from intentcam.inference.runtime import Runtime
 from intentcam.models.manifest import Manifest, ModelSpec, load_manifest
 from intentcam.models.store import verified_labels
 
+log = logging.getLogger(__name__)
+
 __all__ = ["DetectStats", "Detections", "DetectorSettings", "PersonDetector", "build_detector"]
 
 #: Builds a detector of one family from its loaded model, labels, settings and target label.
-Factory = Callable[[TFLiteModel, list[str], DetectorSettings, str], PersonDetector]
+Factory = Callable[[Model, list[str], DetectorSettings, str], PersonDetector]
 
 #: Manifest ``family`` -> the detector class that decodes it.
 FAMILIES: dict[str, Factory] = {
     ssd.FAMILY: SsdPersonDetector,
+    yolox.FAMILY: YoloxPersonDetector,
+    nanodet.FAMILY: NanodetPersonDetector,
 }
 
 
@@ -35,7 +45,8 @@ def build_detector(
     OTA update can swap the model, and a new family is one entry in :data:`FAMILIES`.
     """
     manifest = manifest or load_manifest(settings.paths.manifest)
-    spec = manifest.get(settings.detector.model)
+    selection = select_detector(settings, manifest, runtime)
+    spec = selection.spec
     factory = _factory_for(spec)
     labels = verified_labels(manifest, spec)
     model = load_model(
@@ -46,7 +57,13 @@ def build_detector(
         runtime=runtime,
     )
     target = spec.labels.target if spec.labels and spec.labels.target else "person"
-    return factory(model, labels, DetectorSettings.from_config(settings.detector), target)
+    assert spec.operating_point is not None  # the manifest requires one for detectors
+    detector_settings = DetectorSettings.from_config(settings.detector, spec.operating_point)
+    detector = factory(model, labels, detector_settings, target)
+    if isinstance(detector, TiledDetector):
+        detector.selection = selection.reason
+    log.info("person detector %s (%s)", spec.id, selection.reason)
+    return detector
 
 
 def _factory_for(spec: ModelSpec) -> Factory:

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from intentcam.detect.detections import Detections
+from intentcam.models.manifest import OperatingPoint
 
 
 @dataclass
@@ -48,6 +49,11 @@ class PersonDetector(Protocol):
 
         ``min_score`` overrides the configured threshold (the tracker asks for low-score boxes).
         """
+        ...
+
+    @property
+    def operating_point(self) -> OperatingPoint:
+        """The model's calibrated thresholds (the tracker's come from here unless configured)."""
         ...
 
     def describe(self) -> dict[str, str]:

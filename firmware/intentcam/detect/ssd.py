@@ -1,155 +1,47 @@
 """Person detection with an SSD model that ends in ``TFLite_Detection_PostProcess``.
 
-The model does its own NMS and returns at most N boxes (10 for the mirrored SSD MobileNet v1) as
-``ymin, xmin, ymax, xmax`` normalised to its input. We keep the person class, apply the score and
-size thresholds, and map boxes to normalised frame coordinates ``x1, y1, x2, y2``.
+The model does its own NMS and returns at most N boxes (10 for SSD MobileNet v1, 20 for v2) as
+``ymin, xmin, ymax, xmax`` normalised to its input. We keep the person class and the score
+threshold and hand the boxes (``x1, y1, x2, y2``) to the tiled base, which maps them to the frame.
+The image is stretched to the 300x300 input, as the SSDs were trained. v2 has an Edge TPU build.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from intentcam.config import DetectorConfig
-from intentcam.detect.base import DetectStats
-from intentcam.detect.detections import Detections
-from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_boxes, tile_rects
-from intentcam.errors import ModelError
-from intentcam.inference.model import TFLiteModel
+from intentcam.detect.tiled import TiledDetector
 
-#: The manifest ``family`` this module decodes.
 FAMILY = "ssd_postprocess"
 
 
-@dataclass(frozen=True)
-class DetectorSettings:
-    """Thresholds and tiling. The defaults live in one place: ``[detector]`` of the config."""
-
-    score_threshold: float
-    min_box_size: float
-    tiling: str
-    tile_overlap: float
-    nms_iou: float
-    #: Add a whole-frame pass to multi-tile layouts (see tiling.tile_rects).
-    tile_full_frame: bool
-
-    @classmethod
-    def from_config(cls, config: DetectorConfig | None = None) -> DetectorSettings:
-        """The settings of ``[detector]`` (its defaults when ``config`` is ``None``)."""
-        config = config or DetectorConfig()
-        return cls(
-            score_threshold=config.score_threshold,
-            min_box_size=config.min_box_size,
-            tiling=config.tiling,
-            tile_overlap=config.tile_overlap,
-            nms_iou=config.nms_iou,
-            tile_full_frame=config.tile_full_frame,
-        )
-
-
 @dataclass
-class SsdPersonDetector:
-    """Finds people in BGR frames; see the module docstring. A :class:`PersonDetector`."""
+class SsdPersonDetector(TiledDetector):
+    """Finds people in BGR frames; see the module docstring."""
 
-    model: TFLiteModel
-    labels: list[str]
-    settings: DetectorSettings = field(default_factory=DetectorSettings.from_config)
-    target_label: str = "person"
-    last: DetectStats = field(default_factory=DetectStats)
-    _class_id: int = field(init=False)
+    FAMILY = FAMILY
+
     _resized: np.ndarray = field(init=False)
     _rgb: np.ndarray = field(init=False)
-    _layouts: dict[tuple[int, int], tuple[str, np.ndarray]] = field(
-        init=False, default_factory=dict
-    )
 
     def __post_init__(self) -> None:
-        try:
-            self._class_id = self.labels.index(self.target_label)
-        except ValueError:
-            raise ModelError(
-                f"model {self.model.spec.id!r}: no {self.target_label!r} label in its labels file"
-            ) from None
+        super().__post_init__()
         width, height = self.model.input_size
         self._resized = np.empty((height, width, 3), dtype=np.uint8)
         self._rgb = np.empty((height, width, 3), dtype=np.uint8)
 
-    @property
-    def score_threshold(self) -> float:
-        return self.settings.score_threshold
-
-    def describe(self) -> dict[str, str]:
-        return {**self.model.describe(), "family": FAMILY}
-
-    def layout_for(self, width: int, height: int) -> tuple[str, np.ndarray]:
-        """The tiling layout name and tile rectangles for a frame size (cached per size)."""
-        key = (width, height)
-        if key not in self._layouts:
-            layout = self.settings.tiling
-            if layout == "auto":
-                layout = choose_layout(
-                    width, height, min(self.model.input_size), self.settings.tile_overlap
-                )
-            self._layouts[key] = (
-                layout,
-                tile_rects(
-                    width, height, layout, self.settings.tile_overlap, self.settings.tile_full_frame
-                ),
-            )
-        return self._layouts[key]
-
-    def detect(self, image: np.ndarray, min_score: float | None = None) -> Detections:
-        """People in one BGR frame (uint8, HxWx3), best score first.
-
-        ``min_score`` overrides the configured threshold (the tracker asks for low-score boxes).
-        """
-        threshold = self.settings.score_threshold if min_score is None else min_score
-        height, width = image.shape[:2]
-        layout, rects = self.layout_for(width, height)
-        times = DetectStats(layout=layout)
-        parts_boxes, parts_scores, parts_tiles, parts_fragment = [], [], [], []
-        for tile_id, rect in enumerate(rects):
-            x1, y1, x2, y2 = (int(v) for v in rect)
-            start = time.perf_counter()
-            self._prepare(image[y1:y2, x1:x2])
-            mid = time.perf_counter()
-            self.model.invoke(self._rgb)
-            end = time.perf_counter()
-            boxes, scores = self._people_in_tile(threshold)  # tile-normalised xyxy
-            scale = np.array([x2 - x1, y2 - y1, x2 - x1, y2 - y1], dtype=np.float32)
-            offset = np.array([x1, y1, x1, y1], dtype=np.float32)
-            frame_size = np.array([width, height, width, height], dtype=np.float32)
-            parts_boxes.append((offset + boxes * scale) / frame_size)
-            parts_fragment.append(fragment_candidates(boxes, rect, width, height))
-            parts_scores.append(scores)
-            parts_tiles.append(np.full(len(scores), tile_id, dtype=np.int32))
-            times.preprocess_ms += (mid - start) * 1e3
-            times.invoke_ms += (end - mid) * 1e3
-            times.invokes += 1
-        start = time.perf_counter()
-        detections = self._merge(
-            np.concatenate(parts_boxes),
-            np.concatenate(parts_scores),
-            np.concatenate(parts_tiles),
-            np.concatenate(parts_fragment),
-            height / width,
-        )
-        times.postprocess_ms = (time.perf_counter() - start) * 1e3
-        self.last = times
-        return detections
-
-    def _prepare(self, tile: np.ndarray) -> None:
+    def _prepare(self, tile: np.ndarray) -> tuple[np.ndarray, None]:
         width, height = self.model.input_size
         cv2.resize(tile, (width, height), dst=self._resized, interpolation=cv2.INTER_LINEAR)
         if self.model.spec.input.color == "rgb":
             cv2.cvtColor(self._resized, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        else:
-            np.copyto(self._rgb, self._resized)
+            return self._rgb, None
+        return self._resized, None
 
-    def _people_in_tile(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, context: None, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         boxes = self.model.output("boxes")[0]
         classes = self.model.output("classes")[0]
         scores = self.model.output("scores")[0]
@@ -158,25 +50,3 @@ class SsdPersonDetector:
         keep = (np.rint(classes).astype(np.int64) == self._class_id) & (scores >= threshold)
         xyxy = np.clip(boxes[keep][:, [1, 0, 3, 2]], 0.0, 1.0).astype(np.float32)
         return xyxy, scores[keep].astype(np.float32)
-
-    def _merge(
-        self,
-        boxes: np.ndarray,
-        scores: np.ndarray,
-        tiles: np.ndarray,
-        maybe_fragment: np.ndarray,
-        aspect: float,
-    ) -> Detections:
-        # Minimum size is relative to the frame height, in both directions.
-        widths = (boxes[:, 2] - boxes[:, 0]) / aspect
-        heights = boxes[:, 3] - boxes[:, 1]
-        big_enough = np.minimum(widths, heights) >= self.settings.min_box_size
-        boxes, scores = boxes[big_enough], scores[big_enough]
-        keep = merge_boxes(
-            boxes,
-            scores,
-            tiles[big_enough],
-            maybe_fragment[big_enough],
-            iou_threshold=self.settings.nms_iou,
-        )
-        return Detections(boxes[keep], scores[keep])

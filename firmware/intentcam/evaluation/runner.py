@@ -28,6 +28,7 @@ from intentcam.evaluation.peer import PeerTracker
 from intentcam.evaluation.sequence import Sequence
 from intentcam.progress import Progress, no_progress
 from intentcam.track.bytetrack import ByteTracker, TrackerSettings
+from intentcam.track.sessions import RelinkSettings, SessionTokens
 
 #: Per frame: (frame number, ids, normalised boxes).
 TrackRows = list[tuple[int, np.ndarray, np.ndarray]]
@@ -71,15 +72,27 @@ def detect_sequence(
 
 
 def run_ours(
-    detected: Detected, settings: TrackerSettings, aspect: float, fps: float
+    detected: Detected,
+    settings: TrackerSettings,
+    aspect: float,
+    fps: float,
+    relink: RelinkSettings | None = None,
 ) -> tuple[TrackRows, float]:
+    """Our tracker and session tokens, as the daemon runs them: one id per token, so a track
+    re-linked across a break (``relink``) is one identity here too."""
     tracker = ByteTracker(settings, aspect=aspect)
+    tokens = SessionTokens(relink=relink, aspect=aspect)
+    numbers: dict[str, int] = {}
     rows: TrackRows = []
     started = time.perf_counter()
     for number, detections in zip(detected.frames, detected.detections):
-        tracked = tracker.update(detections.boxes, detections.scores, number / fps)
+        now = number / fps
+        tracked = tracker.update(detections.boxes, detections.scores, now)
+        tokens.end(tracked.ended, now)
+        assigned, _ = tokens.assign(tracked.ids, now, tracked.boxes)
+        ids = np.array([numbers.setdefault(t, len(numbers) + 1) for t in assigned], dtype=np.int64)
         # The matched detection boxes, as the peer reports them: a like-for-like comparison.
-        rows.append((number, tracked.ids, tracked.detection_boxes.astype(np.float64)))
+        rows.append((number, ids, tracked.detection_boxes.astype(np.float64)))
     return rows, time.perf_counter() - started
 
 
@@ -160,6 +173,16 @@ def mot_metrics(truth: TrackRows, rows: TrackRows, sequence: Sequence) -> dict[s
         raise UserError(
             f"metrics need the 'trackers' package ({exc}); install intentcam[eval]"
         ) from None
+    if not any(len(ids) for _, ids, _ in rows):
+        # Nobody tracked at all: every ground-truth box is missed (MOTA = 1 - FN / GT = 0).
+        return {
+            "mota": 0.0,
+            "idf1": 0.0,
+            "hota": 0.0,
+            "id_switches": 0,
+            "recall": 0.0,
+            "precision": 0.0,
+        }
     with tempfile.TemporaryDirectory(prefix="intentcam-eval-") as folder:
         gt_path, tracker_path = Path(folder) / "gt.txt", Path(folder) / "tracker.txt"
         write_mot(gt_path, truth, sequence.width, sequence.height, truth=True)
@@ -192,6 +215,8 @@ class Evaluation:
     analytics: AnalyticsConfig
     every: int = 1
     peer: bool = True
+    #: Token re-linking as configured (``None``: off, each track its own identity).
+    relink: RelinkSettings | None = None
     results: dict[str, Any] = field(default_factory=dict)
 
     def run(self, detected: Detected) -> dict[str, Any]:
@@ -202,8 +227,11 @@ class Evaluation:
         gt_counts = count_lines(
             truth, seq.lines, aspect, seq.fps, self.analytics.line_hysteresis, lost_s
         )
-        ours, ours_s = run_ours(detected, self.settings, aspect, seq.fps)
-        report = self._report(truth, ours, ours_s, detected, gt_counts)
+        ours, ours_s = run_ours(detected, self.settings, aspect, seq.fps, self.relink)
+        # A token waits relink_s after its track ended before its session (and its line state)
+        # ends in the daemon; the line count of our rows follows the same rule.
+        waits = self.settings.lost_ttl_s + (self.relink.seconds if self.relink else 0.0)
+        report = self._report(truth, ours, ours_s, detected, gt_counts, waits)
         report = {
             "sequence": seq.name,
             "frames": len(detected.frames),
@@ -215,7 +243,9 @@ class Evaluation:
             peer_rows, peer_s = run_peer(detected, self.settings, seq, self.every)
             report["peer"] = {
                 "name": "trackers.ByteTrackTracker",
-                **self._report(truth, peer_rows, peer_s, detected, gt_counts),
+                **self._report(
+                    truth, peer_rows, peer_s, detected, gt_counts, self.settings.lost_ttl_s
+                ),
             }
         return report
 
@@ -226,6 +256,7 @@ class Evaluation:
         track_s: float,
         detected: Detected,
         gt_counts: dict[str, dict[str, int]],
+        lost_s: float,
     ) -> dict[str, Any]:
         seq = self.sequence
         counts = count_lines(
@@ -234,7 +265,7 @@ class Evaluation:
             seq.width / seq.height,
             seq.fps,
             self.analytics.line_hysteresis,
-            self.settings.lost_ttl_s,
+            lost_s,
         )
         return {
             **mot_metrics(truth, rows, seq),

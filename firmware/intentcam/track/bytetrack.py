@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from intentcam.config import TrackerConfig
+from intentcam.models.manifest import OperatingPoint
 from intentcam.track import kalman
 
 TENTATIVE, CONFIRMED = 0, 1
@@ -42,17 +43,18 @@ class TrackerSettings:
     lost_ttl_s: float
 
     @classmethod
-    def from_config(cls, config: TrackerConfig | None = None) -> TrackerSettings:
-        """The settings of ``[tracker]`` (its defaults when ``config`` is ``None``).
+    def from_config(cls, config: TrackerConfig, point: OperatingPoint) -> TrackerSettings:
+        """The settings of ``[tracker]``; its unset score thresholds come from the detector's
+        calibrated operating ``point``.
 
         ``low_score`` is capped at ``high_score``; ``new_track_score`` defaults to
         ``high_score + 0.1`` (ByteTrack's rule).
         """
-        config = config or TrackerConfig()
-        high = config.high_score
+        high = config.high_score if config.high_score is not None else point.high_score
+        low = config.low_score if config.low_score is not None else point.low_score
         return cls(
             high_score=high,
-            low_score=min(config.low_score, high),
+            low_score=min(low, high),
             new_track_score=config.new_track_score or min(high + 0.1, 0.99),
             match_iou=config.match_iou,
             low_match_iou=config.low_match_iou,
@@ -128,7 +130,7 @@ def _match(
 class ByteTracker:
     """Multi-person tracker; feed it each frame's detections with the frame's timestamp."""
 
-    settings: TrackerSettings = field(default_factory=TrackerSettings.from_config)
+    settings: TrackerSettings
     aspect: float = 16 / 9
     _mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 8)))
     _cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 8, 8)))

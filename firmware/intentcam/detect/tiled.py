@@ -1,0 +1,186 @@
+"""The frame loop of every detector family: tiles in, one merged set of people out.
+
+A family decodes one tile (:meth:`TiledDetector._prepare` fills the model input,
+:meth:`TiledDetector._decode` turns the outputs into tile-normalised boxes); this base runs the
+tiles of the configured layout (:mod:`intentcam.detect.tiling`), maps boxes back to the frame,
+drops boxes below the size limit, and merges everything with NMS that also removes seam fragments.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from intentcam.config import DetectorConfig
+from intentcam.detect.base import DetectStats
+from intentcam.detect.detections import Detections
+from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_boxes, tile_rects
+from intentcam.errors import ModelError
+from intentcam.inference.base import Model
+from intentcam.models.manifest import OperatingPoint
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Thresholds and tiling. The defaults live in one place: ``[detector]`` of the config."""
+
+    score_threshold: float
+    min_box_size: float
+    tiling: str
+    tile_overlap: float
+    nms_iou: float
+    #: Add a whole-frame pass to multi-tile layouts (see tiling.tile_rects).
+    tile_full_frame: bool
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig, point: OperatingPoint) -> DetectorSettings:
+        """The settings of ``[detector]``; an unset score threshold is the model's ``point``."""
+        return cls(
+            score_threshold=config.score_threshold
+            if config.score_threshold is not None
+            else point.score_threshold,
+            min_box_size=config.min_box_size,
+            tiling=config.tiling,
+            tile_overlap=config.tile_overlap,
+            nms_iou=config.nms_iou,
+            tile_full_frame=config.tile_full_frame,
+        )
+
+
+@dataclass
+class TiledDetector:
+    """Base of the detector families; see the module docstring. A :class:`PersonDetector`."""
+
+    #: The manifest ``family`` a subclass decodes.
+    FAMILY: ClassVar[str] = ""
+
+    model: Model
+    labels: list[str]
+    settings: DetectorSettings
+    target_label: str = "person"
+    last: DetectStats = field(default_factory=DetectStats)
+    #: Why this model runs (``detector.model``, or what ``auto`` found): logs, status, health.
+    selection: str = ""
+    _class_id: int = field(init=False)
+    _layouts: dict[tuple[int, int], tuple[str, np.ndarray]] = field(
+        init=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        try:
+            self._class_id = self.labels.index(self.target_label)
+        except ValueError:
+            raise ModelError(
+                f"model {self.model.spec.id!r}: no {self.target_label!r} label in its labels file"
+            ) from None
+
+    @property
+    def score_threshold(self) -> float:
+        return self.settings.score_threshold
+
+    @property
+    def operating_point(self) -> OperatingPoint:
+        point = self.model.spec.operating_point
+        if point is None:  # the manifest validator makes every detector carry one
+            raise ModelError(f"model {self.model.spec.id!r} has no operating_point")
+        return point
+
+    def describe(self) -> dict[str, str]:
+        described = {**self.model.describe(), "family": self.FAMILY}
+        if self.selection:
+            described["selected"] = self.selection
+        return described
+
+    def layout_for(self, width: int, height: int) -> tuple[str, np.ndarray]:
+        """The tiling layout name and tile rectangles for a frame size (cached per size)."""
+        key = (width, height)
+        if key not in self._layouts:
+            layout = self.settings.tiling
+            if layout == "auto":
+                layout = choose_layout(
+                    width, height, min(self.model.input_size), self.settings.tile_overlap
+                )
+            self._layouts[key] = (
+                layout,
+                tile_rects(
+                    width,
+                    height,
+                    layout,
+                    self.settings.tile_overlap,
+                    self.settings.tile_full_frame,
+                ),
+            )
+        return self._layouts[key]
+
+    def detect(self, image: np.ndarray, min_score: float | None = None) -> Detections:
+        """People in one BGR frame (uint8, HxWx3), best score first.
+
+        ``min_score`` overrides the configured threshold (the tracker asks for low-score boxes).
+        """
+        threshold = self.settings.score_threshold if min_score is None else min_score
+        height, width = image.shape[:2]
+        layout, rects = self.layout_for(width, height)
+        times = DetectStats(layout=layout)
+        parts_boxes, parts_scores, parts_tiles, parts_fragment = [], [], [], []
+        frame_size = np.array([width, height, width, height], dtype=np.float32)
+        for tile_id, rect in enumerate(rects):
+            x1, y1, x2, y2 = (int(v) for v in rect)
+            start = time.perf_counter()
+            pixels, context = self._prepare(image[y1:y2, x1:x2])
+            mid = time.perf_counter()
+            self.model.invoke(pixels)
+            end = time.perf_counter()
+            boxes, scores = self._decode(context, threshold)  # tile-normalised xyxy
+            scale = np.array([x2 - x1, y2 - y1, x2 - x1, y2 - y1], dtype=np.float32)
+            offset = np.array([x1, y1, x1, y1], dtype=np.float32)
+            parts_boxes.append((offset + boxes * scale) / frame_size)
+            parts_fragment.append(fragment_candidates(boxes, rect, width, height))
+            parts_scores.append(scores)
+            parts_tiles.append(np.full(len(scores), tile_id, dtype=np.int32))
+            times.preprocess_ms += (mid - start) * 1e3
+            times.invoke_ms += (end - mid) * 1e3
+            times.invokes += 1
+        start = time.perf_counter()
+        detections = self._merge(
+            np.concatenate(parts_boxes),
+            np.concatenate(parts_scores),
+            np.concatenate(parts_tiles),
+            np.concatenate(parts_fragment),
+            height / width,
+        )
+        times.postprocess_ms = (time.perf_counter() - start) * 1e3
+        self.last = times
+        return detections
+
+    def _prepare(self, tile: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The model input for one BGR tile, and whatever :meth:`_decode` needs to map back."""
+        raise NotImplementedError
+
+    def _decode(self, context: Any, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """People in the last invoke: tile-normalised ``x1, y1, x2, y2`` boxes and scores."""
+        raise NotImplementedError
+
+    def _merge(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        tiles: np.ndarray,
+        maybe_fragment: np.ndarray,
+        aspect: float,
+    ) -> Detections:
+        # Minimum size is relative to the frame height, in both directions.
+        widths = (boxes[:, 2] - boxes[:, 0]) / aspect
+        heights = boxes[:, 3] - boxes[:, 1]
+        big_enough = np.minimum(widths, heights) >= self.settings.min_box_size
+        boxes, scores = boxes[big_enough], scores[big_enough]
+        keep = merge_boxes(
+            boxes,
+            scores,
+            tiles[big_enough],
+            maybe_fragment[big_enough],
+            iou_threshold=self.settings.nms_iou,
+        )
+        return Detections(boxes[keep], scores[keep])
