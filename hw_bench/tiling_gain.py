@@ -55,7 +55,7 @@ def mall_truth(count: int) -> np.ndarray:
         return np.array([int(row["count"]) for row in csv.DictReader(handle)][:count])
 
 
-def measure(frames: int, threads: int, config: Path | None, detector: str | None = None) -> dict:
+def measure(frames: int, threads: int, config: Path | None, model: str | None = None) -> dict:
     results: dict = {"frames": frames, "threads": threads, "clips": {}}
     truth = mall_truth(frames)
     for clip, path in CLIPS.items():
@@ -66,7 +66,7 @@ def measure(frames: int, threads: int, config: Path | None, detector: str | None
                 config,
                 overrides={
                     "detector": {"tiling": layout, "threads": threads}
-                    | ({"model": detector} if detector else {})
+                    | ({"model": model} if model else {})
                 },
             )
             detector = build_detector(settings)

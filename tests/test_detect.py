@@ -15,6 +15,9 @@ from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_bo
 from tests.cli import run_cli
 from tests.data import CONCOURSE, DATA, MALL
 
+#: These tests are about the SSD family's tiling (its box limit needs the whole-frame pass).
+SSD_V1 = "ssd_mobilenet_v1_coco_quant"
+
 
 def frames_of(path: Path, count: int, step: int = 1) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
@@ -52,7 +55,9 @@ def test_tiling_finds_more_people_in_crowds(make_settings) -> None:
     frames = frames_of(MALL, 8, step=25) + frames_of(CONCOURSE, 8, step=20)
     found = {}
     for layout in ("1x1", "2x2"):
-        detector = build_detector(make_settings(detector={"tiling": layout, "threads": 2}))
+        detector = build_detector(
+            make_settings(detector={"model": SSD_V1, "tiling": layout, "threads": 2})
+        )
         found[layout] = sum(len(detector.detect(frame)) for frame in frames)
         if layout == "2x2":
             assert detector.last.invokes == 5  # four tiles and the whole frame
@@ -61,8 +66,12 @@ def test_tiling_finds_more_people_in_crowds(make_settings) -> None:
 
 def test_min_box_size_drops_small_boxes(make_settings) -> None:
     frame = frames_of(CONCOURSE, 1)[0]
-    small = build_detector(make_settings(detector={"tiling": "2x1", "min_box_size": 0.0}))
-    large = build_detector(make_settings(detector={"tiling": "2x1", "min_box_size": 0.12}))
+    small = build_detector(
+        make_settings(detector={"model": SSD_V1, "tiling": "2x1", "min_box_size": 0.0})
+    )
+    large = build_detector(
+        make_settings(detector={"model": SSD_V1, "tiling": "2x1", "min_box_size": 0.12})
+    )
     all_boxes = small.detect(frame)
     kept = large.detect(frame)
     heights = all_boxes.boxes[:, 3] - all_boxes.boxes[:, 1]

@@ -117,3 +117,17 @@ def test_missing_onnxruntime_is_a_one_line_error() -> None:
 def test_a_non_detector_model_is_refused_as_detector(make_settings, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is a face_detector, not a person detector"):
         build_detector(make_settings(detector={"model": "blazeface_full_range"}))
+
+
+def test_yolox_tiles_without_the_whole_frame_pass_and_finds_more_people(
+    make_settings: Callable[..., Settings],
+) -> None:
+    capture = cv2.VideoCapture(str(DATA / "concourse_overhead.avi"))
+    frames = [capture.read()[1] for _ in range(3)]
+    capture.release()
+    found = {}
+    for layout in ("1x1", "2x1"):
+        detector = build_detector(make_settings(detector={"model": "yolox_nano", "tiling": layout}))
+        found[layout] = sum(len(detector.detect(frame)) for frame in frames)
+    assert detector.last.invokes == 2  # two tiles: the family needs no whole-frame pass
+    assert found["2x1"] >= 1.3 * found["1x1"], found

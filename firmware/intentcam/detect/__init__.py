@@ -58,7 +58,10 @@ def build_detector(
     )
     target = spec.labels.target if spec.labels and spec.labels.target else "person"
     assert spec.operating_point is not None  # the manifest requires one for detectors
-    detector_settings = DetectorSettings.from_config(settings.detector, spec.operating_point)
+    full_frame = getattr(factory, "FULL_FRAME", True)
+    detector_settings = DetectorSettings.from_config(
+        settings.detector, spec.operating_point, full_frame
+    )
     detector = factory(model, labels, detector_settings, target)
     if isinstance(detector, TiledDetector):
         detector.selection = selection.reason

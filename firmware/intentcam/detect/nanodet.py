@@ -45,6 +45,8 @@ class NanodetPersonDetector(TiledDetector):
     """People from a NanoDet (GFL) model; see the module docstring."""
 
     FAMILY = FAMILY
+    #: Like YOLOX: no box limit, letterboxed input; tiles alone suffice.
+    FULL_FRAME = False
 
     _letterbox: Letterbox = field(init=False)
     _centres: list[np.ndarray] = field(init=False)

@@ -36,8 +36,11 @@ class DetectorSettings:
     tile_full_frame: bool
 
     @classmethod
-    def from_config(cls, config: DetectorConfig, point: OperatingPoint) -> DetectorSettings:
-        """The settings of ``[detector]``; an unset score threshold is the model's ``point``."""
+    def from_config(
+        cls, config: DetectorConfig, point: OperatingPoint, full_frame: bool = True
+    ) -> DetectorSettings:
+        """The settings of ``[detector]``: an unset score threshold is the model's ``point``,
+        an unset ``tile_full_frame`` the family's ``full_frame``."""
         return cls(
             score_threshold=config.score_threshold
             if config.score_threshold is not None
@@ -46,7 +49,9 @@ class DetectorSettings:
             tiling=config.tiling,
             tile_overlap=config.tile_overlap,
             nms_iou=config.nms_iou,
-            tile_full_frame=config.tile_full_frame,
+            tile_full_frame=full_frame
+            if config.tile_full_frame is None
+            else config.tile_full_frame,
         )
 
 
@@ -56,6 +61,8 @@ class TiledDetector:
 
     #: The manifest ``family`` a subclass decodes.
     FAMILY: ClassVar[str] = ""
+    #: Whether multi-tile layouts also run the whole frame, unless the config says.
+    FULL_FRAME: ClassVar[bool] = True
 
     model: Model
     labels: list[str]
