@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ CLIPS = (
 )
 SIZE = 416
 INPUT = "images"
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
 def split_head(source: Path, target: Path) -> None:
@@ -53,7 +55,8 @@ def split_head(source: Path, target: Path) -> None:
     import onnx
     import onnx_graphsurgeon as gs
 
-    graph = gs.import_onnx(onnx.load(str(source)))
+    original = onnx.load(str(source))
+    graph = gs.import_onnx(original)
     levels = [
         node
         for node in graph.nodes
@@ -86,6 +89,7 @@ def split_head(source: Path, target: Path) -> None:
     graph.cleanup().toposort()
     model = gs.export_onnx(graph)
     model = onnx.shape_inference.infer_shapes(model)
+    model.ir_version = original.ir_version  # runtimes lag behind the newest IR version
     onnx.save(model, str(target))
 
 
@@ -178,9 +182,14 @@ def main() -> int:
     data = frames(args.frames + 20)
     calibration, held_back = data[:-20], data[-20:]
     np.save(args.out / "calibration.npy", calibration)
+    # onnx2tf checks its conversion on 20 sample images, which it would download from GitHub
+    # unless they are already in its working folder: give it ours (128x128, 0..1, RGB order).
+    sample = np.stack([cv2.resize(f, (128, 128))[..., ::-1] / 255.0 for f in held_back])
+    np.save(args.out / SAMPLE_FILE, sample.astype(np.float32))
+    tools = str(Path(sys.executable).parent)  # onnx2tf runs onnxsim from PATH
     subprocess.run(
         [
-            "onnx2tf",
+            str(Path(sys.executable).with_name("onnx2tf")),
             "-i",
             str(split),
             "-o",
@@ -195,6 +204,8 @@ def main() -> int:
             "[[[[1,1,1]]]]",
         ],
         check=True,
+        cwd=args.out,
+        env={**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     report = [
         check(path, split, held_back) for path in sorted((args.out / "tflite").glob("*.tflite"))

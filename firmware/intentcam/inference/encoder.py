@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from intentcam.models.manifest import InputSpec
+from intentcam.errors import ModelError
+from intentcam.models.manifest import InputSpec, ModelSpec
 
 
 def input_lookup_table(
@@ -38,6 +39,15 @@ def input_lookup_table(
     else:
         quantised = np.round(real / scale + zero_point)
     return np.clip(quantised, info.min, info.max).astype(dtype)
+
+
+def check_input_shape(spec: ModelSpec, shape: tuple[int, ...]) -> None:
+    """A one-line :class:`ModelError` when the model file's input is not the manifest's."""
+    if tuple(shape) != tuple(spec.input.shape):
+        raise ModelError(
+            f"model {spec.id!r}: input shape {tuple(shape)} differs from the "
+            f"manifest's {tuple(spec.input.shape)}"
+        )
 
 
 class InputEncoder:

@@ -16,7 +16,7 @@ import numpy as np
 from intentcam.errors import ModelError
 from intentcam.inference.base import Model
 from intentcam.inference.edgetpu import DelegateChoice, DelegateMode, choose_delegate
-from intentcam.inference.encoder import InputEncoder, input_lookup_table
+from intentcam.inference.encoder import InputEncoder, check_input_shape, input_lookup_table
 from intentcam.inference.outputs import map_outputs
 from intentcam.inference.runtime import Runtime, import_runtime
 from intentcam.models.manifest import ModelSpec
@@ -43,12 +43,7 @@ class TFLiteModel:
 
     def __post_init__(self) -> None:
         detail = self.interpreter.get_input_details()[0]
-        shape = tuple(int(v) for v in detail["shape"])
-        if shape != tuple(self.spec.input.shape):
-            raise ModelError(
-                f"model {self.spec.id!r}: input shape {shape} differs from the "
-                f"manifest's {tuple(self.spec.input.shape)}"
-            )
+        check_input_shape(self.spec, tuple(int(v) for v in detail["shape"]))
         dtype = np.dtype(detail["dtype"])
         if dtype != np.dtype(_DTYPES[self.spec.input.dtype]):
             raise ModelError(

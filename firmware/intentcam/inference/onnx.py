@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from intentcam.errors import ModelError
-from intentcam.inference.encoder import InputEncoder
+from intentcam.inference.encoder import InputEncoder, check_input_shape
 from intentcam.inference.outputs import map_outputs
 from intentcam.models.manifest import ModelSpec
 from intentcam.models.store import verified_model_path
@@ -61,12 +61,7 @@ class OnnxModel:
 
     def __post_init__(self) -> None:
         detail = self.session.get_inputs()[0]
-        shape = tuple(int(v) for v in detail.shape)
-        if shape != tuple(self.spec.input.shape):
-            raise ModelError(
-                f"model {self.spec.id!r}: input shape {shape} differs from the "
-                f"manifest's {tuple(self.spec.input.shape)}"
-            )
+        check_input_shape(self.spec, tuple(int(v) for v in detail.shape))
         if detail.type != "tensor(float)" or self.spec.input.dtype != "float32":
             raise ModelError(
                 f"model {self.spec.id!r}: input type {detail.type} (manifest "
