@@ -73,3 +73,32 @@ def test_a_detector_that_finds_nobody_scores_zero_instead_of_crashing() -> None:
     nobody = [(n, np.zeros(0, dtype=np.int64), np.zeros((0, 4))) for n in frames]
     metrics = mot_metrics(gt_rows(sequence, frames), nobody, sequence)
     assert metrics["recall"] == 0.0 and metrics["mota"] == 0.0 and metrics["idf1"] == 0.0
+
+
+@pytest.mark.slow
+def test_eval_over_a_folder_of_sequences_and_the_mall_counts(config_file) -> None:
+    from tests.data import DATA
+
+    result = run_cli(
+        "eval",
+        str(DATA / "mot"),
+        str(DATA / "counting" / "mall_dataset"),
+        "--detector",
+        "yolox_nano",
+        "--every",
+        "5",
+        "--json",
+        "--config",
+        str(config_file()),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["detector"] == "yolox_nano"
+    kinds = sorted(s["kind"] for s in report["sequences"])
+    assert kinds == ["counting", "mot", "mot"]  # both CAVIAR views found inside mot/
+    mall = next(s for s in report["sequences"] if s["kind"] == "counting")
+    assert mall["frames"] == 80 and 0.2 < mall["ratio"] < 2.0 and mall["gt_mean"] > 20
+    mean, rows = report["mean"], [s for s in report["sequences"] if s["kind"] == "mot"]
+    assert mean["sequences"] == 2 and KEYS - {"lines", "fps"} <= mean.keys() | {"count_error"}
+    assert mean["idf1"] == pytest.approx(sum(r["idf1"] for r in rows) / 2, abs=1e-3)
+    assert mean["peer"]["sequences"] == 2
