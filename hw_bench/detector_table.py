@@ -23,6 +23,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from intentcam.benchmark import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CLIP = DATA / "concourse_overhead.avi"
@@ -115,12 +117,7 @@ def main() -> int:
     rows = [measure(model_id, args.frames) for model_id in tqdm(ids, disable=None)]
     table = markdown(rows)
     print(table)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n", encoding="utf-8")
+    write_report(rows, args.json, table, args.markdown)
     return 0
 
 

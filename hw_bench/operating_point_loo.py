@@ -31,6 +31,7 @@ from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from detector_operating_point import heads_by_frame, match
+from intentcam.benchmark import write_report
 from intentcam.config import AnalyticsConfig, TrackerConfig, load_config
 from intentcam.detect import build_detector
 from intentcam.evaluation.runner import Detected, Evaluation, detect_sequence, gt_rows
@@ -68,9 +69,13 @@ def box_f1(truth: list[np.ndarray], found: list[tuple[np.ndarray, np.ndarray]], 
     return 2 * hits / max(n_found + n_truth, 1)
 
 
-def mall_f1(found: dict[int, tuple[np.ndarray, np.ndarray]], t: float) -> float:
-    heads = heads_by_frame()
-    roi = cv2.imread(str(MALL / "roi_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+def mall_f1(
+    found: dict[int, tuple[np.ndarray, np.ndarray]],
+    t: float,
+    heads: dict[int, np.ndarray],
+    roi: np.ndarray,
+) -> float:
+    """Head-in-box F1 on the Mall for boxes scoring at least ``t`` inside the region."""
     hits = n_found = n_truth = 0
     for frame, (boxes, scores) in found.items():
         kept = boxes[scores >= t]
@@ -165,7 +170,9 @@ def main() -> int:
 
     # 1. score threshold, leave one of the three sets out.
     f1 = {name: {t: box_f1(truth[name], found[name], t) for t in SCORES} for name in truth}
-    f1["mall_dataset"] = {t: mall_f1(mall, t) for t in SCORES}
+    heads = heads_by_frame()
+    roi = cv2.imread(str(MALL / "roi_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    f1["mall_dataset"] = {t: mall_f1(mall, t, heads, roi) for t in SCORES}
     score_folds = {}
     for held in f1:
         others = [name for name in f1 if name != held]
@@ -219,9 +226,7 @@ def main() -> int:
         },
     }
     print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_report(report, args.json)
     return 0
 
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from intentcam.analytics.geometry import foot_points
 from intentcam.config import TrackerConfig, load_config
 from intentcam.detect import build_detector
 from intentcam.detect.detections import Detections
@@ -215,15 +216,20 @@ def test_a_track_broken_across_a_line_counts_once_with_relinking(tmp_path) -> No
     assert _walk_through_a_gap(relink_s=3.0, tmp_path=tmp_path) == {"in": 1, "out": 0}
 
 
+def feet_at(cx: float, cy: float) -> np.ndarray:
+    """The foot point of :func:`box_at` (aspect 1, so frame heights in both directions)."""
+    return foot_points(np.array([box_at(cx, cy)], dtype=np.float32))
+
+
 def test_relinking_never_hands_a_token_to_someone_far_away() -> None:
     from intentcam.track.sessions import RelinkSettings
 
     # Within 1.5 s one may walk 0.05 + 0.2 * 1.5 = 0.35 frame heights: 0.1 is near, 0.8 is not.
-    tokens = SessionTokens(relink=RelinkSettings(seconds=3.0, speed=0.2, margin=0.05), aspect=1.0)
-    first, _ = tokens.assign(np.array([1]), 0.0, np.array([box_at(0.1, 0.5)], dtype=np.float32))
+    tokens = SessionTokens(relink=RelinkSettings(seconds=3.0, speed=0.2, margin=0.05))
+    first, _ = tokens.assign(np.array([1]), 0.0, feet_at(0.1, 0.5))
     assert tokens.end(np.array([1]), 1.0) == []  # waits for a new track
-    far, _ = tokens.assign(np.array([2]), 1.5, np.array([box_at(0.9, 0.5)], dtype=np.float32))
-    near, _ = tokens.assign(np.array([3]), 1.5, np.array([box_at(0.2, 0.5)], dtype=np.float32))
+    far, _ = tokens.assign(np.array([2]), 1.5, feet_at(0.9, 0.5))
+    near, _ = tokens.assign(np.array([3]), 1.5, feet_at(0.2, 0.5))
     assert far != first and near == first and tokens.relinked == 1
     ended = tokens.end(np.array([]), 10.0)
     assert ended == []  # the first token lives on as track 3; nothing waits any more

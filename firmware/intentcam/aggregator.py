@@ -244,7 +244,8 @@ class Aggregator:
             self._heatmap_start = self._window_of(wall, heat_length)
         return records
 
-    def _zone_report(self, stats: _ZoneWindow) -> dict[str, Any]:
+    def _close_zone(self, stats: _ZoneWindow) -> dict[str, Any]:
+        """The zone's report for the window that closes, and a fresh start for the next."""
         dwell: dict[str, Any] = {"count": len(stats.dwell)}
         if len(stats.dwell) >= self.k_min:
             dwell.update(
@@ -272,7 +273,7 @@ class Aggregator:
         window = {"start": iso(start), "end": iso(end)}
         lines = self._line_counts
         self._line_counts = {line: {IN: 0, OUT: 0} for line in lines}
-        zones = {zone_id: self._zone_report(stats) for zone_id, stats in self._zones.items()}
+        zones = {zone_id: self._close_zone(stats) for zone_id, stats in self._zones.items()}
         counts = {
             "type": "counts",
             "window": window,

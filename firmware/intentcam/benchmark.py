@@ -17,6 +17,7 @@ Everything is measured in one run on the same clip, frames, threads and tiling:
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import tempfile
@@ -366,6 +367,16 @@ def run_benchmark(
     if compare:
         result["compare"] = compare_detectors(settings, clip, frames, compare, progress)
     return result
+
+
+def write_report(
+    result: Any, json_out: Path | None = None, table: str = "", markdown_out: Path | None = None
+) -> None:
+    """Write a benchmark's result as JSON and its table as Markdown, where asked (``None``: not)."""
+    for path, text in ((json_out, json.dumps(result, indent=2)), (markdown_out, table + "\n")):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
 
 
 def markdown(result: dict[str, Any]) -> str:

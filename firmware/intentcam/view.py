@@ -20,7 +20,7 @@ import numpy as np
 
 from intentcam.aggregator import Aggregator
 from intentcam.analytics.heatmap import Heatmap
-from intentcam.analytics.scene import Analytics, EndedSession
+from intentcam.analytics.scene import Analytics, EndedSession, FootPoints
 from intentcam.config import AnalyticsConfig, LineConfig, Settings, ZoneConfig
 from intentcam.detect.detections import Detections
 from intentcam.models.manifest import OperatingPoint
@@ -57,10 +57,23 @@ class ViewAnalytics:
             config, lines, zones, self.heatmap, k_min=k_min, wall_origin=wall_origin
         )
 
-    def observe(self, timestamp: float, tokens: list[str], boxes: np.ndarray) -> list[Record]:
-        """One frame's tracked people; returns the records of windows this frame closed."""
+    def foot_points(self, boxes: np.ndarray) -> FootPoints:
+        """Where the people of these boxes stand, in every coordinate system the view uses."""
+        return FootPoints.of(boxes, self.scene.space)
+
+    def observe(
+        self,
+        timestamp: float,
+        tokens: list[str],
+        boxes: np.ndarray,
+        feet: FootPoints | None = None,
+    ) -> list[Record]:
+        """One frame's tracked people; returns the records of windows this frame closed.
+
+        ``feet``: :meth:`foot_points` of ``boxes``, when the caller already has them.
+        """
         records = self.aggregator.advance(timestamp)
-        events = self.scene.observe(timestamp, tokens, boxes)
+        events = self.scene.observe(timestamp, tokens, boxes, feet)
         for visit in events.visits:
             self.sentiment.visit(visit.zone, visit.dwell)
         self.aggregator.frame(events)
@@ -69,11 +82,12 @@ class ViewAnalytics:
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): summarise and queue them."""
         for ended in self.scene.end_sessions(ends):
+            for visit in ended.visits:  # the zones' dwell history first: dwell_rel uses it
+                self.sentiment.visit(visit.zone, visit.dwell)
             self.aggregator.session(ended, self._vector(ended))
 
     def _vector(self, ended: EndedSession) -> dict[str, Any] | None:
-        for visit in ended.visits:
-            self.sentiment.visit(visit.zone, visit.dwell)
+        """The session's sentiment vector; ``None`` (samples dropped) when it is not published."""
         if ended.summary is None:
             self.sentiment.forget(ended.end.token)
             return None
@@ -147,7 +161,6 @@ class CameraView:
             sessions=SessionTokens(
                 settings.tracker.max_session_s,
                 relink=RelinkSettings.from_config(settings.tracker),
-                aspect=aspect,
             ),
             analytics=ViewAnalytics(
                 settings.analytics,
@@ -195,11 +208,12 @@ class CameraView:
         started = time.perf_counter()
         tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
         ended = self.sessions.end(tracked.ended, timestamp)
-        tokens, rotated = self.sessions.assign(tracked.ids, timestamp, tracked.boxes)
+        feet = self.analytics.foot_points(tracked.boxes)  # once per frame, for tokens and analytics
+        tokens, rotated = self.sessions.assign(tracked.ids, timestamp, feet.view)
         tracked_at = time.perf_counter()
         self.analytics.end_sessions(ended + rotated)
         self._last, self._last_ts, self._last_tokens = tracked, timestamp, tokens
-        records = self.analytics.observe(timestamp, tokens, tracked.boxes)
+        records = self.analytics.observe(timestamp, tokens, tracked.boxes, feet)
         analysed_at = time.perf_counter()
         self.stage_ms = {
             "tracking": (tracked_at - started) * 1e3,

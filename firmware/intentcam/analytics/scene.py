@@ -165,11 +165,21 @@ class Analytics:
         for line in self.lines:
             line.reset()
 
-    def observe(self, timestamp: float, tokens: list[str], boxes: np.ndarray) -> FrameEvents:
-        """One frame's tracked people (normalised ``x1, y1, x2, y2`` boxes): what changed."""
+    def observe(
+        self,
+        timestamp: float,
+        tokens: list[str],
+        boxes: np.ndarray,
+        feet: FootPoints | None = None,
+    ) -> FrameEvents:
+        """One frame's tracked people (normalised ``x1, y1, x2, y2`` boxes): what changed.
+
+        ``feet`` are the boxes' foot points when the caller has already computed them.
+        """
         dt = 0.0 if self._last_ts is None else max(timestamp - self._last_ts, 0.0)
         self._last_ts = timestamp
-        feet = FootPoints.of(boxes if len(tokens) else np.zeros((0, 4)), self.space)
+        if feet is None:
+            feet = FootPoints.of(boxes if len(tokens) else np.zeros((0, 4)), self.space)
         self._last_tokens, self._last_feet = tokens, feet.image
         events = FrameEvents(timestamp, min(dt, MAX_STEP_S), tokens, feet)
         for line in self.lines:
@@ -223,21 +233,15 @@ class Analytics:
         ended = []
         for end in ends:
             # Complete the token's crossings and visits first: they belong to its summary.
-            session = self._sessions.pop(end.token, None)
+            session = self._sessions.get(end.token)
             last = session.last_time if session is not None else end.ended
-            crossings, visits = [], []
-            for line in self.lines:
-                crossing = line.end(end.token, last)
-                if crossing is not None:
-                    crossings.append(crossing)
-                    if session is not None:
-                        session.crossings.append((crossing.line, crossing.direction))
-            for zone in self.zones:
-                visit = zone.end(end.token)
-                if visit is not None:
-                    visits.append(visit)
-                    if session is not None:
-                        session.add_visit(visit.zone, visit.dwell)
+            crossings = [c for line in self.lines if (c := line.end(end.token, last)) is not None]
+            visits = [v for zone in self.zones if (v := zone.end(end.token)) is not None]
+            for crossing in crossings:
+                self._on_crossing(crossing)
+            for visit in visits:
+                self._on_visit(visit)
+            self._sessions.pop(end.token, None)
             item = EndedSession(end, crossings, visits, last=last)
             if session is not None:
                 item.started = session.started

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from intentcam.benchmark import markdown, run_benchmark
+from intentcam.benchmark import markdown, run_benchmark, write_report
 from intentcam.cli.common import add_config_option, nested, settings_from
 from intentcam.errors import UserError
 from intentcam.models import load_manifest
@@ -80,10 +79,5 @@ def run(args: argparse.Namespace) -> int:
     )
     table = markdown(result)
     print(table)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n", encoding="utf-8")
+    write_report(result, args.json, table, args.markdown)
     return 0

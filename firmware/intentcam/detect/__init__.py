@@ -12,7 +12,7 @@ from intentcam.detect.detections import Detections
 from intentcam.detect.nanodet import NanodetPersonDetector
 from intentcam.detect.selection import select_detector
 from intentcam.detect.ssd import SsdPersonDetector
-from intentcam.detect.tiled import DetectorSettings, TiledDetector
+from intentcam.detect.tiled import DetectorSettings
 from intentcam.detect.yolox import YoloxPersonDetector
 from intentcam.errors import ModelError
 from intentcam.inference.base import Model
@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DetectStats", "Detections", "DetectorSettings", "PersonDetector", "build_detector"]
 
-#: Builds a detector of one family from its loaded model, labels, settings and target label.
-Factory = Callable[[Model, list[str], DetectorSettings, str], PersonDetector]
+#: Builds a detector of one family from its loaded model, labels, settings, target label and
+#: why this model was selected.
+Factory = Callable[[Model, list[str], DetectorSettings, str, str], PersonDetector]
 
 #: Manifest ``family`` -> the detector class that decodes it.
 FAMILIES: dict[str, Factory] = {
@@ -58,13 +59,8 @@ def build_detector(
     )
     target = spec.labels.target if spec.labels and spec.labels.target else "person"
     assert spec.operating_point is not None  # the manifest requires one for detectors
-    full_frame = getattr(factory, "FULL_FRAME", True)
-    detector_settings = DetectorSettings.from_config(
-        settings.detector, spec.operating_point, full_frame
-    )
-    detector = factory(model, labels, detector_settings, target)
-    if isinstance(detector, TiledDetector):
-        detector.selection = selection.reason
+    detector_settings = DetectorSettings.from_config(settings.detector, spec.operating_point)
+    detector = factory(model, labels, detector_settings, target, selection.reason)
     log.info("person detector %s (%s)", spec.id, selection.reason)
     return detector
 

@@ -32,15 +32,13 @@ class DetectorSettings:
     tiling: str
     tile_overlap: float
     nms_iou: float
-    #: Add a whole-frame pass to multi-tile layouts (see tiling.tile_rects).
-    tile_full_frame: bool
+    #: Add a whole-frame pass to multi-tile layouts (see tiling.tile_rects); ``None``: the
+    #: detector family's default (:attr:`TiledDetector.FULL_FRAME`).
+    tile_full_frame: bool | None
 
     @classmethod
-    def from_config(
-        cls, config: DetectorConfig, point: OperatingPoint, full_frame: bool = True
-    ) -> DetectorSettings:
-        """The settings of ``[detector]``: an unset score threshold is the model's ``point``,
-        an unset ``tile_full_frame`` the family's ``full_frame``."""
+    def from_config(cls, config: DetectorConfig, point: OperatingPoint) -> DetectorSettings:
+        """The settings of ``[detector]``; an unset score threshold is the model's ``point``."""
         return cls(
             score_threshold=config.score_threshold
             if config.score_threshold is not None
@@ -49,9 +47,7 @@ class DetectorSettings:
             tiling=config.tiling,
             tile_overlap=config.tile_overlap,
             nms_iou=config.nms_iou,
-            tile_full_frame=full_frame
-            if config.tile_full_frame is None
-            else config.tile_full_frame,
+            tile_full_frame=config.tile_full_frame,
         )
 
 
@@ -68,9 +64,9 @@ class TiledDetector:
     labels: list[str]
     settings: DetectorSettings
     target_label: str = "person"
-    last: DetectStats = field(default_factory=DetectStats)
     #: Why this model runs (``detector.model``, or what ``auto`` found): logs, status, health.
     selection: str = ""
+    last: DetectStats = field(default_factory=DetectStats)
     _class_id: int = field(init=False)
     _layouts: dict[tuple[int, int], tuple[str, np.ndarray]] = field(
         init=False, default_factory=dict
@@ -110,16 +106,11 @@ class TiledDetector:
                 layout = choose_layout(
                     width, height, min(self.model.input_size), self.settings.tile_overlap
                 )
-            self._layouts[key] = (
-                layout,
-                tile_rects(
-                    width,
-                    height,
-                    layout,
-                    self.settings.tile_overlap,
-                    self.settings.tile_full_frame,
-                ),
-            )
+            full_frame = self.settings.tile_full_frame
+            if full_frame is None:
+                full_frame = self.FULL_FRAME
+            rects = tile_rects(width, height, layout, self.settings.tile_overlap, full_frame)
+            self._layouts[key] = (layout, rects)
         return self._layouts[key]
 
     def detect(self, image: np.ndarray, min_score: float | None = None) -> Detections:

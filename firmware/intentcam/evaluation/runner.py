@@ -81,7 +81,8 @@ def run_ours(
     """Our tracker and session tokens, as the daemon runs them: one id per token, so a track
     re-linked across a break (``relink``) is one identity here too."""
     tracker = ByteTracker(settings, aspect=aspect)
-    tokens = SessionTokens(relink=relink, aspect=aspect)
+    tokens = SessionTokens(relink=relink)
+    to_view = np.array([aspect, 1.0])
     numbers: dict[str, int] = {}
     rows: TrackRows = []
     started = time.perf_counter()
@@ -89,7 +90,8 @@ def run_ours(
         now = number / fps
         tracked = tracker.update(detections.boxes, detections.scores, now)
         tokens.end(tracked.ended, now)
-        assigned, _ = tokens.assign(tracked.ids, now, tracked.boxes)
+        feet = foot_points(tracked.boxes) * to_view if len(tracked.ids) else None
+        assigned, _ = tokens.assign(tracked.ids, now, feet)
         ids = np.array([numbers.setdefault(t, len(numbers) + 1) for t in assigned], dtype=np.int64)
         # The matched detection boxes, as the peer reports them: a like-for-like comparison.
         rows.append((number, ids, tracked.detection_boxes.astype(np.float64)))

@@ -37,13 +37,11 @@ def discover(paths: list[Path]) -> list[tuple[Kind, Path]]:
         if kind is not None:
             found.append((kind, path))
             continue
-        children = [
-            (k, child)
-            for child in sorted(path.iterdir())
-            if child.is_dir()
-            for k in [_kind(child)]
-            if k is not None
-        ]
+        children = []
+        for child in sorted(path.iterdir()):
+            child_kind = _kind(child) if child.is_dir() else None
+            if child_kind is not None:
+                children.append((child_kind, child))
         if not children:
             raise UserError(
                 f"{path}: no seqinfo.ini (expected a MOTChallenge-style folder, a counting "

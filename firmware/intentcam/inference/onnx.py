@@ -55,7 +55,6 @@ class OnnxModel:
     version: str
     _encoder: InputEncoder = field(init=False)
     _input_name: str = field(init=False)
-    _names: list[str] = field(init=False)
     _index: dict[str, int] = field(init=False)
     _results: list[np.ndarray] = field(init=False, default_factory=list)
 
@@ -73,7 +72,6 @@ class OnnxModel:
             {"name": o.name, "shape": tuple(int(v) for v in o.shape), "index": i}
             for i, o in enumerate(self.session.get_outputs())
         ]
-        self._names = [o["name"] for o in outputs]
         self._index = map_outputs(self.spec.outputs, outputs)
 
     @property

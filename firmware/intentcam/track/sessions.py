@@ -66,9 +66,7 @@ class SessionTokens:
     token_factory: Callable[[], str] = new_token
     #: ``None``: every ended track ends its session at once.
     relink: RelinkSettings | None = None
-    #: Frame width / height, so distances are in frame heights in both directions.
-    aspect: float = 1.0
-    #: Tokens handed to a new track instead of a fresh one (for the health report).
+    #: Tokens handed to a new track instead of a fresh one, since start.
     relinked: int = 0
     _live: dict[int, _Session] = field(default_factory=dict)
     #: Sessions whose track ended; each may still continue with a new track.
@@ -77,17 +75,14 @@ class SessionTokens:
     def __len__(self) -> int:
         return len(self._live) + len(self._parked)
 
-    def _feet(self, boxes: np.ndarray | None, count: int) -> np.ndarray:
-        if boxes is None or len(boxes) == 0:
-            return np.zeros((count, 2))
-        return np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2 * self.aspect, boxes[:, 3]])
-
     def assign(
-        self, ids: np.ndarray, now: float, boxes: np.ndarray | None = None
+        self, ids: np.ndarray, now: float, feet: np.ndarray | None = None
     ) -> tuple[list[str], list[SessionEnd]]:
-        """Tokens for this frame's track ids and their normalised boxes (new ones drawn or
-        re-linked, old ones rotated when too long); returns the tokens and rotated sessions."""
-        feet = self._feet(boxes, len(ids))
+        """Tokens for this frame's track ids (new ones drawn or re-linked, old ones rotated when
+        too long); returns the tokens and rotated sessions. ``feet`` are the tracks' foot points
+        in frame heights (x scaled by the aspect ratio), for re-linking."""
+        if feet is None:
+            feet = np.zeros((len(ids), 2))
         tokens, ended = [], []
         present = set(ids.tolist())
         for index, track_id in enumerate(ids.tolist()):
