@@ -380,6 +380,57 @@ class PathsConfig(_Section):
         return self.model_dir if self.model_dir is not None else self.state_dir / "models"
 
 
+class OtaConfig(_Section):
+    """Model updates: trusted keys, the store's bounds, probation, and the hawkBit DDI server."""
+
+    #: Ed25519 public keys (``*.pub``, PEM) a bundle's signature must match one of.
+    trusted_keys_dir: Path = Path("/etc/intentcam/ota-keys")
+    #: Older committed versions kept for rollback (the loaded one is never deleted).
+    keep_versions: int = Field(default=2, ge=1, le=20)
+    max_bundle_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    #: Free space that must remain in the state dir after unpacking a bundle.
+    min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    download_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    download_retries: int = Field(default=5, ge=0, le=100)
+    #: How long a hot-swapped model runs on the live camera before it is committed.
+    probation_s: float = Field(default=120.0, ge=1, le=86400)
+    #: Probation fails below this share of the previous model's frame rate ...
+    min_fps_ratio: float = Field(default=0.5, gt=0, le=1)
+    #: ... or of its people per frame (checked when the previous model saw people at all).
+    min_detection_ratio: float = Field(default=0.5, ge=0, le=1)
+    #: hawkBit / gooseBit server (``https://host:port``); unset: no polling.
+    server_url: str | None = Field(default=None, pattern=r"^https?://")
+    tenant: str = Field(default="DEFAULT", pattern=IDENTIFIER_PATTERN)
+    #: The device's controller id on the server; default: ``device.id``.
+    controller_id: str | None = Field(default=None, pattern=IDENTIFIER_PATTERN)
+    #: hawkBit target token (best from the environment: INTENTCAM_OTA__AUTH_TOKEN) or a file.
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Poll interval when the server does not say; the server's ``sleep`` wins otherwise.
+    poll_interval_s: float = Field(default=300.0, ge=1, le=86400)
+    hw_boardname: str = Field(default="intentcam", pattern=IDENTIFIER_PATTERN)
+    hw_revision: str = Field(default="1", pattern=IDENTIFIER_PATTERN)
+
+    def read_token(self) -> str | None:
+        """The DDI target token from ``auth_token`` or ``auth_token_file`` (never logged)."""
+        if self.auth_token is not None:
+            return self.auth_token.get_secret_value()
+        if self.auth_token_file is not None:
+            try:
+                return self.auth_token_file.read_text(encoding="utf-8").split()[0]
+            except (OSError, IndexError) as exc:
+                raise ConfigError(
+                    [
+                        f"ota.auth_token_file: cannot read {self.auth_token_file} "
+                        f"({getattr(exc, 'strerror', None) or 'empty file'})"
+                    ]
+                ) from None
+        return None
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -408,6 +459,7 @@ class Settings(BaseSettings):
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
+    ota: OtaConfig = Field(default_factory=OtaConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
@@ -509,6 +561,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     if settings.mqtt.password is not None:
         data["mqtt"]["password"] = "***"
+    if settings.ota.auth_token is not None:
+        data["ota"]["auth_token"] = "***"
     return data
 
 

@@ -18,8 +18,14 @@ from intentcam.capture import open_source
 from intentcam.config import Settings
 from intentcam.control import ControlPlane, GeometryStore, Reply
 from intentcam.control.geometry_store import Geometry
-from intentcam.detect import build_detector
+from intentcam.detect import PersonDetector
+from intentcam.ota.agent import OtaAgent
+from intentcam.ota.ddi import DdiClient
+from intentcam.ota.download import Download
+from intentcam.ota.install import Installer, store_of
+from intentcam.ota.startup import load_active
 from intentcam.pipeline import build_pipeline
+from intentcam.service.lock import DaemonLock
 from intentcam.service.notify import Notifier
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import HealthMonitor
@@ -44,7 +50,14 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.notifier = notifier or Notifier.from_environment()
-        detector = build_detector(settings)
+        self.lock = DaemonLock.acquire(settings.paths.state_dir)
+        self.installer = Installer(settings, store_of(settings))
+        active = load_active(self.installer)
+        detector = active.detector
+        self.degraded = active.degraded
+        self._rolled_back = active.rolled_back
+        if self.degraded:
+            log.error("running degraded: %s", self.degraded)
         self.models = [detector.describe()]
         self.store = GeometryStore(settings.paths.state_dir)
         stored = self.store.load()
@@ -65,6 +78,7 @@ class Daemon:
             max_bytes=settings.telemetry.max_command_bytes,
             apply_geometry=self._apply_geometry,
             reset_counters=self._reset_counters,
+            ota_install=self._ota_install,
         )
         self.telemetry = Telemetry(
             settings,
@@ -72,7 +86,20 @@ class Daemon:
             models=lambda: self.models,
             occupancy=self._occupancy,
             on_command=self.control.handle,
+            degraded=lambda: self.degraded,
+            ota=lambda: self.ota.body or None,
         )
+        self.ota = OtaAgent(
+            self.installer,
+            publish=self.telemetry.publish_ota,
+            swap=self._swap_detector,
+            heartbeat=lambda: (self.pipeline.heartbeat.frames, self.pipeline.heartbeat.people),
+            loaded=active.installed,
+        )
+        self.installer.report = self.ota.report
+        if active.in_trial and active.installed is not None:
+            detector = self.ota.start_trial(detector, active.installed)
+        self.ddi = DdiClient.from_settings(settings, self.ota) if settings.ota.server_url else None
         self.source = open_source(settings.camera)
         self.health = HealthMonitor()
         self.pipeline = build_pipeline(
@@ -97,14 +124,24 @@ class Daemon:
             self.models[0]["reason"],
         )
         self.telemetry.start()
+        if not self.ota.body:
+            if self._rolled_back:
+                self.ota.report("rolled_back", {"reason": self._rolled_back})
+            else:
+                self.ota.report("idle", {"reason": self.degraded})
+        if self.ddi is not None:
+            self.ddi.start()
         try:
             # The pipeline flushes the partial window on the way out.
             return self.pipeline.run(stop, max_frames=max_frames)
         finally:
+            if self.ddi is not None:
+                self.ddi.stop()
             self.notifier.stopping()
             self.source.close()
             self.telemetry.stop()
             self.telemetry.close()
+            self.lock.release()
 
     # --- control plane (frame-loop thread) ----------------------------------------------------
 
@@ -124,6 +161,18 @@ class Daemon:
         if self.pipeline.view is not None:
             self.pipeline.view.reset_counters()
 
+    def _ota_install(self, url: str, sha256: str) -> str | None:
+        return self.ota.request_install(Download(url, sha256))
+
+    def _swap_detector(self, detector: PersonDetector) -> None:
+        """Between two frames (frame-loop thread): the next frame runs ``detector``."""
+        self.pipeline.detector = detector
+        if self.pipeline.view is not None:
+            self.pipeline.view.recalibrate(self.settings.tracker, detector.operating_point)
+        self.models = [detector.describe()]
+        self.degraded = None
+        self.telemetry.publish_status()
+
     def _occupancy(self) -> dict[str, Any]:
         view = self.pipeline.view
         if view is None:
@@ -134,6 +183,7 @@ class Daemon:
 
     def _tick(self) -> None:
         self.control.apply_pending()
+        self.ota.tick(self.pipeline.detector)
         heartbeat = self.pipeline.heartbeat
         if heartbeat.frames and not self.notifier.ready:
             self.notifier.notify_ready(f"first frame processed; {self.models[0]['reason']}")

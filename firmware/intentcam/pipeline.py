@@ -18,13 +18,15 @@ from intentcam.capture.frame import Frame, FrameSource
 from intentcam.config import Settings
 from intentcam.detect import PersonDetector, build_detector
 from intentcam.detect.detections import Detections
+from intentcam.models.manifest import OperatingPoint
 from intentcam.scheduler import MotionGate, MotionGateSettings
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import StageTimings
 from intentcam.view import CameraView
 
-#: Builds the camera view once the first frame tells the aspect ratio (width / height).
-ViewFactory = Callable[[float], CameraView]
+#: Builds the camera view once the first frame tells the aspect ratio (width / height), for the
+#: operating point of the detector running then (an OTA swap may have changed it).
+ViewFactory = Callable[[float, OperatingPoint], CameraView]
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,12 @@ class Heartbeat:
 
     frames: int = 0
     last_progress: float = 0.0
+    #: People counted over all frames (what OTA probation compares models by).
+    people: int = 0
 
-    def beat(self, now: float) -> None:
+    def beat(self, now: float, people: int = 0) -> None:
         self.frames += 1
+        self.people += people
         self.last_progress = now
 
 
@@ -136,7 +141,7 @@ class Pipeline:
                 run_origin = frame.timestamp
             if self.view is None:
                 width, height = frame.size
-                self.view = self.view_factory(width / height)
+                self.view = self.view_factory(width / height, self.detector.operating_point)
             view = self.view
             if self._must_detect(frame, view):
                 detections = self.detector.detect(frame.image, min_score=view.low_score)
@@ -160,7 +165,7 @@ class Pipeline:
             stats.window_people += people
             stats.invokes += invokes
             now = self.clock()
-            self.heartbeat.beat(now)
+            self.heartbeat.beat(now, people)
             if now - stats.window_started >= self.report_every_s:
                 self._report(stats, now)
             self._respect_fps_cap(started, stop)
@@ -249,11 +254,10 @@ def build_pipeline(
     gate_on = settings.motion_gate.enabled if gated is None else gated
     gate = MotionGate(MotionGateSettings.from_config(settings.motion_gate)) if gate_on else None
     detector = detector or build_detector(settings)
-    point = detector.operating_point
     return Pipeline(
         source,
         detector,
-        lambda aspect: CameraView.from_settings(settings, aspect, point),
+        lambda aspect, point: CameraView.from_settings(settings, aspect, point),
         sink,
         fps_cap=settings.camera.fps_cap,
         report_every_s=report_every_s,

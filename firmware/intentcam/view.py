@@ -21,7 +21,7 @@ import numpy as np
 from intentcam.aggregator import Aggregator
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics, EndedSession, FootPoints
-from intentcam.config import AnalyticsConfig, LineConfig, Settings, ZoneConfig
+from intentcam.config import AnalyticsConfig, LineConfig, Settings, TrackerConfig, ZoneConfig
 from intentcam.detect.detections import Detections
 from intentcam.models.manifest import OperatingPoint
 from intentcam.records import Record, SessionEnd
@@ -173,6 +173,11 @@ class CameraView:
             ),
             faces=build_face_analyzer(settings),
         )
+
+    def recalibrate(self, config: TrackerConfig, point: OperatingPoint) -> None:
+        """Follow a swapped detector: its operating point sets the association thresholds.
+        Tracks, tokens and windows carry on."""
+        self.tracker.settings = TrackerSettings.from_config(config, point)
 
     @property
     def low_score(self) -> float:

@@ -15,6 +15,7 @@ from intentcam.cli import (
     eval_cmd,
     faces_cmd,
     models_cmd,
+    ota_cmd,
     run_cmd,
     tail_cmd,
 )
@@ -22,7 +23,17 @@ from intentcam.errors import UserError
 
 log = logging.getLogger("intentcam")
 
-COMMANDS = (run_cmd, check_cmd, detect_cmd, faces_cmd, eval_cmd, tail_cmd, bench_cmd, models_cmd)
+COMMANDS = (
+    run_cmd,
+    check_cmd,
+    detect_cmd,
+    faces_cmd,
+    eval_cmd,
+    tail_cmd,
+    bench_cmd,
+    models_cmd,
+    ota_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

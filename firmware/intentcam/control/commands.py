@@ -7,6 +7,7 @@
 | ``set_zones``    | ``{"lines": [...], "zones": [...]}`` (both required)  | validated, saved atomically to the state dir, applied live |
 | ``reset_counters`` | ``{}`` or empty                                     | line totals and store occupancy to 0 |
 | ``reload``       | ``{}`` or empty                                       | re-reads config file and zones; applies lines, zones, log level; names what needs a restart |
+| ``ota_install``  | ``{"url": "https://...", "sha256": "<64 hex>"}``      | downloads, verifies, self-tests and hot-swaps a model bundle; progress on the retained ``ota`` topic |
 
 Anything else gets ``ok: false`` and an ``error`` naming the problem (unknown command, payload too
 large, not UTF-8, invalid JSON, not an object, unknown or mistyped field) and changes nothing.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +32,12 @@ from intentcam.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("ping", "get_config", "set_zones", "reset_counters", "reload")
+COMMANDS = ("ping", "get_config", "set_zones", "reset_counters", "reload", "ota_install")
+#: Commands whose payload has fields of its own (the others take none).
+WITH_FIELDS = ("set_zones", "ota_install")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+#: Starts an install: (url, sha256) -> why it cannot start, or None.
+OtaInstall = Callable[[str, str], "str | None"]
 #: Sections whose changes ``reload`` applies live; any other change needs a restart.
 LIVE_SECTIONS = {"lines", "zones", "logging"}
 
@@ -72,6 +79,8 @@ class ControlPlane:
     #: Receives new geometry / reset requests on the frame-loop thread.
     apply_geometry: Callable[[Geometry], None] = lambda geometry: None
     reset_counters: Callable[[], None] = lambda: None
+    #: Starts a model update; ``None`` when the daemon has no OTA agent.
+    ota_install: OtaInstall | None = None
     started: float = field(default_factory=time.monotonic)
     _queue: queue.Queue[tuple[str, Any, Reply]] = field(default_factory=queue.Queue)
 
@@ -111,6 +120,8 @@ class ControlPlane:
                 self._reply(context, error=f"invalid set_zones: {invalid}")
                 return
             self._queue.put(("set_zones", geometry, context))
+        elif name == "ota_install":
+            self._ota_install(data, context)
         else:
             self._queue.put((name, None, context))
 
@@ -138,11 +149,29 @@ class ControlPlane:
             isinstance(request_id, bool) or not isinstance(request_id, (str, int))
         ):
             raise _Invalid("id must be a string or an integer")
-        if name != "set_zones" and data:
+        if name not in WITH_FIELDS and data:
             raise _Invalid(
                 f"unknown field(s) for {name}: {', '.join(sorted(map(str, data)))[:200]}"
             )
         return request_id, data
+
+    def _ota_install(self, data: dict[str, Any], context: Reply) -> None:
+        url, sha256 = data.pop("url", None), data.pop("sha256", None)
+        error: str | None = None
+        if data:
+            error = f"unknown field(s) for ota_install: {', '.join(sorted(map(str, data)))[:200]}"
+        elif not isinstance(url, str) or not re.match(r"^https?://[^\s]{1,2000}$", url):
+            error = "ota_install needs url: an http:// or https:// address of the bundle"
+        elif not isinstance(sha256, str) or not SHA256_HEX.match(sha256):
+            error = "ota_install needs sha256: the bundle's sha256 as 64 lowercase hex digits"
+        elif self.ota_install is None:
+            error = "this daemon has no OTA agent"
+        else:
+            error = self.ota_install(url, sha256)
+        if error:
+            self._reply(context, error=error)
+        else:
+            self._reply(context, result={"accepted": True, "state": "downloading"})
 
     def _reply(self, context: Reply, *, result: Any = None, error: str | None = None) -> None:
         reply = Reply(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from intentcam.config import Settings
 from intentcam.detect import nanodet, ssd, yolox
@@ -23,7 +24,14 @@ from intentcam.models.store import verified_labels
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectStats", "Detections", "DetectorSettings", "PersonDetector", "build_detector"]
+__all__ = [
+    "DetectStats",
+    "Detections",
+    "DetectorSettings",
+    "PersonDetector",
+    "build_detector",
+    "detector_from_spec",
+]
 
 #: Builds a detector of one family from its loaded model, labels, settings, target label and
 #: why this model was selected.
@@ -48,11 +56,31 @@ def build_detector(
     manifest = manifest or load_manifest(settings.paths.manifest)
     selection = select_detector(settings, manifest, runtime)
     spec = selection.spec
-    factory = _factory_for(spec)
+    _factory_for(spec)  # a wrong role or family is reported before the labels are read
     labels = verified_labels(manifest, spec)
+    return detector_from_spec(
+        spec, settings.paths.models, labels, settings, selection.reason, runtime=runtime
+    )
+
+
+def detector_from_spec(
+    spec: ModelSpec,
+    model_dir: Path,
+    labels: list[str],
+    settings: Settings,
+    reason: str,
+    *,
+    runtime: Runtime | None = None,
+) -> PersonDetector:
+    """A person detector for one model entry whose files are in ``model_dir``.
+
+    Used for the packaged models and for OTA bundles, whose entries come from a signed bundle
+    manifest and whose files live in the artifact store.
+    """
+    factory = _factory_for(spec)
     model = load_model(
         spec,
-        settings.paths.models,
+        model_dir,
         threads=settings.detector.threads,
         delegate=settings.detector.delegate,
         runtime=runtime,
@@ -60,8 +88,8 @@ def build_detector(
     target = spec.labels.target if spec.labels and spec.labels.target else "person"
     assert spec.operating_point is not None  # the manifest requires one for detectors
     detector_settings = DetectorSettings.from_config(settings.detector, spec.operating_point)
-    detector = factory(model, labels, detector_settings, target, selection.reason)
-    log.info("person detector %s (%s)", spec.id, selection.reason)
+    detector = factory(model, labels, detector_settings, target, reason)
+    log.info("person detector %s (%s)", spec.id, reason)
     return detector
 
 

@@ -115,15 +115,19 @@ def verified_model_path(
 
 def verified_labels(manifest: Manifest, spec: ModelSpec) -> list[str]:
     """The labels file of a model, one label per line, hash-checked like the model."""
-    path = manifest.labels_path(spec)
     assert spec.labels is not None
+    return labels_at(manifest.labels_path(spec), spec.labels.sha256, spec.id)
+
+
+def labels_at(path: Path, sha256: str, model_id: str) -> list[str]:
+    """The labels in ``path`` if its hash is ``sha256``; otherwise a one-line :class:`ModelError`."""
     if not path.is_file():
-        raise ModelError(f"model {spec.id!r}: labels file {path} not found")
+        raise ModelError(f"model {model_id!r}: labels file {path} not found")
     actual = sha256_of(path)
-    if actual != spec.labels.sha256:
+    if actual != sha256:
         raise ModelError(
-            f"model {spec.id!r}: labels {path} sha256 {actual} does not match the manifest's"
-            f" {spec.labels.sha256}"
+            f"model {model_id!r}: labels {path} sha256 {actual} does not match the manifest's"
+            f" {sha256}"
         )
     return path.read_text(encoding="utf-8").splitlines()
 

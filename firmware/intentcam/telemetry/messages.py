@@ -25,7 +25,7 @@ from intentcam.records import iso
 SCHEMA_VERSION = 1
 #: Message types that go through the spool, with their QoS.
 SPOOLED = {"counts": 1, "heatmap": 1, "sessions": 1}
-MESSAGE_TYPES = ("counts", "heatmap", "sessions", "health", "status", "reply")
+MESSAGE_TYPES = ("counts", "heatmap", "sessions", "health", "status", "reply", "ota")
 HEATMAP_SCALE = 0.1  # heatmap cells are sent in tenths of a track-second
 
 
@@ -102,19 +102,29 @@ def body_of(record: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-@cache
-def validator(message_type: str) -> Any:
-    """A jsonschema validator for one message type (schemas ship in telemetry/schemas)."""
-    from jsonschema import Draft202012Validator, FormatChecker
-
+def _schema(message_type: str) -> dict[str, Any]:
     text = (
         resources.files("intentcam.telemetry")
         .joinpath(f"schemas/{message_type}.schema.json")
         .read_text(encoding="utf-8")
     )
-    schema = json.loads(text)
+    return dict(json.loads(text))
+
+
+@cache
+def validator(message_type: str) -> Any:
+    """A jsonschema validator for one message type (schemas ship in telemetry/schemas; they may
+    refer to each other by file name, as ``status`` does to ``ota``)."""
+    from jsonschema import Draft202012Validator, FormatChecker
+    from referencing import Registry, Resource
+
+    schemas = {name: _schema(name) for name in MESSAGE_TYPES}
+    registry: Registry[Any] = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
+    )
+    schema = schemas[message_type]
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    return Draft202012Validator(schema, registry=registry, format_checker=FormatChecker())
 
 
 def validation_errors(message: Any) -> list[str]:

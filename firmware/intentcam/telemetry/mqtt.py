@@ -120,8 +120,12 @@ class MqttLink:
         on_command: CommandHandler | None = None,
         client_id: str | None = None,
         rng: random.Random | None = None,
+        retained: Callable[[], list[tuple[str, bytes]]] = list,
     ) -> None:
         self.config = config
+        #: Other retained messages republished on every connect (the latest ``ota`` state), so
+        #: one published while the link was down is not lost.
+        self._retained = retained
         self.topics = topics
         self.spool = spool
         self._birth = birth
@@ -253,6 +257,8 @@ class MqttLink:
         client.subscribe(self.topics.commands, qos=1)
         birth = encode(self._birth())
         client.publish(self.topics.of("status"), birth, qos=1, retain=True)
+        for topic, payload in self._retained():
+            client.publish(topic, payload, qos=1, retain=True)
         self._connected.set()
 
     def _handle_disconnect(

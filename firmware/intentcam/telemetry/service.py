@@ -49,6 +49,8 @@ class Telemetry:
         models: Callable[[], list[dict[str, str]]] = list,
         occupancy: Callable[[], dict[str, Any]] | None = None,
         on_command: CommandHandler | None = None,
+        degraded: Callable[[], str | None] = lambda: None,
+        ota: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.forward = forward
@@ -61,8 +63,12 @@ class Telemetry:
         )
         self._models = models
         self._occupancy = occupancy or (lambda: {"people": 0, "store": 0, "zones": {}})
+        self._degraded = degraded
+        self._ota = ota
         self._status_seq = _Counter()
         self._health_seq = _Counter()
+        self._ota_seq = _Counter()
+        self._last_ota: bytes | None = None
         self.link: MqttLink | None = None
         if settings.mqtt.host:
             self.link = MqttLink(
@@ -72,6 +78,7 @@ class Telemetry:
                 birth=self._birth,
                 last_will=self._status("offline", seq=None),
                 on_command=on_command,
+                retained=self._retained,
             )
 
     # --- sink ------------------------------------------------------------------------------
@@ -102,16 +109,25 @@ class Telemetry:
     def _status(self, state: str, seq: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"state": state}
         if state == "online":
+            reason = self._degraded()
+            if reason:
+                body.update(state="degraded", reason=reason)
             body.update(
                 firmware=__version__,
                 models=self._models(),
                 config_hash=config_hash(self.settings),
                 occupancy=self._occupancy(),
             )
+            ota = self._ota()
+            if ota is not None:
+                body["ota"] = ota
         message = envelope("status", self.device, self.site, body, seq)
         if seq is None:  # the last will is fixed at connect time: no seq, no timestamp
             message.pop("ts", None)
         return message
+
+    def _retained(self) -> list[tuple[str, bytes]]:
+        return [(self.topics.of("ota"), self._last_ota)] if self._last_ota is not None else []
 
     def _birth(self) -> dict[str, Any]:
         return self._status("online", self._status_seq.next())
@@ -134,6 +150,27 @@ class Telemetry:
             command[:64].replace("/", "_").replace("+", "_").replace("#", "_")
         )
         self.link.send_direct(Direct(topic, line.encode("utf-8"), qos=1, correlation=correlation))
+
+    def publish_status(self) -> None:
+        """Publish the current status again (retained): after a model swap or rollback."""
+        message = self._birth()
+        line = encode_text(message)
+        self.forward.write(message, line)
+        if self.link is not None:
+            self.link.send_direct(
+                Direct(self.topics.of("status"), line.encode("utf-8"), qos=1, retain=True)
+            )
+
+    def publish_ota(self, body: dict[str, Any]) -> None:
+        """The OTA state on the retained ``ota`` topic (and to the local sink)."""
+        message = envelope("ota", self.device, self.site, body, self._ota_seq.next())
+        line = encode_text(message)
+        self._last_ota = line.encode("utf-8")
+        self.forward.write(message, line)
+        if self.link is not None:
+            self.link.send_direct(
+                Direct(self.topics.of("ota"), line.encode("utf-8"), qos=1, retain=True)
+            )
 
     def publish_health(self, body: dict[str, Any]) -> None:
         message = envelope("health", self.device, self.site, body, self._health_seq.next())

@@ -1,0 +1,367 @@
+"""OTA in the running daemon: install in the background, hot swap between two frames, probation.
+
+A request (MQTT ``ota_install``, the hawkBit DDI client, or ``intentcam ota install`` through the
+inbox folder) runs download, verify, anti-downgrade, unpack, self-test and model loading on a
+worker thread while the camera keeps running. The frame loop then swaps the detector between two
+frames (:meth:`OtaAgent.tick`): tracks, sessions, windows and ``seq`` continue. The new model is
+on probation for ``ota.probation_s`` seconds against the previous model's frame rate and people
+per frame, with any exception from it caught; it is committed, or the previous detector (still
+in memory) is swapped back and the version rolled back, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from intentcam.detect import PersonDetector
+from intentcam.detect.base import DetectStats
+from intentcam.detect.detections import Detections
+from intentcam.models.manifest import OperatingPoint
+from intentcam.ota.bundle import BundleError
+from intentcam.ota.download import Download
+from intentcam.ota.install import Installer, Prepared
+from intentcam.ota.store import Installed, atomic_write, describe
+from intentcam.records import iso
+
+log = logging.getLogger(__name__)
+
+INBOX = "ota-inbox"
+STATUS_FILE = "ota-status.json"
+#: Called with ``(ok, reason)`` when a request ends (committed, or refused / rolled back).
+Done = Callable[[bool, str], None]
+
+
+class GuardedDetector:
+    """A detector on probation: any exception is caught, counted and turned into no detections."""
+
+    def __init__(self, inner: PersonDetector) -> None:
+        self.inner = inner
+        self.error: str | None = None
+
+    def detect(self, image: Any, min_score: float | None = None) -> Detections:
+        try:
+            return self.inner.detect(image, min_score=min_score)
+        except Exception as exc:  # noqa: BLE001 - the new model failing is what probation catches
+            if self.error is None:
+                self.error = f"detector raised {type(exc).__name__}: {exc}"
+            return Detections.empty()
+
+    @property
+    def last(self) -> DetectStats:
+        return self.inner.last
+
+    @property
+    def score_threshold(self) -> float:
+        return self.inner.score_threshold
+
+    @property
+    def operating_point(self) -> OperatingPoint:
+        return self.inner.operating_point
+
+    def describe(self) -> dict[str, str]:
+        return self.inner.describe()
+
+
+@dataclass
+class Sample:
+    at: float
+    frames: int
+    people: int
+
+
+@dataclass
+class Probation:
+    """A swapped-in model under watch, and what to go back to."""
+
+    prepared: Prepared | None
+    installed: Installed
+    previous: PersonDetector | None
+    guard: GuardedDetector
+    started: Sample
+    baseline_fps: float | None
+    baseline_rate: float | None
+    done: Done | None
+    swap_ms: float = 0.0
+
+
+@dataclass
+class Request:
+    job: Download | None
+    done: Done | None
+    #: ``install`` or ``rollback``.
+    action: str = "install"
+
+
+@dataclass
+class OtaAgent:
+    """See the module docstring. ``publish`` sends the ``ota`` body (retained topic)."""
+
+    installer: Installer
+    publish: Callable[[dict[str, Any]], None]
+    #: Swaps the detector in the frame loop: (new detector, its operating point) -> None.
+    swap: Callable[[PersonDetector], None]
+    #: Current heartbeat (frames processed, people seen) of the frame loop.
+    heartbeat: Callable[[], tuple[int, int]]
+    loaded: Installed | None = None
+    clock: Callable[[], float] = time.monotonic
+    body: dict[str, Any] = field(default_factory=dict)
+    probation: Probation | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _busy: bool = False
+    _ready: tuple[Prepared, Done | None] | None = None
+    _samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=4096))
+    _next_inbox: float = 0.0
+
+    @property
+    def settings(self) -> Any:
+        return self.installer.settings
+
+    @property
+    def inbox(self) -> Path:
+        return self.installer.store.root / INBOX
+
+    # --- state ------------------------------------------------------------------------------
+
+    def report(self, state: str, details: dict[str, Any]) -> None:
+        """Publish a state (retained ``ota`` topic) and keep it for ``status`` and the CLI."""
+        ota_state = self.installer.store.load_state()
+        body: dict[str, Any] = {
+            "state": state,
+            "current": describe(self.loaded),
+            "committed": describe(ota_state.committed),
+            "trial": describe(ota_state.trial),
+            "previous": [describe(item) for item in ota_state.previous],
+            "serial": ota_state.serials.get("person_detector", 0),
+            "changed": iso(time.time()),
+        }
+        body.update({key: value for key, value in details.items() if value is not None})
+        self.body = body
+        log.info(
+            "ota: %s%s",
+            state,
+            "".join(f" {key}={value}" for key, value in details.items() if value is not None),
+        )
+        try:
+            atomic_write(self.installer.store.root / STATUS_FILE, json.dumps(body).encode())
+        except OSError as exc:
+            log.warning("ota: cannot write %s: %s", STATUS_FILE, exc)
+        self.publish(body)
+
+    # --- requests (any thread) --------------------------------------------------------------
+
+    def request_install(self, job: Download, done: Done | None = None) -> str | None:
+        """Start an install in the background; the reason it cannot start, or ``None``."""
+        with self._lock:
+            if self._busy or self.probation is not None or self._ready is not None:
+                return "another update is in progress"
+            self._busy = True
+        threading.Thread(
+            target=self._prepare, args=(job, done), name="ota-install", daemon=True
+        ).start()
+        return None
+
+    def _prepare(self, job: Download, done: Done | None) -> None:
+        try:
+            prepared = self.installer.prepare(job)
+        except BundleError as exc:
+            self._fail(exc.step, exc.reason, done)
+            return
+        except Exception as exc:  # noqa: BLE001 - the daemon must survive any bad update
+            log.exception("ota: install failed")
+            self._fail("install", f"{type(exc).__name__}: {exc}", done)
+            return
+        with self._lock:
+            self._ready = (prepared, done)
+
+    def _fail(self, step: str, reason: str, done: Done | None) -> None:
+        self.report("failed", {"step": step, "reason": reason})
+        with self._lock:
+            self._busy = False
+        if done is not None:
+            done(False, f"{step}: {reason}")
+
+    # --- frame-loop thread ------------------------------------------------------------------
+
+    def tick(self, current: PersonDetector) -> None:
+        """Between two frames: sample, read the inbox, swap a ready model, judge probation."""
+        now = self.clock()
+        frames, people = self.heartbeat()
+        self._samples.append(Sample(now, frames, people))
+        if now >= self._next_inbox:
+            self._next_inbox = now + 1.0
+            self._read_inbox()
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is not None:
+            self._swap_in(ready[0], ready[1], current)
+        if self.probation is not None:
+            self._judge(now, frames, people)
+
+    def start_trial(self, detector: PersonDetector, installed: Installed) -> PersonDetector:
+        """A trial loaded at start (installed while no daemon ran): probation without baseline."""
+        guard = GuardedDetector(detector)
+        # Called before the frame loop exists: its heartbeat starts at zero.
+        self.probation = Probation(
+            None, installed, None, guard, Sample(self.clock(), 0, 0), None, None, None
+        )
+        self._busy = True
+        self.report("probation", {"version": installed.version, "probation_s": self._window()})
+        return guard  # type: ignore[return-value]
+
+    def _window(self) -> float:
+        return float(self.settings.ota.probation_s)
+
+    def _baseline(self, now: float) -> tuple[float | None, float | None]:
+        window = [s for s in self._samples if s.at >= now - self._window()]
+        if len(window) < 2 or window[-1].at - window[0].at < 1.0:
+            return None, None
+        first, last = window[0], window[-1]
+        frames = last.frames - first.frames
+        fps = frames / (last.at - first.at)
+        rate = (last.people - first.people) / frames if frames else None
+        return fps, rate
+
+    def _swap_in(self, prepared: Prepared, done: Done | None, current: PersonDetector) -> None:
+        started = time.perf_counter()
+        baseline_fps, baseline_rate = self._baseline(self.clock())
+        try:
+            self.installer.switch(prepared, started=True)
+        except OSError as exc:
+            self._fail("switch", f"cannot switch: {exc.strerror or exc}", done)
+            return
+        guard = GuardedDetector(prepared.detector)
+        self.swap(guard)  # type: ignore[arg-type]
+        swap_ms = (time.perf_counter() - started) * 1e3
+        previous = current.inner if isinstance(current, GuardedDetector) else current
+        frames, people = self.heartbeat()
+        self.probation = Probation(
+            prepared,
+            prepared.installed,
+            previous,
+            guard,
+            Sample(self.clock(), frames, people),
+            baseline_fps,
+            baseline_rate,
+            done,
+            swap_ms,
+        )
+        self.loaded = prepared.installed
+        self.report(
+            "probation",
+            {
+                "version": prepared.installed.version,
+                "swap_ms": round(swap_ms, 2),
+                "frames_skipped": 0,
+                "probation_s": self._window(),
+                "baseline_fps": round(baseline_fps, 2) if baseline_fps else None,
+            },
+        )
+
+    def _judge(self, now: float, frames: int, people: int) -> None:
+        probation = self.probation
+        assert probation is not None
+        if probation.guard.error is not None:
+            self._roll_back(probation, probation.guard.error)
+            return
+        elapsed = now - probation.started.at
+        if elapsed < self._window():
+            return
+        done_frames = frames - probation.started.frames
+        fps = done_frames / max(elapsed, 1e-9)
+        rate = (people - probation.started.people) / done_frames if done_frames else 0.0
+        ota = self.settings.ota
+        problem = None
+        if done_frames == 0:
+            problem = f"no frame processed in {elapsed:.0f} s of probation"
+        elif probation.baseline_fps and fps < ota.min_fps_ratio * probation.baseline_fps:
+            problem = (
+                f"{fps:.1f} fps, below {ota.min_fps_ratio:.0%} of {probation.baseline_fps:.1f}"
+            )
+        elif (
+            probation.baseline_rate is not None
+            and probation.baseline_rate >= 0.2
+            and rate < ota.min_detection_ratio * probation.baseline_rate
+        ):
+            problem = (
+                f"{rate:.2f} people per frame, below {ota.min_detection_ratio:.0%} of the "
+                f"previous model's {probation.baseline_rate:.2f}"
+            )
+        if problem:
+            self._roll_back(probation, problem)
+            return
+        self.swap(probation.guard.inner)
+        self.installer.commit()
+        self.probation = None
+        with self._lock:
+            self._busy = False
+        reason = f"probation passed: {fps:.1f} fps, {rate:.2f} people per frame"
+        self.report("committed", {"version": probation.installed.version, "reason": reason})
+        if probation.done is not None:
+            probation.done(True, reason)
+
+    def _roll_back(self, probation: Probation, reason: str) -> None:
+        state = self.installer.rollback(reason)
+        if probation.previous is not None:
+            self.swap(probation.previous)
+            self.loaded = state.committed
+        else:
+            # Started in trial: the previous model is not in memory; load what is committed now.
+            from intentcam.ota.startup import load_active
+
+            active = load_active(self.installer)
+            self.swap(active.detector)
+            self.loaded = active.installed
+        self.probation = None
+        with self._lock:
+            self._busy = False
+        self.report("rolled_back", {"version": probation.installed.version, "reason": reason})
+        if probation.done is not None:
+            probation.done(False, f"rolled back: {reason}")
+
+    def roll_back_committed(self, reason: str) -> str | None:
+        """``intentcam ota rollback`` against a running daemon: back to the previous version."""
+        if self.probation is not None:
+            self._roll_back(self.probation, reason)
+            return None
+        state = self.installer.store.load_state()
+        if state.committed is None:
+            return "nothing to roll back: the packaged models run"
+        from intentcam.ota.startup import load_active
+
+        self.installer.rollback(reason)
+        active = load_active(self.installer)
+        self.swap(active.detector)
+        self.loaded = active.installed
+        self.report("rolled_back", {"reason": reason})
+        return None
+
+    # --- inbox: requests from ``intentcam ota`` on the same device ---------------------------
+
+    def _read_inbox(self) -> None:
+        if not self.inbox.is_dir():
+            return
+        for path in sorted(self.inbox.glob("*.json")):
+            try:
+                request = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("ota: unreadable inbox request %s: %s", path.name, exc)
+                request = None
+            path.unlink(missing_ok=True)
+            if not isinstance(request, dict):
+                continue
+            if request.get("action") == "rollback":
+                problem = self.roll_back_committed(str(request.get("reason") or "requested"))
+                if problem:
+                    self.report("failed", {"step": "rollback", "reason": problem})
+            elif request.get("action") == "install" and isinstance(request.get("url"), str):
+                problem = self.request_install(Download(request["url"], request.get("sha256")))
+                if problem:
+                    self.report("failed", {"step": "request", "reason": problem})
