@@ -78,3 +78,11 @@ def detector(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> SsdPe
     detector = build_detector(settings)
     assert isinstance(detector, SsdPersonDetector)
     return detector
+
+
+@pytest.fixture(scope="session")
+def ota_kit(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Signing keys, and bundles of the real SSD v2 model built on demand (see tests/ota_kit)."""
+    from tests.ota_kit import make_kit
+
+    return make_kit(tmp_path_factory.mktemp("ota"))

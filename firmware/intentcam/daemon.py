@@ -22,7 +22,7 @@ from intentcam.detect import PersonDetector
 from intentcam.ota.agent import OtaAgent
 from intentcam.ota.ddi import DdiClient
 from intentcam.ota.download import Download
-from intentcam.ota.install import Installer, store_of
+from intentcam.ota.install import Installer, fault_from_environment, store_of
 from intentcam.ota.startup import load_active
 from intentcam.pipeline import build_pipeline
 from intentcam.service.lock import DaemonLock
@@ -51,7 +51,7 @@ class Daemon:
         self.settings = settings
         self.notifier = notifier or Notifier.from_environment()
         self.lock = DaemonLock.acquire(settings.paths.state_dir)
-        self.installer = Installer(settings, store_of(settings))
+        self.installer = Installer(settings, store_of(settings), fault=fault_from_environment())
         active = load_active(self.installer)
         detector = active.detector
         self.degraded = active.degraded

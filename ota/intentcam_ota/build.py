@@ -57,6 +57,9 @@ class BuildRequest:
     rollback: bool = False
     hardware: list[tuple[str, str]] = field(default_factory=lambda: [("intentcam", "1")])
     manifest_path: Path | None = None
+    #: Hold the model to an earlier bundle's self-test reference (same frames) instead of its
+    #: own results: a new version must find what the running one found.
+    reference_from: Path | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -127,7 +130,13 @@ def build_bundle(request: BuildRequest) -> BundleManifest:
         "created": iso(time.time()),
     }
     draft = parse_manifest(canonical(data))
-    data["selftest"] = _reference(draft, files, request).model_dump(mode="json")
+    reference = _reference(draft, files, request)
+    if request.reference_from is not None:
+        reference = SelfTest(
+            expected=_earlier_reference(request.reference_from, files),
+            latency_budget_ms=reference.latency_budget_ms,
+        )
+    data["selftest"] = reference.model_dump(mode="json")
     manifest_bytes = canonical(data)
     manifest = parse_manifest(manifest_bytes)
     signature = encode_signature(key.sign(manifest_bytes), key.public_key())
@@ -166,7 +175,32 @@ def _reference(
         measured = frames or [("blank", _blank())]
         summaries, latency = measure(detector, measured)
     budget = request.latency_budget_ms or max(MIN_BUDGET_MS, BUDGET_FACTOR * latency)
-    return SelfTest(expected=summaries if frames else [], latency_budget_ms=round(budget, 1))
+    return SelfTest(expected=summaries if frames else [], latency_budget_ms=round(budget, 3))
+
+
+def _earlier_reference(bundle: Path, files: dict[str, tuple[Path, str]]) -> list[Any]:
+    """The expected summaries of an earlier bundle, for the same reference frames."""
+    from intentcam.ota.cpio import ArchiveError, read_entries, read_entry
+
+    try:
+        with bundle.open("rb") as handle:
+            entries = {e.name: e for e in read_entries(handle, bundle.stat().st_size)}
+            manifest = parse_manifest(read_entry(handle, entries[MANIFEST]))
+    except (OSError, KeyError, ArchiveError) as exc:
+        raise BundleError("build", f"--reference-from {bundle}: unreadable ({exc})") from None
+    expected = manifest.selftest.expected
+    ours = {name: path for name, (path, kind) in files.items() if kind == "frame"}
+    for summary in expected:
+        theirs = manifest.files.get(summary.frame)
+        if (
+            summary.frame not in ours
+            or theirs is None
+            or theirs.sha256 != _sha256(ours[summary.frame])
+        ):
+            raise BundleError(
+                "build", f"--reference-from {bundle}: pass the same --frames in the same order"
+            )
+    return list(expected)
 
 
 def _blank() -> Any:

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference frames for the device self-test (people in view)",
     )
     build.add_argument(
+        "--reference-from",
+        type=Path,
+        metavar="OLD.swu",
+        help="hold the model to an earlier bundle's self-test results (same --frames) "
+        "instead of its own",
+    )
+    build.add_argument(
         "--latency-budget-ms",
         type=float,
         metavar="MS",
@@ -161,6 +168,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UserError(f"--version {args.bundle_version!r}: not a semantic version", exit_code=2)
     if args.serial < 1:
         raise UserError("--serial must be a positive integer", exit_code=2)
+    if args.latency_budget_ms is not None and args.latency_budget_ms <= 0:
+        raise UserError("--latency-budget-ms must be positive", exit_code=2)
     request = BuildRequest(
         model=args.model,
         id=args.id,
@@ -176,6 +185,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         min_firmware=args.min_firmware,
         rollback=args.rollback,
         hardware=_hardware(args.hardware),
+        reference_from=args.reference_from,
     )
     if not args.frames:
         print(

@@ -16,7 +16,7 @@ from intentcam.errors import UserError
 from intentcam.ota.agent import INBOX, STATUS_FILE
 from intentcam.ota.bundle import BundleError
 from intentcam.ota.download import Download
-from intentcam.ota.install import Installer, store_of
+from intentcam.ota.install import Installer, fault_from_environment, store_of
 from intentcam.ota.store import atomic_write, describe
 from intentcam.service.lock import daemon_running
 
@@ -89,7 +89,12 @@ def install_bundle(args: argparse.Namespace) -> int:
     if daemon_running(settings.paths.state_dir):
         request = {"action": "install", "url": source, "sha256": args.sha256}
         return _through_daemon(settings, request, args)
-    installer = Installer(settings, store_of(settings), report=_printer(args.json))
+    installer = Installer(
+        settings,
+        store_of(settings),
+        report=_printer(args.json),
+        fault=fault_from_environment(),
+    )
     try:
         prepared = installer.prepare(Download(source, args.sha256))
         state = installer.switch(prepared, started=False)

@@ -141,9 +141,19 @@ class DdiClient:
         self._feedback(feedback, action, "proceeding", "none", ["intentcam: download started"])
 
         def done(ok: bool, reason: str) -> None:
-            self._feedback(
-                feedback, action, "closed", "success" if ok else "failure", [f"intentcam: {reason}"]
-            )
+            # Called on the frame loop's thread: the HTTP round trip must not stall a frame.
+            threading.Thread(
+                target=self._feedback,
+                args=(
+                    feedback,
+                    action,
+                    "closed",
+                    "success" if ok else "failure",
+                    [f"intentcam: {reason}"],
+                ),
+                name="ota-ddi-feedback",
+                daemon=True,
+            ).start()
             if not ok:
                 self._action = None
 

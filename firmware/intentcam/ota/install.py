@@ -53,6 +53,28 @@ Reporter = Callable[[str, dict[str, Any]], None]
 Fault = Callable[[str], None]
 
 
+#: ``kill:STEP`` makes the process SIGKILL itself when it reaches STEP (crash-safety tests,
+#: like RAUC's and Mender's fault injection); unset in normal operation.
+FAULT_ENV = "INTENTCAM_OTA_FAULT"
+
+
+def fault_from_environment() -> Fault:
+    """The fault hook named by :data:`FAULT_ENV`, or one that does nothing."""
+    import os
+    import signal
+
+    action, _, at = os.environ.get(FAULT_ENV, "").partition(":")
+    if action != "kill" or not at:
+        return lambda step: None
+
+    def kill(step: str) -> None:
+        if step == at:
+            log.warning("ota: %s=%s: killing this process at %s", FAULT_ENV, at, step)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill
+
+
 def _semver(version: str) -> tuple[int, ...]:
     core = version.split("+")[0].split("-")[0]
     return tuple(int(part) for part in core.split("."))

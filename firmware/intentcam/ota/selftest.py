@@ -128,7 +128,7 @@ def run_selftest(
     budget = manifest.selftest.latency_budget_ms
     if latency > budget:
         return SelfTestReport(
-            False, f"{latency:.0f} ms per frame exceeds the {budget:.0f} ms budget", latency, found
+            False, f"{latency:.0f} ms per frame exceeds the {budget:g} ms budget", latency, found
         )
     return SelfTestReport(
         True, f"{len(found)} frame(s) as expected, {latency:.0f} ms", latency, found
