@@ -13,7 +13,7 @@ DEMO_OUT ?= demo-out
 APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
 STAMP := $(VENV)/.intentcam-installed
 
-.PHONY: help setup apt venv models lint test test-fast demo eval bench clean
+.PHONY: help setup apt venv models lint test test-fast demo demo-ota eval bench clean
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
@@ -22,6 +22,7 @@ help:
 	@echo "make test    set up if needed, then lint (ruff, mypy) and run the whole test suite"
 	@echo "make test-fast  the suite without the slow and broker tests (about a minute)"
 	@echo "make demo    set up if needed, then run the daemon on a sample clip"
+	@echo "make demo-ota  build, sign and hot-swap a model bundle into a daemon running on a clip"
 	@echo "make eval    set up if needed, then accuracy on every shared ground-truth sequence"
 	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
 	@echo "make clean   remove the virtualenv and demo output"
@@ -67,6 +68,11 @@ demo: setup
 	$(BIN)/intentcam run --source $(DEMO_CLIP) --max-frames 150 --report-every 2 \
 	  --sink jsonl:$(DEMO_OUT)/records.jsonl
 	@echo "records written to $(DEMO_OUT)/records.jsonl"
+
+demo-ota: setup
+	@test -f $(DEMO_CLIP) || { echo "error: demo clip $(DEMO_CLIP) not found (set DEMO_CLIP=...)" >&2; exit 1; }
+	$(BIN)/python ota/demo_ota.py --clip $(SHARED)/data/counting/mall_dataset/mall_frames_0001-0400.mp4 \
+	  --shared $(SHARED) --out $(DEMO_OUT)/ota
 
 eval: setup
 	$(BIN)/intentcam eval $(SHARED)/data/mot $(SHARED)/data/counting/mall_dataset $(EVAL_ARGS)

@@ -91,7 +91,7 @@ class Daemon:
         )
         self.ota = OtaAgent(
             self.installer,
-            publish=self.telemetry.publish_ota,
+            publish=self._publish_ota,
             swap=self._swap_detector,
             heartbeat=lambda: (self.pipeline.heartbeat.frames, self.pipeline.heartbeat.people),
             loaded=active.installed,
@@ -124,11 +124,7 @@ class Daemon:
             self.models[0]["reason"],
         )
         self.telemetry.start()
-        if not self.ota.body:
-            if self._rolled_back:
-                self.ota.report("rolled_back", {"reason": self._rolled_back})
-            else:
-                self.ota.report("idle", {"reason": self.degraded})
+        self.ota.announce_start(self._rolled_back, self.degraded)
         if self.ddi is not None:
             self.ddi.start()
         try:
@@ -171,6 +167,11 @@ class Daemon:
             self.pipeline.view.recalibrate(self.settings.tracker, detector.operating_point)
         self.models = [detector.describe()]
         self.degraded = None
+
+    def _publish_ota(self, body: dict[str, Any]) -> None:
+        """Every OTA transition: the retained ``ota`` topic, and ``status`` (which carries it
+        and the model versions) again."""
+        self.telemetry.publish_ota(body)
         self.telemetry.publish_status()
 
     def _occupancy(self) -> dict[str, Any]:

@@ -144,7 +144,8 @@ def _through_daemon(settings: Settings, request: dict[str, Any], args: argparse.
             continue
         if body.get("state") != seen:
             seen = body.get("state")
-            _printer(args.json)(str(seen), {"reason": body.get("reason")})
+            if seen not in TERMINAL:
+                _printer(args.json)(str(seen), {"version": body.get("version")})
         if seen in TERMINAL:
             _print_result(args.json, body)
             if seen == "committed" or (request["action"] == "rollback" and seen == "rolled_back"):

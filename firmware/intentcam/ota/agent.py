@@ -213,8 +213,17 @@ class OtaAgent:
             None, installed, None, guard, Sample(self.clock(), 0, 0), None, None, None
         )
         self._busy = True
-        self.report("probation", {"version": installed.version, "probation_s": self._window()})
         return guard  # type: ignore[return-value]
+
+    def announce_start(self, rolled_back: str | None, degraded: str | None) -> None:
+        """The first ``ota`` state of a run: on probation, just rolled back, or idle."""
+        if self.probation is not None:
+            version = self.probation.installed.version
+            self.report("probation", {"version": version, "probation_s": self._window()})
+        elif rolled_back:
+            self.report("rolled_back", {"reason": rolled_back})
+        else:
+            self.report("idle", {"reason": degraded})
 
     def _window(self) -> float:
         return float(self.settings.ota.probation_s)
