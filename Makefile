@@ -12,8 +12,13 @@ DEMO_CLIP ?= $(SHARED)/data/concourse_overhead.avi
 DEMO_OUT ?= demo-out
 APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
 STAMP := $(VENV)/.intentcam-installed
+# gooseBit (hawkBit's device API) for the OTA tests: its own virtualenv, it needs Python 3.11+
+# and a large dependency set that has no place beside the daemon's.
+GOOSEBIT_VENV ?= .venv-goosebit
+GOOSEBIT_VERSION := 0.2.12
+GOOSEBIT_STAMP := $(GOOSEBIT_VENV)/.goosebit-$(GOOSEBIT_VERSION)
 
-.PHONY: help setup apt venv models lint test test-fast demo demo-ota eval bench clean
+.PHONY: help setup apt venv goosebit models lint test test-fast demo demo-ota eval bench clean
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
@@ -25,9 +30,9 @@ help:
 	@echo "make demo-ota  build, sign and hot-swap a model bundle into a daemon running on a clip"
 	@echo "make eval    set up if needed, then accuracy on every shared ground-truth sequence"
 	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
-	@echo "make clean   remove the virtualenv and demo output"
+	@echo "make clean   remove the virtualenvs and demo output"
 
-setup: apt venv models
+setup: apt venv models goosebit
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -45,6 +50,14 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,systemd]'
+	@touch $@
+
+goosebit: $(GOOSEBIT_STAMP)
+
+$(GOOSEBIT_STAMP):
+	@test -x $(GOOSEBIT_VENV)/bin/python || $(PYTHON) -m venv $(GOOSEBIT_VENV)
+	$(GOOSEBIT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(GOOSEBIT_VENV)/bin/python -m pip install -q goosebit==$(GOOSEBIT_VERSION)
 	@touch $@
 
 models: venv
@@ -87,4 +100,4 @@ bench: setup
 	@echo "results in $(BENCH_OUT)/"
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(GOOSEBIT_VENV) $(DEMO_OUT) .pytest_cache
