@@ -98,6 +98,19 @@ def test_each_command_gets_its_reply(tmp_path: Path) -> None:
         ("set_zones", b'{"lines": [{"id": "a", "points": "nope"}], "zones": []}', "lines.0.points"),
         ("set_zones", b'{"lines": [], "zones": [], "extra": 1}', "extra: unknown setting"),
         ("ping", b"x" * 2000, "exceeds the 1024-byte limit"),
+        ("ota_install", b"{}", "ota_install needs url"),
+        ("ota_install", b'{"url": "file:///etc/passwd", "sha256": "00"}', "needs url: an http"),
+        ("ota_install", b'{"url": "http://h/b.swu", "sha256": "xyz"}', "needs sha256"),
+        (
+            "ota_install",
+            b'{"url": "http://h/b.swu", "sha256": "' + b"a" * 64 + b'", "x": 1}',
+            "unknown field(s) for ota_install: x",
+        ),
+        (
+            "ota_install",
+            b'{"url": "http://h/b.swu", "sha256": "' + b"a" * 64 + b'"}',
+            "no OTA agent",
+        ),
     ],
 )
 def test_bad_commands_are_refused_by_name_and_change_nothing(

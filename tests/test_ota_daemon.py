@@ -254,3 +254,44 @@ def test_a_daemon_killed_in_probation_rolls_back_at_the_next_start(
     assert "rolled back" in status["reason"] and validation_errors(status) == []
     listener.wait(is_counts, 60)
     dev.stop()
+
+
+def test_install_and_rollback_with_and_without_a_running_daemon(
+    tmp_path: Path, model_dir: Path, ota_kit: Any
+) -> None:
+    from tests.cli import run_cli
+
+    env = {
+        "INTENTCAM_PATHS__STATE_DIR": str(tmp_path / "state"),
+        "INTENTCAM_PATHS__MODEL_DIR": str(model_dir),
+        "INTENTCAM_OTA__TRUSTED_KEYS_DIR": str(ota_kit.keys),
+        "INTENTCAM_OTA__PROBATION_S": "3",
+    }
+    offline = run_cli("ota", "install", str(ota_kit.bundle("good")), env=env)
+    assert offline.returncode == 0 and "next start" in offline.stdout, offline.stderr
+    records = tmp_path / "records.jsonl"
+    argv = intentcam_argv("run", "--source", str(MALL), "--realtime", "--sink", f"jsonl:{records}")
+    daemon = subprocess.Popen(argv, env={**ENV, **env}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        states: list[str] = []
+        while time.monotonic() < deadline and "committed" not in states:
+            time.sleep(0.5)
+            if records.exists():
+                lines = records.read_text().splitlines()
+                states = [json.loads(x)["state"] for x in lines if '"type":"ota"' in x]
+        assert states[:2] == ["probation", "committed"], states  # the trial started by this start
+        live = run_cli(
+            "ota", "install", str(ota_kit.bundle("serial-2", serial=2, version="1.1.0")), env=env
+        )
+        assert live.returncode == 0, live.stderr
+        assert "handed to the running daemon" in live.stderr and "committed" in live.stdout
+        back = run_cli("ota", "rollback", "--reason", "test", env=env)
+        assert back.returncode == 0, back.stderr
+        status = json.loads(run_cli("ota", "status", "--json", env=env).stdout)
+        assert status["daemon_running"] and status["committed"]["version"] == "1.0.0"
+        assert status["last_state"] == "rolled_back"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr[-2000:]
