@@ -1,0 +1,112 @@
+"""The OTA agent between two frames, driven tick by tick: a new model that raises during probation
+is swapped out at once, a second request while one runs is refused, a corrupt state file is set
+aside. The frame loop is played by this test (its heartbeat and swap callbacks)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from intentcam.config import Settings
+from intentcam.ota.agent import GuardedDetector, OtaAgent
+from intentcam.ota.download import Download
+from intentcam.ota.install import Installer, store_of
+
+pytestmark = pytest.mark.slow
+
+
+class RaisingDetector:
+    """A new model that loads and passes its self-test but fails on the camera's frames."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def detect(self, image: Any, min_score: float | None = None) -> Any:
+        raise RuntimeError("tensor arena exhausted")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class Loop:
+    """The frame loop as the agent sees it."""
+
+    detector: Any = None
+    frames: int = 0
+    people: int = 0
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+    def swap(self, detector: Any) -> None:
+        self.detector = detector
+
+    def run(self, agent: OtaAgent, seconds: float, until: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until():
+            agent.tick(self.detector)
+            self.detector.detect(np.zeros((360, 640, 3), np.uint8))
+            self.frames += 1
+            self.people += 1
+            time.sleep(0.05)
+
+
+def make_agent(settings: Settings, loop: Loop) -> OtaAgent:
+    installer = Installer(settings, store_of(settings))
+    agent = OtaAgent(
+        installer,
+        publish=loop.published.append,
+        swap=loop.swap,
+        heartbeat=lambda: (loop.frames, loop.people),
+    )
+    installer.report = agent.report
+    return agent
+
+
+def states(loop: Loop) -> list[str]:
+    return [body["state"] for body in loop.published]
+
+
+def test_an_exception_in_probation_swaps_the_old_model_back_at_once(
+    make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
+) -> None:
+    settings = make_settings(ota={"trusted_keys_dir": str(ota_kit.keys), "probation_s": 600})
+    loop = Loop(detector=detector)
+    agent = make_agent(settings, loop)
+    prepared = agent.installer.prepare(Download(str(ota_kit.bundle("good"))))
+    prepared.detector = RaisingDetector(prepared.detector)
+    agent._ready = (prepared, None)  # what the worker thread hands over
+    agent._busy = True
+    loop.run(agent, 30, lambda: "rolled_back" in states(loop))
+    assert states(loop)[-3:] == ["switching", "probation", "rolled_back"]
+    assert "RuntimeError: tensor arena exhausted" in loop.published[-1]["reason"]
+    assert loop.detector is detector  # the previous detector object, still in memory
+    assert agent.installer.store.current() is None
+    assert agent.installer.store.load_state().trial is None
+
+
+def test_a_second_request_while_one_runs_is_refused(
+    make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
+) -> None:
+    settings = make_settings(ota={"trusted_keys_dir": str(ota_kit.keys), "probation_s": 1})
+    loop = Loop(detector=detector)
+    agent = make_agent(settings, loop)
+    bundle = str(ota_kit.bundle("good"))
+    assert agent.request_install(Download(bundle)) is None
+    assert agent.request_install(Download(bundle)) == "another update is in progress"
+    loop.run(agent, 60, lambda: "committed" in states(loop))
+    assert states(loop)[-1] == "committed"
+    assert isinstance(loop.detector, GuardedDetector) is False  # unwrapped after commit
+    assert agent.request_install(Download(bundle)) is None  # free again
+
+
+def test_a_corrupt_state_file_is_set_aside(make_settings: Callable[..., Settings]) -> None:
+    store = store_of(make_settings())
+    store.root.mkdir(parents=True)
+    store.state_path.write_text("{not json")
+    assert store.load_state().committed is None
+    assert store.state_path.with_suffix(".corrupt").read_text() == "{not json"
