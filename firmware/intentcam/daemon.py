@@ -56,6 +56,7 @@ class Daemon:
         detector = active.detector
         self.degraded = active.degraded
         self._rolled_back = active.rolled_back
+        self._status_due = False
         if self.degraded:
             log.error("running degraded: %s", self.degraded)
         self.models = [detector.describe()]
@@ -169,10 +170,11 @@ class Daemon:
         self.degraded = None
 
     def _publish_ota(self, body: dict[str, Any]) -> None:
-        """Every OTA transition: the retained ``ota`` topic, and ``status`` (which carries it
-        and the model versions) again."""
+        """Every OTA transition (any thread): the retained ``ota`` topic now, and ``status``
+        (which carries it, the model versions and the occupancy) from the frame loop's next
+        turn, which alone reads the view."""
         self.telemetry.publish_ota(body)
-        self.telemetry.publish_status()
+        self._status_due = True
 
     def _occupancy(self) -> dict[str, Any]:
         view = self.pipeline.view
@@ -185,6 +187,9 @@ class Daemon:
     def _tick(self) -> None:
         self.control.apply_pending()
         self.ota.tick(self.pipeline.detector)
+        if self._status_due:
+            self._status_due = False
+            self.telemetry.publish_status()
         heartbeat = self.pipeline.heartbeat
         if heartbeat.frames and not self.notifier.ready:
             self.notifier.notify_ready(f"first frame processed; {self.models[0]['reason']}")

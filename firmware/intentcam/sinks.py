@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -25,10 +26,15 @@ class StreamSink:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        # Records come from the frame loop, command replies from the MQTT thread and OTA
+        # states from the install worker: one line at a time.
+        self._lock = threading.Lock()
 
     def write(self, record: Record, line: str | None = None) -> None:
-        self._stream.write((line or encode(record)) + "\n")
-        self._stream.flush()
+        text = (line or encode(record)) + "\n"
+        with self._lock:
+            self._stream.write(text)
+            self._stream.flush()
 
     def close(self) -> None:
         self._stream.flush()
@@ -46,10 +52,13 @@ class JsonlFileSink:
                 f"--sink jsonl:{path}: cannot open for writing ({exc.strerror})"
             ) from None
         self.path = path
+        self._lock = threading.Lock()  # several threads write (see StreamSink)
 
     def write(self, record: Record, line: str | None = None) -> None:
-        self._file.write((line or encode(record)) + "\n")
-        self._file.flush()
+        text = (line or encode(record)) + "\n"
+        with self._lock:
+            self._file.write(text)
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()
