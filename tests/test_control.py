@@ -178,6 +178,7 @@ class Commander:
 
     def __init__(self, port: int, base: str) -> None:
         self.base = base
+        self.port = port
         self.replies: queue.Queue = queue.Queue()
         self.messages: queue.Queue = queue.Queue()
         self.response_topic = f"tests/{uuid.uuid4().hex}/replies"
@@ -237,6 +238,7 @@ points = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]]
 host = "127.0.0.1"
 port = {broker.port}
 username = "cam1"
+response_prefix = "tests/"
 [paths]
 model_dir = "{model_dir}"
 state_dir = "{tmp_path / "state"}"

@@ -174,9 +174,15 @@ class MotionGateConfig(_Section):
 Point = tuple[float, float]
 
 
+#: Points one line or zone may have (the frame loop tests every foot point against each edge).
+MAX_POINTS = 256
+
+
 def _check_points(points: list[Point], minimum: int) -> list[Point]:
     if len(points) < minimum:
         raise ValueError(f"needs at least {minimum} points")
+    if len(points) > MAX_POINTS:
+        raise ValueError(f"has {len(points)} points, at most {MAX_POINTS}")
     for x, y in points:
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(f"point ({x}, {y}) is outside the image: coordinates are 0..1")
@@ -210,7 +216,53 @@ class ZoneConfig(_Section):
     @field_validator("points")
     @classmethod
     def _valid(cls, points: list[Point]) -> list[Point]:
-        return _check_points(points, 3)
+        _check_points(points, 3)
+        problem = polygon_problem(points)
+        if problem:
+            raise ValueError(problem)
+        return points
+
+
+def _cross(o: Point, a: Point, b: Point) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def _segments_cross(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
+    """Whether two segments properly intersect or touch (collinear overlaps included)."""
+    d1, d2 = _cross(q1, q2, p1), _cross(q1, q2, p2)
+    d3, d4 = _cross(p1, p2, q1), _cross(p1, p2, q2)
+    if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and 0 not in (d1, d2, d3, d4):
+        return True
+
+    def on(a: Point, b: Point, c: Point) -> bool:
+        return min(a[0], b[0]) <= c[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= c[1] <= max(
+            a[1], b[1]
+        )
+
+    return (
+        (d1 == 0 and on(q1, q2, p1))
+        or (d2 == 0 and on(q1, q2, p2))
+        or (d3 == 0 and on(p1, p2, q1))
+        or (d4 == 0 and on(p1, p2, q2))
+    )
+
+
+def polygon_problem(points: list[Point]) -> str | None:
+    """Why a zone polygon is unusable (no area, edges crossing), or ``None``."""
+    edges = list(zip(points, points[1:] + points[:1]))
+    count = len(edges)
+    for i in range(count):
+        for j in range(i + 1, count):
+            if j == i + 1 or (i == 0 and j == count - 1):
+                continue  # neighbours share a corner
+            if _segments_cross(*edges[i], *edges[j]):
+                return f"edges {i + 1} and {j + 1} cross: the polygon must not intersect itself"
+    area = 0.5 * abs(
+        sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(points, points[1:] + points[:1]))
+    )
+    if area < 1e-6:
+        return "the polygon has no area (points repeated or on one line)"
+    return None
 
 
 class HomographyConfig(_Section):
@@ -332,6 +384,9 @@ class MqttConfig(_Section):
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
     #: Messages sent but not yet acknowledged at any time.
     max_inflight: int = Field(default=20, ge=1, le=1000)
+    #: MQTT 5 response topics a command may name must start with this (no wildcards); unset,
+    #: replies go only to the device's own ``cmd/<name>/reply``.
+    response_prefix: str | None = Field(default=None, pattern=r"^[^#+\x00]{1,200}$")
 
     @property
     def effective_port(self) -> int:
@@ -365,6 +420,13 @@ class TelemetryConfig(_Section):
     health_interval_s: float = Field(default=30.0, ge=1, le=3600)
     #: Largest accepted command payload.
     max_command_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    #: Commands accepted per second on average, and in one burst; more get a "busy" reply.
+    max_commands_per_s: float = Field(default=5.0, gt=0, le=1000)
+    command_burst: int = Field(default=20, ge=1, le=10000)
+    #: ``set_zones`` bounds: every zone and line costs work on every frame and bytes in counts.
+    max_zones: int = Field(default=32, ge=0, le=1000)
+    max_lines: int = Field(default=16, ge=0, le=1000)
+    max_points: int = Field(default=32, ge=3, le=MAX_POINTS)
 
 
 class PathsConfig(_Section):
@@ -557,8 +619,11 @@ def load_config(
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as JSON data, secrets replaced by ``"***"``."""
-    data = settings.model_dump(mode="json")
+    """The effective configuration as JSON data, secrets replaced by ``"***"``: the named
+    secret settings, and credentials inside any URL or query string (the camera source)."""
+    from intentcam.secrets import redact_data
+
+    data = redact_data(settings.model_dump(mode="json"))
     if settings.mqtt.password is not None:
         data["mqtt"]["password"] = "***"
     if settings.ota.auth_token is not None:

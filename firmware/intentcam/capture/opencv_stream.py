@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from intentcam.errors import SourceError
+from intentcam.secrets import redact_text
 
 V4L2_INDEX = re.compile(r"^(?:/dev/video)?(\d+)$")
 
@@ -62,4 +63,4 @@ def open_url(url: str, timeout_s: float = 10.0) -> OpenCVGrabber:
 
 def redact_url(url: str) -> str:
     """The URL without a password, for logs (``rtsp://user:secret@cam`` -> ``rtsp://user:***@cam``)."""
-    return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", url)
+    return redact_text(url)

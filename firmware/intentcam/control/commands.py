@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from intentcam.config import Settings, load_config, redacted
-from intentcam.control.geometry_store import Geometry, GeometryStore, parse_geometry
+from intentcam.control.geometry_store import (
+    Geometry,
+    GeometryLimits,
+    GeometryStore,
+    parse_geometry,
+)
 from intentcam.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,79 @@ class _Invalid(Exception):
     pass
 
 
+#: Deepest JSON nesting a command may have (set_zones needs 4); deeper is refused before parsing,
+#: so no payload can exhaust the parser's recursion.
+MAX_DEPTH = 8
+#: JSON values (strings, numbers, ...) one command may hold.
+MAX_VALUES = 20000
+#: Commands waiting for the frame loop; more get a "busy" reply.
+QUEUE_SIZE = 64
+
+
+def nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` nests arrays/objects deeper than ``limit`` (strings skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def check_text(value: Any, path: str = "payload", budget: list[int] | None = None) -> None:
+    """Every string (and key) must be text a reply can carry: no lone UTF-16 surrogates."""
+    budget = budget if budget is not None else [MAX_VALUES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Invalid(f"more than {MAX_VALUES} values in the payload")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Invalid(f"{path}: not valid text (a lone UTF-16 surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, f"{path} key", budget)
+            check_text(item, f"{path}.{str(key)[:32]}", budget)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_text(item, f"{path}.{index}", budget)
+
+
+@dataclass
+class TokenBucket:
+    """At most ``rate`` commands per second on average and ``burst`` at once."""
+
+    rate: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+    _tokens: float = -1.0
+    _at: float = 0.0
+
+    def take(self) -> bool:
+        now = self.clock()
+        if self._tokens < 0:
+            self._tokens, self._at = float(self.burst), now
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 @dataclass
 class ControlPlane:
     """Validates commands (network thread) and applies them (frame-loop thread)."""
@@ -82,7 +160,14 @@ class ControlPlane:
     #: Starts a model update; ``None`` when the daemon has no OTA agent.
     ota_install: OtaInstall | None = None
     started: float = field(default_factory=time.monotonic)
-    _queue: queue.Queue[tuple[str, Any, Reply]] = field(default_factory=queue.Queue)
+    _queue: queue.Queue[tuple[str, Any, Reply]] = field(
+        default_factory=lambda: queue.Queue(maxsize=QUEUE_SIZE)
+    )
+    _bucket: TokenBucket | None = None
+
+    def __post_init__(self) -> None:
+        telemetry = self.settings.telemetry
+        self._bucket = TokenBucket(telemetry.max_commands_per_s, telemetry.command_burst)
 
     @property
     def geometry(self) -> Geometry:
@@ -96,17 +181,57 @@ class ControlPlane:
         payload: bytes,
         response_topic: str | None = None,
         correlation: bytes | None = None,
+        retained: bool = False,
     ) -> None:
-        """Validate one command; answer at once or queue it for :meth:`apply_pending`."""
-        context = Reply(name, False, response_topic=response_topic, correlation=correlation)
+        """Validate one command; answer at once or queue it for :meth:`apply_pending`.
+
+        Never raises: whatever goes wrong is answered as an error and logged.
+        """
+        context = Reply(name, False, correlation=correlation)
         try:
+            response_topic = self._check_response_topic(name, response_topic)
+            context = Reply(name, False, response_topic=response_topic, correlation=correlation)
+            if retained:
+                raise _Invalid(
+                    "retained commands are refused (they would run again on every reconnect): "
+                    "publish without retain and clear the retained message"
+                )
+            assert self._bucket is not None
+            if not self._bucket.take():
+                raise _Invalid(
+                    "busy: more than "
+                    f"{self.settings.telemetry.max_commands_per_s:g} commands per second; retry"
+                )
             request_id, data = self._parse(name, payload)
+            context = Reply(
+                name, False, request_id, response_topic=response_topic, correlation=correlation
+            )
+            self._dispatch(name, data, context)
         except _Invalid as problem:
             self._reply(context, error=str(problem))
-            return
-        context = Reply(
-            name, False, request_id, response_topic=response_topic, correlation=correlation
-        )
+        except Exception as exc:  # noqa: BLE001 - a command must never take the daemon down
+            log.exception("command %s failed", name[:64])
+            self._reply(context, error=f"{name[:64]} failed: {type(exc).__name__}")
+
+    def _check_response_topic(self, name: str, topic: str | None) -> str | None:
+        """The MQTT 5 response topic if it is allowed; else :class:`_Invalid` (answered on the
+        device's own reply topic). Never a wildcard, never inside this device's own tree."""
+        if topic is None:
+            return None
+        mqtt = self.settings.mqtt
+        base = f"{mqtt.topic_root}/{self.settings.device.site}/{self.settings.device.id}/"
+        if len(topic) > 256 or any(char in topic for char in "+#\x00"):
+            raise _Invalid("response topic refused: wildcards or over 256 characters")
+        if topic.startswith(base) or topic == base.rstrip("/"):
+            raise _Invalid("response topic refused: it lies in this device's own topic tree")
+        if mqtt.response_prefix is None or not topic.startswith(mqtt.response_prefix):
+            raise _Invalid(
+                "response topic refused: not under mqtt.response_prefix "
+                f"({mqtt.response_prefix or 'unset: replies go to cmd/<name>/reply'})"
+            )
+        return topic
+
+    def _dispatch(self, name: str, data: dict[str, Any], context: Reply) -> None:
         if name == "ping":
             self._reply(
                 context,
@@ -115,15 +240,27 @@ class ControlPlane:
         elif name == "get_config":
             self._reply(context, result=redacted(self.settings))
         elif name == "set_zones":
-            geometry, invalid = parse_geometry(data)
-            if invalid:
-                self._reply(context, error=f"invalid set_zones: {invalid}")
-                return
-            self._queue.put(("set_zones", geometry, context))
+            telemetry = self.settings.telemetry
+            limits = GeometryLimits(telemetry.max_zones, telemetry.max_lines, telemetry.max_points)
+            geometry, invalid = parse_geometry(data, limits)
+            if invalid or geometry is None:
+                raise _Invalid(f"invalid set_zones: {invalid}")
+            # Persisted here, on the network thread: the frame loop only swaps the geometry.
+            try:
+                self.store.save(geometry)
+            except OSError as exc:
+                raise _Invalid(f"set_zones not saved: {exc.strerror or exc}") from None
+            self._enqueue(("set_zones", geometry, context))
         elif name == "ota_install":
             self._ota_install(data, context)
         else:
-            self._queue.put((name, None, context))
+            self._enqueue((name, None, context))
+
+    def _enqueue(self, item: tuple[str, Any, Reply]) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            raise _Invalid(f"busy: {QUEUE_SIZE} commands wait for the frame loop; retry") from None
 
     def _parse(self, name: str, payload: bytes) -> tuple[str | int | None, dict[str, Any]]:
         if len(payload) > self.max_bytes:
@@ -138,10 +275,13 @@ class ControlPlane:
             raise _Invalid("payload is not UTF-8") from None
         if not text.strip():
             return None, {}
+        if nesting_exceeds(text, MAX_DEPTH):
+            raise _Invalid(f"JSON nested deeper than {MAX_DEPTH} levels")
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _Invalid(f"invalid JSON: {exc}") from None
+        check_text(data)
         if not isinstance(data, dict):
             raise _Invalid(f"payload must be a JSON object, not {type(data).__name__}")
         request_id = data.pop("id", None)
@@ -211,9 +351,11 @@ class ControlPlane:
                 self._reply(context, error=str(problem))
             except OSError as exc:
                 self._reply(context, error=f"{name} failed: {exc.strerror or exc}")
+            except Exception as exc:  # noqa: BLE001 - the frame loop must survive any command
+                log.exception("command %s failed", name)
+                self._reply(context, error=f"{name} failed: {type(exc).__name__}")
 
     def _set_zones(self, geometry: Geometry) -> None:
-        self.store.save(geometry)
         self.settings.lines, self.settings.zones = geometry.lines, geometry.zones
         self.apply_geometry(geometry)
         log.info(

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,37 @@ class Geometry(BaseModel):
         return self
 
 
-def parse_geometry(data: Any) -> tuple[Geometry | None, str | None]:
+@dataclass(frozen=True)
+class GeometryLimits:
+    """How much geometry a command may set ([telemetry] max_zones, max_lines, max_points)."""
+
+    zones: int
+    lines: int
+    points: int
+
+    def problem(self, geometry: Geometry) -> str | None:
+        if len(geometry.zones) > self.zones:
+            return f"zones: {len(geometry.zones)} given, at most {self.zones}"
+        if len(geometry.lines) > self.lines:
+            return f"lines: {len(geometry.lines)} given, at most {self.lines}"
+        shapes = [("lines", i, line.points) for i, line in enumerate(geometry.lines)]
+        shapes += [("zones", i, zone.points) for i, zone in enumerate(geometry.zones)]
+        for kind, index, points in shapes:
+            if len(points) > self.points:
+                return f"{kind}.{index}.points: {len(points)} points, at most {self.points}"
+        return None
+
+
+def parse_geometry(
+    data: Any, limits: GeometryLimits | None = None
+) -> tuple[Geometry | None, str | None]:
     """Validate ``set_zones`` data; returns the geometry or a one-line problem."""
     try:
-        return Geometry.model_validate(data), None
+        geometry = Geometry.model_validate(data)
     except ValidationError as exc:
         return None, "; ".join(describe_validation_error(exc))
+    problem = limits.problem(geometry) if limits is not None else None
+    return (None, problem) if problem else (geometry, None)
 
 
 class GeometryStore:

@@ -35,6 +35,19 @@ class SyslogPrefixFormatter(logging.Formatter):
         return f"<{priority}>{record.name}: {super().format(record)}"
 
 
+class RedactingFilter(logging.Filter):
+    """Secrets never reach a log line: URL passwords and secret query values become ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from intentcam.secrets import redact_text
+
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
 def configure(level: str, *, native_journal: bool = True) -> str:
     """Set up the root logger; returns where logs go (``journald``, ``journal-stderr``, ``stderr``).
 
@@ -50,16 +63,20 @@ def configure(level: str, *, native_journal: bool = True) -> str:
             from systemd.journal import JournalHandler  # type: ignore[import-not-found]
 
             # Structured fields: PRIORITY, LOGGER (via SYSLOG_IDENTIFIER), CODE_FILE/LINE, ...
-            root.addHandler(JournalHandler(SYSLOG_IDENTIFIER="intentcam"))
+            journal = JournalHandler(SYSLOG_IDENTIFIER="intentcam")
+            journal.addFilter(RedactingFilter())
+            root.addHandler(journal)
             return "journald"
         except ImportError:
             pass
     if under_journald():
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(SyslogPrefixFormatter("%(message)s"))
+        handler.addFilter(RedactingFilter())
         root.addHandler(handler)
         return "journal-stderr"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     return "stderr"

@@ -32,7 +32,8 @@ from intentcam.telemetry.spool import Spool
 log = logging.getLogger(__name__)
 
 #: Called on the network thread with (command name, payload, response topic, correlation data).
-CommandHandler = Callable[[str, bytes, str | None, bytes | None], None]
+#: (name, payload, response topic, correlation data, retained) -> None
+CommandHandler = Callable[[str, bytes, str | None, bytes | None, bool], None]
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,8 @@ class MqttLink:
             response_topic = getattr(properties, "ResponseTopic", None)
             correlation = getattr(properties, "CorrelationData", None)
         try:
-            self._on_command(name, bytes(message.payload), response_topic, correlation)
+            self._on_command(
+                name, bytes(message.payload), response_topic, correlation, bool(message.retain)
+            )
         except Exception:  # noqa: BLE001 - a command must never take the link down
             log.exception("mqtt: command handler failed for %s", message.topic)

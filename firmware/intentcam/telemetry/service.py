@@ -142,7 +142,8 @@ class Telemetry:
     ) -> None:
         """Answer a command: to ``response_topic`` (MQTT 5) or ``cmd/{command}/reply``."""
         message = envelope("reply", self.device, self.site, body, self._status_seq.next())
-        line = encode_text(message)
+        # Replies echo what a sender wrote: never let a stray surrogate break the encoding.
+        line = encode_text(message).encode("utf-8", "backslashreplace").decode("utf-8")
         self.forward.write(message, line)
         if self.link is None:
             return
