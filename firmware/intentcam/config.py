@@ -24,7 +24,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from intentcam.errors import ConfigError
 
@@ -272,6 +277,22 @@ class HomographyConfig(_Section):
     floor: list[Point] = Field(min_length=4, max_length=4)
     #: The floor rectangle the heatmap grid covers, in metres from the floor origin.
     floor_size: Point
+
+    @field_validator("image", "floor")
+    @classmethod
+    def _quadrilateral(cls, points: list[Point]) -> list[Point]:
+        # Four equal or collinear points give a singular mapping: nonsense metres.
+        problem = polygon_problem(points)
+        if problem:
+            raise ValueError(f"the four points must form a proper quadrilateral: {problem}")
+        return points
+
+    @field_validator("floor_size")
+    @classmethod
+    def _positive(cls, size: Point) -> Point:
+        if size[0] <= 0 or size[1] <= 0:
+            raise ValueError("width and depth must be positive metres")
+        return size
 
 
 class AnalyticsConfig(_Section):
@@ -583,6 +604,55 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
+#: ``INTENTCAM_*`` variables that are not settings (tools and tests read them).
+OTHER_VARIABLES = (
+    "INTENTCAM_MODEL_MIRROR",
+    "INTENTCAM_OFFLINE",
+    "INTENTCAM_SHARED",
+    "INTENTCAM_OTA_FAULT",
+    "INTENTCAM_GOOSEBIT_PYTHON",
+)
+
+
+def warn_unknown_environment() -> list[str]:
+    """Name ``INTENTCAM_*`` variables that match no setting (a typo would be ignored silently)."""
+    import logging
+    import os
+
+    sections = {name.upper() for name in Settings.model_fields}
+    unknown = [
+        key
+        for key in os.environ
+        if key.startswith(ENV_PREFIX)
+        and key not in OTHER_VARIABLES
+        and key[len(ENV_PREFIX) :].split("__")[0] not in sections
+    ]
+    if unknown:
+        logging.getLogger(__name__).warning(
+            "ignoring unknown environment variable(s) %s (sections: %s)",
+            ", ".join(sorted(unknown)),
+            ", ".join(sorted(section.lower() for section in sections)),
+        )
+    return unknown
+
+
+def environment_problems(error: Exception) -> list[str]:
+    """One line naming the environment variables pydantic-settings could not parse."""
+    import os
+    import re
+
+    match = re.search(r'field "([^"]+)"', str(error))
+    section = match.group(1).upper() if match else ""
+    names = sorted(
+        key for key in os.environ if section and key.startswith(f"{ENV_PREFIX}{section}")
+    )
+    shown = "; ".join(f"{name}={os.environ[name][:40]!r}" for name in names) or str(error)
+    return [
+        f"environment: cannot parse {shown} (lists and tables are JSON, e.g. "
+        f"{ENV_PREFIX}CAMERA__RESOLUTION='[1280, 720]')"
+    ]
+
+
 def load_config(
     path: Path | str | None = None, *, overrides: dict[str, Any] | None = None
 ) -> Settings:
@@ -596,10 +666,13 @@ def load_config(
         file_data = read_toml(Path(path))
     elif DEFAULT_CONFIG_PATH.exists():
         file_data = read_toml(DEFAULT_CONFIG_PATH)
+    warn_unknown_environment()
     try:
         settings = Settings(**file_data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(environment_problems(exc)) from None
     for section, values in (overrides or {}).items():
         # Validate the section model itself: re-validating Settings would re-read the
         # environment and let it win over explicit overrides (command-line flags).

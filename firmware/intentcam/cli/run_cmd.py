@@ -105,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         report_every_s=args.report_every,
         frame_records=args.frames,
     )
+    if summary["frames"] == 0 and summary["source_state"] in ("ended", "finished", "failed"):
+        raise UserError(
+            f"{settings.camera.source}: no readable frame (not a video, or images that do not decode)"
+        )
     if args.json:
         print(json.dumps(summary))
     else:
