@@ -66,3 +66,13 @@ def test_a_source_without_a_readable_frame_is_an_error(tmp_path: Path, model_dir
         .splitlines()[-1]
         .endswith("no readable frame (not a video, or images that do not decode)")
     )
+
+
+def test_the_default_device_id_is_unique_per_machine(tmp_path: Path) -> None:
+    from intentcam.config import _default_device_id
+
+    machine = tmp_path / "machine-id"
+    machine.write_text("3d1219c7aa0b4e7f9c1d2e3f40516273\n")
+    with_id = _default_device_id((machine,))
+    assert with_id.endswith("-3d1219c7")
+    assert _default_device_id((tmp_path / "absent",)) == with_id.removesuffix("-3d1219c7")

@@ -59,10 +59,24 @@ def default_state_dir() -> Path:
     return Path(xdg) / "intentcam"
 
 
-def _default_device_id() -> str:
+#: Where systemd keeps the machine's unique id (set at first boot, distinct per flashed card).
+MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
+
+
+def _default_device_id(machine_id_files: tuple[Path, ...] = MACHINE_ID_FILES) -> str:
+    """``<hostname>-<first 8 hex of the machine id>``: cameras flashed from one image keep the
+    image's hostname, so the hostname alone would make them share one MQTT session and one seq
+    stream. Falls back to the hostname when no machine id exists."""
     host = socket.gethostname().split(".")[0] or "intentcam"
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in host)
-    return cleaned[:64]
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in host)[:55]
+    for path in machine_id_files:
+        try:
+            machine = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(machine) >= 8 and all(c in "0123456789abcdef" for c in machine[:8]):
+            return f"{cleaned}-{machine[:8]}"
+    return cleaned
 
 
 def _default_threads() -> int:

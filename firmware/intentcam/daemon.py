@@ -197,6 +197,7 @@ class Daemon:
         now = time.monotonic()
         if now >= self._next_health:
             self._next_health = now + self.settings.telemetry.health_interval_s
+            self.telemetry.supervise()
             self.telemetry.publish_health(
                 self.health.body(
                     heartbeat.frames,
@@ -204,6 +205,7 @@ class Daemon:
                     source=self.source,
                     broker=self.telemetry.broker_connected,
                     models=self.models,
+                    broker_error=self.telemetry.broker_error,
                 )
             )
 
@@ -215,7 +217,11 @@ class Daemon:
         people = self._occupancy()["people"]
         mqtt = self.settings.mqtt
         broker = (
-            ("connected" if self.telemetry.broker_connected else "disconnected")
+            (
+                "connected"
+                if self.telemetry.broker_connected
+                else f"disconnected ({self.telemetry.broker_error})"
+            )
             if mqtt.host
             else "not configured"
         )

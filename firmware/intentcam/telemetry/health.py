@@ -88,6 +88,7 @@ class HealthMonitor:
         source: Any,
         broker: bool,
         models: list[dict[str, str]],
+        broker_error: str = "",
     ) -> dict[str, Any]:
         now, cpu = time.monotonic(), time.process_time()
         elapsed = max(now - self._last_wall, 1e-9)
@@ -109,6 +110,7 @@ class HealthMonitor:
                 "errors": source.stats.errors,
             },
             "broker": "connected" if broker else "disconnected",
+            **({"broker_error": broker_error} if broker_error and not broker else {}),
             "models": models,
             "uptime_s": round(now - self.started, 1),
         }

@@ -47,11 +47,30 @@ class Direct:
     correlation: bytes | None = None
 
 
-def describe_connect_error(exc: BaseException) -> str:
+def refusal_reason(reason: str, *, tls: bool) -> str:
+    """The broker's CONNACK refusal, with what usually causes it."""
+    hints = {
+        "Not authorized": "check mqtt.username / password or the client certificate's ACL",
+        "Bad user name or password": "check mqtt.username and the password",
+        "Client identifier not valid": "another device may use the same mqtt.client_id",
+    }
+    hint = hints.get(reason)
+    if reason == "Unspecified error" and not tls:
+        hint = "is this a TLS port? then set mqtt.tls = true"
+    if reason == "Unspecified error" and tls:
+        hint = "does the broker require a client certificate (mqtt.cert_file, mqtt.key_file)?"
+    return f"broker refused the connection: {reason}" + (f" ({hint})" if hint else "")
+
+
+def describe_connect_error(exc: BaseException, *, tls: bool = False) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"TLS file missing: {exc.filename or exc}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
+        return f"TLS error: {exc.reason or exc} (check mqtt.ca_file, cert_file, key_file)"
+    if isinstance(exc, ConnectionResetError) and not tls:
+        return "connection reset by the broker (is this a TLS port? then set mqtt.tls = true)"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, OSError):
@@ -144,6 +163,13 @@ class MqttLink:
         self._last_sent = 0
         self._disconnected = False
         self.last_error = ""
+        #: The error last logged at ERROR: a repeat is logged at DEBUG, so a broken link says
+        #: why once instead of flooding the journal every retry.
+        self._logged_error = ""
+        self.attempts = 0
+        self.restarts = 0
+        self.takeovers = 0
+        self._had_session = self._refused = False
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
 
     # --- public, any thread -----------------------------------------------------------------
@@ -154,6 +180,25 @@ class MqttLink:
 
     def start(self) -> None:
         self._thread.start()
+
+    def supervise(self) -> bool:
+        """Restart the network thread if it ever ended while not stopped; True if it did."""
+        if self._stop.is_set() or self._thread.is_alive():
+            return False
+        self.restarts += 1
+        log.error("mqtt: the network thread ended unexpectedly; restarting it (%d)", self.restarts)
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+        return True
+
+    def _report(self, error: str) -> None:
+        self.last_error = error
+        where = f"mqtt {self.config.host}:{self.config.effective_port}"
+        if error != self._logged_error:
+            self._logged_error = error
+            log.error("%s: %s (retrying with backoff)", where, error)
+        else:
+            log.debug("%s: %s (attempt %d)", where, error, self.attempts)
 
     def wake(self) -> None:
         """New messages are in the spool."""
@@ -201,28 +246,37 @@ class MqttLink:
     def _run(self) -> None:
         delay = self.config.reconnect_min_s
         while not self._stop.is_set():
-            client = self._new_client()
+            client = None
+            self._had_session = self._refused = False
+            self.attempts += 1
             try:
+                # Built inside the try: a missing or broken TLS file is a retried failure, not
+                # the end of this thread (certificates get rotated under a running daemon).
+                client = self._new_client()
                 client.connect(
                     self.config.host or "localhost",
                     self.config.effective_port,
                     keepalive=self.config.keepalive_s,
                 )
                 self._serve(client)
-                delay = self.config.reconnect_min_s
+                if not (self._had_session or self._refused or self._stop.is_set()):
+                    hint = (
+                        "" if self.config.tls else " (is this a TLS port? then set mqtt.tls = true)"
+                    )
+                    self._report(f"the broker closed the connection before accepting it{hint}")
             except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
-                self.last_error = describe_connect_error(exc)
-                log.error(
-                    "mqtt %s:%d: %s", self.config.host, self.config.effective_port, self.last_error
-                )
+                self._report(describe_connect_error(exc, tls=self.config.tls))
             finally:
                 self._connected.clear()
-                try:
-                    client.disconnect()
-                except Exception:  # noqa: BLE001
-                    pass
+                if client is not None:
+                    try:
+                        client.disconnect()
+                    except Exception:  # noqa: BLE001
+                        pass
             if self._stop.is_set():
                 break
+            if self._had_session:
+                delay = self.config.reconnect_min_s  # it worked: start the backoff again
             wait = delay * self._rng.uniform(0.5, 1.5)
             log.info("mqtt: reconnecting in %.1f s", wait)
             self._stop.wait(wait)
@@ -249,11 +303,11 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            self.last_error = f"broker refused the connection: {reason}"
-            log.error("mqtt %s: %s", self.config.host, self.last_error)
-            self._disconnected = True
+            self._report(refusal_reason(str(reason), tls=self.config.tls))
+            self._refused = self._disconnected = True
             return
-        self.last_error = ""
+        self.last_error = self._logged_error = ""
+        self._had_session = True
         log.info("mqtt: connected to %s:%d", self.config.host, self.config.effective_port)
         client.subscribe(self.topics.commands, qos=1)
         birth = encode(self._birth())
@@ -267,9 +321,19 @@ class MqttLink:
     ) -> None:
         self._connected.clear()
         self._disconnected = True
-        if not self._stop.is_set():
-            self.last_error = f"disconnected: {reason}"
-            log.warning("mqtt: %s", self.last_error)
+        if self._stop.is_set():
+            return
+        if str(reason) == "Session taken over":
+            self.takeovers += 1
+            self._report(
+                f"another client connected with our client id {self._client_id!r} and took the "
+                f"session over ({self.takeovers} times): two devices with the same device.id?"
+            )
+            return
+        if not self._had_session:
+            return  # a refused connect: its reason was reported by _handle_connect
+        self.last_error = f"disconnected: {reason}"
+        log.warning("mqtt: %s", self.last_error)
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any

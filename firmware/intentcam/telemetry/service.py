@@ -69,6 +69,7 @@ class Telemetry:
         self._health_seq = _Counter()
         self._ota_seq = _Counter()
         self._last_ota: bytes | None = None
+        self._last_fault = ""
         self.link: MqttLink | None = None
         if settings.mqtt.host:
             self.link = MqttLink(
@@ -97,6 +98,9 @@ class Telemetry:
             return built["line"].encode("utf-8")
 
         self.spool.put(self.topics.of(message_type), SPOOLED[message_type], build)
+        if self.spool.fault != self._last_fault:  # the disk failed or recovered: say so
+            self._last_fault = self.spool.fault
+            self.publish_status()
         self.forward.write(built["message"], built["line"])
         if self.link is not None:
             self.link.wake()
@@ -109,7 +113,7 @@ class Telemetry:
     def _status(self, state: str, seq: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"state": state}
         if state == "online":
-            reason = self._degraded()
+            reason = "; ".join(r for r in (self._degraded(), self.spool.fault) if r)
             if reason:
                 body.update(state="degraded", reason=reason)
             body.update(
@@ -183,6 +187,18 @@ class Telemetry:
     @property
     def broker_connected(self) -> bool:
         return self.link is not None and self.link.connected
+
+    @property
+    def broker_error(self) -> str:
+        """Why the broker link is down ("" when it is up or not configured)."""
+        if self.link is None or self.link.connected:
+            return ""
+        return self.link.last_error or "connecting"
+
+    def supervise(self) -> None:
+        """Restart the broker link's thread if it ever ended (called from the frame loop)."""
+        if self.link is not None:
+            self.link.supervise()
 
     def start(self) -> None:
         if self.link is not None:

@@ -6,16 +6,27 @@ A message is deleted only when the broker acknowledged it (:meth:`Spool.ack`, on
 spool also owns the device's ``seq`` counter, so sequence numbers stay monotonic across restarts.
 When the size or age limit is exceeded the oldest messages are dropped and counted, and the count
 (persisted too) is reported in the health message.
+
+Faults degrade, they do not crash: when the disk is full, the filesystem turns read-only or an I/O
+error strikes, new messages are kept in memory (bounded by ``max_bytes``) with their seq,
+:attr:`Spool.fault` says why (the daemon reports ``degraded``), and every later ``put`` tries to
+move them to disk again. A corrupt spool file is moved aside (kept for forensics) and replaced.
+``seq`` never goes back: a high-water mark in a separate file (``<spool>.seq``, reserved in blocks
+so it costs one write per :data:`SEQ_BLOCK` messages) lets a replaced or rewound spool continue
+above every seq ever issued; the skipped numbers show the gateway a gap, which is the truth.
+Age is measured on a clock that only advances while the daemon runs (``SpoolClock``), so a
+wall-clock jump (a Pi without RTC getting NTP after days) does not expire unsent messages.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from intentcam.errors import UserError
@@ -35,6 +46,34 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
 """
 
 
+#: Seqs reserved per write of the high-water mark file.
+SEQ_BLOCK = 1000
+
+
+class SpoolClock:
+    """Seconds that advance only while the process runs, continuing from the spool's newest
+    message: ages survive restarts but not wall-clock steps."""
+
+    def __init__(self, origin: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._start = monotonic()
+        self._origin = origin
+
+    def __call__(self) -> float:
+        return self._origin + (self._monotonic() - self._start)
+
+
+@dataclass
+class _Held:
+    """A message kept in memory while the disk cannot take it."""
+
+    seq: int
+    topic: str
+    qos: int
+    payload: bytes
+    created: float = field(default=0.0)
+
+
 @dataclass(frozen=True)
 class SpooledMessage:
     seq: int
@@ -51,53 +90,179 @@ class Spool:
         path: Path,
         max_bytes: int = 64 * 1024 * 1024,
         max_age_s: float = 7 * 86400,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
-        self._clock = clock
         self._lock = threading.Lock()
+        #: Why messages are held in memory right now ("" when the disk takes them).
+        self.fault = ""
+        self._dropped_in_memory = 0
+        self._reserved = 0
+        self._spool_id = 0
+        self._counter_missing = False
+        self._held: list[_Held] = []
+        self._held_bytes = 0
+        self.hwm_path = path.with_name(path.name + ".seq")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            self._bytes = int(
-                self._db.execute(
-                    "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
-                ).fetchone()[0]
-            )
-        except (sqlite3.Error, OSError) as exc:
+        except OSError as exc:
+            raise UserError(f"spool {path}: cannot create its folder ({exc})") from None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            aside = self._move_aside(f"{exc}")
+            log.error("spool %s is corrupt (%s); moved aside to %s, starting a new one",
+                      path, exc, aside.name)  # fmt: skip
+            try:
+                self._open()
+            except (sqlite3.Error, OSError) as again:
+                raise UserError(f"spool {path}: cannot open ({again})") from None
+        except OSError as exc:
             raise UserError(f"spool {path}: cannot open ({exc})") from None
+        newest = self._db.execute("SELECT MAX(created) FROM messages").fetchone()[0]
+        self._clock = clock or SpoolClock(float(newest or 0.0))
+        self._next = self._continue_seq(self._counter_missing)
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            self._db.close()
+            raise sqlite3.DatabaseError("quick_check failed")
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        counter_missing = (
+            "meta" in tables
+            and not self._db.execute("SELECT 1 FROM meta WHERE key = 'next_seq'").fetchone()
+        )
+        self._db.executescript(SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', ?)",
+            (int.from_bytes(os.urandom(7), "big"),),
+        )
+        self._spool_id = self._meta("spool_id")
+        self._counter_missing = bool(counter_missing)
+        self._bytes = int(
+            self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
+        )
+
+    def _move_aside(self, reason: str) -> Path:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            if source.exists():
+                os.replace(source, Path(str(aside) + suffix))
+        return aside
 
     def _meta(self, key: str) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
 
+    def _read_hwm(self) -> tuple[int, int]:
+        """(highest seq reserved, id of the spool that reserved it); (0, 0) if absent."""
+        try:
+            reserved, spool_id = self.hwm_path.read_text(encoding="ascii").split()[:2]
+            return int(reserved), int(spool_id)
+        except (OSError, ValueError):
+            return 0, 0
+
+    def _write_hwm(self, reserved: int) -> None:
+        tmp = self.hwm_path.with_name(self.hwm_path.name + ".tmp")
+        try:
+            with tmp.open("w", encoding="ascii") as handle:
+                handle.write(f"{reserved} {self._spool_id}\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.hwm_path)
+            self._reserved = reserved
+        except OSError as exc:  # best effort: the spool's own counter still holds
+            log.warning("spool: cannot write %s (%s)", self.hwm_path, exc)
+
+    def _continue_seq(self, counter_missing: bool) -> int:
+        """The next seq: the spool's own, unless this spool is not the one that issued the
+        last seqs (replaced, recreated) or its counter went back; then above all of them."""
+        stored = self._meta("next_seq")
+        newest = self._db.execute("SELECT MAX(seq) FROM messages").fetchone()[0] or 0
+        reserved, owner = self._read_hwm()
+        self._reserved = reserved if owner == self._spool_id else 0
+        other_spool = reserved > 0 and owner != self._spool_id
+        rewound = stored <= newest or stored < reserved - SEQ_BLOCK + 1 or counter_missing
+        if (other_spool or rewound) and reserved + newest > 0:
+            jump = max(reserved + 1, newest + 1, stored)
+            why = "a different spool issued seqs" if other_spool else "its counter went back"
+            log.error(
+                "spool: %s up to %d; continuing at %d so no seq is reused (the gateway sees a gap)",
+                why,
+                max(reserved, newest),
+                jump,
+            )
+            stored = jump
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (stored,))
+        if stored > self._reserved:
+            self._write_hwm(stored + SEQ_BLOCK - 1)
+        return stored
+
     def put(self, topic: str, qos: int, build: Callable[[int], bytes]) -> int:
         """Store a message; ``build(seq)`` makes its payload with the sequence number it gets.
 
-        Returns the seq. The message is durable when this returns.
+        Returns the seq. The message is durable when this returns, unless :attr:`fault` says
+        the disk refused it: then it is held in memory until the disk takes it again.
         """
         with self._lock:
+            seq = self._next
+            payload = build(seq)
+            self._next += 1
+            if seq > self._reserved:
+                self._write_hwm(seq + SEQ_BLOCK - 1)
+            self._held.append(_Held(seq, topic, qos, payload, self._clock()))
+            self._held_bytes += len(payload)
+            self._flush_held()
+            return seq
+
+    def _flush_held(self) -> None:
+        """Move held messages to disk; on a storage fault keep them (caller holds the lock)."""
+        try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._meta("next_seq")
-                payload = build(seq)
-                self._db.execute(
-                    "INSERT INTO messages (seq, topic, qos, payload, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (seq, topic, qos, payload, self._clock()),
-                )
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+                for held in self._held:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO messages (seq, topic, qos, payload, created) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (held.seq, held.topic, held.qos, held.payload, held.created),
+                    )
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (self._next,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._bytes += len(payload)
-            self._enforce_limits()
-            return seq
+        except (sqlite3.Error, OSError) as exc:
+            if not self.fault:
+                log.error(
+                    "spool %s: cannot write (%s); holding messages in memory until it can",
+                    self.path,
+                    exc,
+                )
+            self.fault = f"spool cannot write: {exc}"
+            self._trim_held()
+            return
+        if self.fault:
+            log.warning("spool %s: writable again; %d held message(s) stored", self.path,
+                        len(self._held))  # fmt: skip
+            self.fault = ""
+        self._bytes += self._held_bytes
+        self._held, self._held_bytes = [], 0
+        self._enforce_limits()
+
+    def _trim_held(self) -> None:
+        dropped = 0
+        while self._held_bytes > self.max_bytes and self._held:
+            oldest = self._held.pop(0)
+            self._held_bytes -= len(oldest.payload)
+            dropped += 1
+        if dropped:
+            self._dropped_in_memory += dropped
+            log.warning("spool: memory bound reached, dropped the %d oldest message(s)", dropped)
 
     def _enforce_limits(self) -> None:
         """Drop the oldest messages beyond the age or size limit (caller holds the lock)."""
@@ -127,33 +292,63 @@ class Spool:
             log.warning("spool full or too old: dropped the %d oldest message(s)", dropped)
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[SpooledMessage]:
-        """Unacknowledged messages with seq > ``after_seq``, oldest first."""
+        """Unacknowledged messages with seq > ``after_seq``, oldest first (disk, then held)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, topic, qos, payload FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
-        return [SpooledMessage(int(s), t, int(q), bytes(p)) for s, t, q, p in rows]
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, topic, qos, payload FROM messages WHERE seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                log.debug("spool: cannot read (%s)", exc)
+                rows = []
+            found = [SpooledMessage(int(s), t, int(q), bytes(p)) for s, t, q, p in rows]
+            found += [
+                SpooledMessage(h.seq, h.topic, h.qos, h.payload)
+                for h in self._held
+                if h.seq > after_seq
+            ]
+        return sorted(found, key=lambda message: message.seq)[:limit]
 
     def ack(self, seq: int) -> None:
         """The broker has the message: forget it."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT LENGTH(payload) FROM messages WHERE seq = ?", (seq,)
-            ).fetchone()
-            if row is not None:
-                self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-                self._bytes -= int(row[0])
+            for index, held in enumerate(self._held):
+                if held.seq == seq:
+                    self._held_bytes -= len(held.payload)
+                    del self._held[index]
+                    return
+            try:
+                row = self._db.execute(
+                    "SELECT LENGTH(payload) FROM messages WHERE seq = ?", (seq,)
+                ).fetchone()
+                if row is not None:
+                    self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+                    self._bytes -= int(row[0])
+            except sqlite3.Error as exc:
+                # Read-only or full: the message stays and is sent again later (a duplicate
+                # the gateway ignores by seq), never lost.
+                log.debug("spool: cannot delete acknowledged seq %d (%s)", seq, exc)
 
     def count_dropped(self, count: int = 1) -> None:
         with self._lock:
-            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (count,))
+            try:
+                self._db.execute(
+                    "UPDATE meta SET value = value + ? WHERE key = 'dropped'", (count,)
+                )
+            except sqlite3.Error:
+                self._dropped_in_memory += count
 
     def stats(self) -> dict[str, int]:
         """``depth`` (messages), ``bytes`` and ``dropped`` (ever) for the health report."""
         with self._lock:
             depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
-            return {"depth": depth, "bytes": self._bytes, "dropped": self._meta("dropped")}
+            return {
+                "depth": depth + len(self._held),
+                "bytes": self._bytes + self._held_bytes,
+                "dropped": self._meta("dropped") + self._dropped_in_memory,
+            }
 
     def close(self) -> None:
         with self._lock:
