@@ -145,8 +145,9 @@ def test_outside_systemd_nothing_is_sent() -> None:
 
 @pytest.mark.slow
 def test_daemon_under_a_systemd_like_supervisor(tmp_path: Path, model_dir: Path) -> None:
-    """READY, STATUS and WATCHDOG while frames flow; no WATCHDOG while the camera is gone;
-    STOPPING, exit 0 and the last window flushed on SIGTERM."""
+    """READY, STATUS and WATCHDOG while frames flow; while the camera is gone the loop keeps
+    reconnecting, closing empty windows marked with the camera's state and feeding the watchdog
+    (only a hung loop or inference should get it killed); STOPPING, exit 0 on SIGTERM."""
     import shutil as _shutil
 
     _shutil.copy(CAVIAR / "video.mpg", tmp_path / "clip.mpg")
@@ -162,7 +163,7 @@ source = "http://127.0.0.1:{server.port}/clip.mpg"
 fps_cap = 20
 reconnect_max_s = 0.5
 [analytics]
-window_s = 60
+window_s = 1
 [paths]
 model_dir = "{model_dir}"
 state_dir = "{tmp_path / "state"}"
@@ -186,9 +187,10 @@ state_dir = "{tmp_path / "state"}"
         assert "fps" in status and "people in view" in status and "broker not configured" in status
         server.stop()  # the camera goes away
         time.sleep(2.5)  # frames in flight drain; the source is reconnecting
-        stalled_since = time.monotonic()
+        away_since = time.monotonic()
         time.sleep(3)
-        assert receiver.lines("WATCHDOG=1", since=stalled_since) == []
+        assert receiver.lines("WATCHDOG=1", since=away_since)
+        assert "camera reconnecting" in receiver.lines("STATUS=")[-1]
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=60)
     finally:
@@ -198,7 +200,9 @@ state_dir = "{tmp_path / "state"}"
     assert receiver.lines("STOPPING=1")
     records = [json.loads(line) for line in out.read_text().splitlines()]
     counts = [r for r in records if r["type"] == "counts"]
-    assert counts and counts[-1]["frames"] > 0  # the partial window was flushed
+    assert any(c["frames"] > 0 for c in counts)
+    empty = [c for c in counts if c["frames"] == 0]
+    assert any(c.get("source") == "reconnecting" for c in empty), empty
     assert records[-1]["type"] == "summary"
 
 

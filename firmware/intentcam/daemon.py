@@ -193,7 +193,7 @@ class Daemon:
         heartbeat = self.pipeline.heartbeat
         if heartbeat.frames and not self.notifier.ready:
             self.notifier.notify_ready(f"first frame processed; {self.models[0]['reason']}")
-        self.notifier.tick(heartbeat.last_progress, self._status)
+        self.notifier.tick(heartbeat.last_alive, self._status)
         now = time.monotonic()
         if now >= self._next_health:
             self._next_health = now + self.settings.telemetry.health_interval_s

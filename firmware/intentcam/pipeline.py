@@ -42,6 +42,10 @@ class Heartbeat:
     last_progress: float = 0.0
     #: People counted over all frames (what OTA probation compares models by).
     people: int = 0
+    #: The last loop turn, frame or not: what the systemd watchdog is fed from. A hung loop or
+    #: inference stops it; a camera that is away does not (the loop keeps reconnecting,
+    #: closing empty windows and reporting).
+    last_alive: float = 0.0
 
     def beat(self, now: float, people: int = 0) -> None:
         self.frames += 1
@@ -126,6 +130,7 @@ class Pipeline:
         stats = LoopStats(started=now, window_started=now)
         run_origin: float | None = None
         while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
+            self.heartbeat.last_alive = self.clock()
             if self.tick is not None:
                 self.tick()
             read_started = self.clock()
@@ -135,6 +140,11 @@ class Pipeline:
             if frame is None:
                 if self.source.finished:
                     break
+                if self.source.live and self.view is not None:
+                    # Windows close on time, frames or not: an empty window says the camera
+                    # was down (its state goes with it) instead of leaving a silent hole.
+                    for record in self.view.idle(self.clock(), self.source.stats.state):
+                        self.sink.write(record)
                 continue
             started = self.clock()
             if run_origin is None:

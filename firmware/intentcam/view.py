@@ -247,6 +247,15 @@ class CameraView:
         self.stage_ms = {"analytics": (time.perf_counter() - started) * 1e3}
         return records
 
+    def idle(self, now: float, source_state: str) -> list[Record]:
+        """No frame came (the camera is away): close the windows that are due, marked with the
+        source's state when they saw no frame at all."""
+        records = self.analytics.aggregator.advance(now)
+        for record in records:
+            if record.get("type") == "counts" and record.get("frames") == 0:
+                record["source"] = source_state
+        return records
+
     def finish(self) -> list[Record]:
         """End every session and close the partial windows (shutdown: nothing is lost)."""
         self.tracker.end_all(self._last_ts)
