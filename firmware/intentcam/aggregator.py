@@ -13,6 +13,7 @@ its daily local reset.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -323,6 +324,15 @@ class Aggregator:
         records.append(self._close_heatmap(self._heatmap_start, end))
         self._window_start = end
         self._heatmap_start = end
+        return records
+
+    def partial(self, timestamp: float) -> list[Record]:
+        """The open window's counts and sessions as they stand (a copy: nothing is closed), for
+        the crash checkpoint; marked ``partial``."""
+        snapshot = copy.deepcopy(self)
+        records = [r for r in snapshot.flush(timestamp) if r["type"] in ("counts", "sessions")]
+        for record in records:
+            record["partial"] = True
         return records
 
     def live_objects(self) -> int:

@@ -311,6 +311,8 @@ class HomographyConfig(_Section):
 
 class AnalyticsConfig(_Section):
     window_s: float = Field(default=60.0, ge=1, le=3600)
+    #: How often the open window is checkpointed to disk: at most this much is lost in a crash.
+    checkpoint_s: float = Field(default=5.0, ge=1, le=600)
     heatmap_window_s: float = Field(default=300.0, ge=1, le=86400)
     heatmap_grid: tuple[int, int] = (32, 18)
     #: How far (frame heights) a foot point must get past a line for a crossing to count.

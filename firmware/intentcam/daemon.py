@@ -28,6 +28,7 @@ from intentcam.pipeline import build_pipeline
 from intentcam.service.lock import DaemonLock
 from intentcam.service.notify import Notifier
 from intentcam.sinks import Sink
+from intentcam.telemetry.checkpoint import WindowCheckpoint
 from intentcam.telemetry.health import HealthMonitor
 from intentcam.telemetry.service import Telemetry
 
@@ -114,6 +115,8 @@ class Daemon:
         )
         self.pipeline.timings = self.health.timings
         self._next_health = time.monotonic() + settings.telemetry.health_interval_s
+        self.checkpoint = WindowCheckpoint(settings.paths.state_dir)
+        self._next_checkpoint = time.monotonic() + settings.analytics.checkpoint_s
         self._status_at, self._status_frames = time.monotonic(), 0
 
     def run(self, stop: threading.Event, max_frames: int | None = None) -> dict[str, Any]:
@@ -126,11 +129,20 @@ class Daemon:
         )
         self.telemetry.start()
         self.ota.announce_start(self._rolled_back, self.degraded)
+        recovered = self.checkpoint.take()
+        if recovered:
+            log.warning(
+                "the last run did not stop cleanly: publishing its checkpointed partial window"
+            )
+            for record in recovered:
+                self.telemetry.write(record)
         if self.ddi is not None:
             self.ddi.start()
         try:
-            # The pipeline flushes the partial window on the way out.
-            return self.pipeline.run(stop, max_frames=max_frames)
+            # The pipeline flushes the partial window on the way out: no checkpoint needed then.
+            summary = self.pipeline.run(stop, max_frames=max_frames)
+            self.checkpoint.clear()
+            return summary
         finally:
             if self.ddi is not None:
                 self.ddi.stop()
@@ -195,6 +207,9 @@ class Daemon:
             self.notifier.notify_ready(f"first frame processed; {self.models[0]['reason']}")
         self.notifier.tick(heartbeat.last_alive, self._status)
         now = time.monotonic()
+        if now >= self._next_checkpoint and self.pipeline.view is not None:
+            self._next_checkpoint = now + self.settings.analytics.checkpoint_s
+            self.checkpoint.save(self.pipeline.view.partial())
         if now >= self._next_health:
             self._next_health = now + self.settings.telemetry.health_interval_s
             self.telemetry.supervise()

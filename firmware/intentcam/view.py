@@ -247,6 +247,12 @@ class CameraView:
         self.stage_ms = {"analytics": (time.perf_counter() - started) * 1e3}
         return records
 
+    def partial(self) -> list[Record]:
+        """The open window as it stands (counts and sessions), for the crash checkpoint."""
+        if not self._last_ts:
+            return []
+        return self.analytics.aggregator.partial(self._last_ts)
+
     def idle(self, now: float, source_state: str) -> list[Record]:
         """No frame came (the camera is away): close the windows that are due, marked with the
         source's state when they saw no frame at all."""
