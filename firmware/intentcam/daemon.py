@@ -127,8 +127,11 @@ class Daemon:
             self.source.name,
             self.models[0]["reason"],
         )
-        self.telemetry.start()
+        # Before the link starts: the birth status carries this state, and the retained ``ota``
+        # message goes out on connect, so no second status is needed.
         self.ota.announce_start(self._rolled_back, self.degraded)
+        self._status_due = False
+        self.telemetry.start()
         recovered = self.checkpoint.take()
         if recovered:
             log.warning(
