@@ -102,3 +102,35 @@ def test_a_full_disk_holds_messages_in_memory_until_space_returns(small_fs: Path
     spool.close()
     reopened = Spool(small_fs / "spool.sqlite")
     assert [m.seq for m in reopened.pending(limit=100)] == first + held + after
+
+
+@pytest.mark.slow
+def test_a_read_only_state_dir_runs_degraded_instead_of_crash_looping(
+    small_fs: Path, tmp_path: Path, model_dir: Path
+) -> None:
+    from tests.cli import run_cli
+    from tests.data import CONCOURSE
+
+    env = {
+        "INTENTCAM_PATHS__STATE_DIR": str(small_fs),
+        "INTENTCAM_PATHS__MODEL_DIR": str(model_dir),
+        "INTENTCAM_ANALYTICS__WINDOW_S": "1",
+    }
+    before = tmp_path / "before.jsonl"
+    first = run_cli("run", "--source", str(CONCOURSE), "--max-frames", "30", "--sink",
+                    f"jsonl:{before}", env=env)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    # An SD card fault: the state filesystem turns read-only (no writer holds it now).
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    after = tmp_path / "after.jsonl"
+    second = run_cli("run", "--source", str(CONCOURSE), "--max-frames", "30", "--sink",
+                     f"jsonl:{after}", env=env)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "holding messages in memory" in second.stderr and "Traceback" not in second.stderr
+    import json
+
+    def seqs(path: Path) -> list[int]:
+        lines = path.read_text().splitlines()
+        return [r["seq"] for r in map(json.loads, lines) if r.get("type") in ("counts", "heatmap")]
+
+    assert seqs(after) and min(seqs(after)) > max(seqs(before)), "seq must not go back"

@@ -8,11 +8,14 @@ hot-swaps; if not, the command installs for the next start itself.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from intentcam.errors import UserError
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "daemon.lock"
 
@@ -25,9 +28,15 @@ class DaemonLock:
     @classmethod
     def acquire(cls, state_dir: Path) -> DaemonLock:
         """Take the lock or raise a one-line :class:`UserError` naming the other daemon."""
-        state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            # A read-only or broken state filesystem: run without the lock (degraded elsewhere)
+            # rather than not at all.
+            log.error("cannot take %s (%s); running without the one-daemon lock", path, exc)
+            return cls(path, None)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

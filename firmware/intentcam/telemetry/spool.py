@@ -102,6 +102,7 @@ class Spool:
         self._reserved = 0
         self._spool_id = 0
         self._counter_missing = False
+        self._memory_only = False
         self._held: list[_Held] = []
         self._held_bytes = 0
         self.hwm_path = path.with_name(path.name + ".seq")
@@ -110,25 +111,28 @@ class Spool:
         except OSError as exc:
             raise UserError(f"spool {path}: cannot create its folder ({exc})") from None
         try:
-            self._open()
+            self._open(str(path))
+        except sqlite3.OperationalError as exc:  # cannot open or write: storage, not content
+            self._open_in_memory(str(exc))
         except sqlite3.DatabaseError as exc:
-            aside = self._move_aside(f"{exc}")
-            log.error("spool %s is corrupt (%s); moved aside to %s, starting a new one",
-                      path, exc, aside.name)  # fmt: skip
             try:
-                self._open()
+                aside = self._move_aside(f"{exc}")
+                log.error("spool %s is corrupt (%s); moved aside to %s, starting a new one",
+                          path, exc, aside.name)  # fmt: skip
+                self._open(str(path))
             except (sqlite3.Error, OSError) as again:
-                raise UserError(f"spool {path}: cannot open ({again})") from None
+                self._open_in_memory(f"corrupt ({exc}) and not replaceable ({again})")
         except OSError as exc:
-            raise UserError(f"spool {path}: cannot open ({exc})") from None
+            self._open_in_memory(exc.strerror or str(exc))
         newest = self._db.execute("SELECT MAX(created) FROM messages").fetchone()[0]
         self._clock = clock or SpoolClock(float(newest or 0.0))
         self._next = self._continue_seq(self._counter_missing)
 
-    def _open(self) -> None:
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+    def _open(self, target: str) -> None:
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        if target != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
         if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             self._db.close()
             raise sqlite3.DatabaseError("quick_check failed")
@@ -147,6 +151,14 @@ class Spool:
         self._bytes = int(
             self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
         )
+
+    def _open_in_memory(self, reason: str) -> None:
+        """The state filesystem cannot hold the spool (read-only, full, I/O errors): run on, in
+        memory, degraded, rather than exit and be restarted into the same failure."""
+        self._memory_only = True
+        self.fault = f"spool {self.path} cannot be opened ({reason}): holding messages in memory"
+        log.error("%s", self.fault)
+        self._open(":memory:")
 
     def _move_aside(self, reason: str) -> Path:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
@@ -246,7 +258,7 @@ class Spool:
             self.fault = f"spool cannot write: {exc}"
             self._trim_held()
             return
-        if self.fault:
+        if self.fault and not self._memory_only:
             log.warning("spool %s: writable again; %d held message(s) stored", self.path,
                         len(self._held))  # fmt: skip
             self.fault = ""
