@@ -116,6 +116,12 @@ def start_daemon(config: Path, *args: str) -> subprocess.Popen:
 
 
 def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
+    log = broker.folder / "mosquitto.log"
+
+    def connected() -> int:
+        return log.read_text(errors="replace").count("New client connected") if log.exists() else 0
+
+    before = connected()
     process = subprocess.Popen(
         intentcam_argv("tail", "--broker", f"127.0.0.1:{broker.port}", "--json", *args),
         env=ENV,
@@ -123,7 +129,12 @@ def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # subscribed before the daemon starts publishing
+    # Subscribed before the daemon starts publishing: on a loaded machine the tail's start can
+    # take longer than a fixed sleep, and messages sent before it subscribes never reach it.
+    deadline = time.monotonic() + 30
+    while connected() <= before and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
     return process
 
 

@@ -210,9 +210,8 @@ class Spool:
                 jump,
             )
             stored = jump
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (stored,))
-        if stored > self._reserved:
-            self._write_hwm(stored + SEQ_BLOCK - 1)
+        # Nothing is written here: opening a spool only to look at it (``stats``) must not
+        # change it. The first ``put`` stores the counter and reserves the next block.
         return stored
 
     def put(self, topic: str, qos: int, build: Callable[[int], bytes]) -> int:
