@@ -12,12 +12,13 @@ from typing import Any
 
 from intentcam.cli.common import add_config_option, settings_from
 from intentcam.config import Settings
+from intentcam.durable import atomic_write
 from intentcam.errors import UserError
 from intentcam.ota.agent import INBOX, STATUS_FILE
 from intentcam.ota.bundle import BundleError
 from intentcam.ota.download import Download
 from intentcam.ota.install import Installer, fault_from_environment, store_of
-from intentcam.ota.store import atomic_write, describe
+from intentcam.ota.store import describe
 from intentcam.service.lock import daemon_running
 
 NAME = "ota"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from intentcam.config import LineConfig, ZoneConfig, check_unique_ids, describe_validation_error
+from intentcam.durable import atomic_write
 
 log = logging.getLogger(__name__)
 FILE_NAME = "zones.json"
@@ -88,21 +87,4 @@ class GeometryStore:
         return geometry
 
     def save(self, geometry: Geometry) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = geometry.model_dump_json(indent=2)
-        handle = tempfile.NamedTemporaryFile(
-            "w",
-            dir=self.path.parent,
-            prefix=".zones.",
-            suffix=".tmp",
-            delete=False,
-            encoding="utf-8",
-        )
-        try:
-            with handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, self.path)
-        finally:
-            Path(handle.name).unlink(missing_ok=True)
+        atomic_write(self.path, geometry.model_dump_json(indent=2).encode("utf-8"))

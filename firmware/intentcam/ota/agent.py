@@ -24,11 +24,12 @@ from typing import Any
 from intentcam.detect import PersonDetector
 from intentcam.detect.base import DetectStats
 from intentcam.detect.detections import Detections
+from intentcam.durable import atomic_write
 from intentcam.models.manifest import OperatingPoint
 from intentcam.ota.bundle import BundleError
 from intentcam.ota.download import Download
 from intentcam.ota.install import Installer, Prepared
-from intentcam.ota.store import Installed, atomic_write, describe
+from intentcam.ota.store import Installed, describe
 from intentcam.records import iso
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from intentcam.durable import atomic_write, fsync_dir
 from intentcam.ota.bundle import MANIFEST, SIGNATURE, BundleError, VerifiedBundle, parse_manifest
 from intentcam.ota.cpio import copy_entry
 from intentcam.records import iso
@@ -84,33 +85,6 @@ class OtaState(BaseModel):
             0, HistoryItem(ts=iso(time.time()), event=event, version=version, reason=reason)
         )
         del self.history[HISTORY_LENGTH:]
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 @dataclass
@@ -178,7 +152,7 @@ class ArtifactStore:
             tmp.unlink(missing_ok=True)
             os.symlink(Path("store") / sha256, tmp)
             os.replace(tmp, self.current_link)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     # --- versions --------------------------------------------------------------------------
 
@@ -220,7 +194,7 @@ class ArtifactStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _fsync_dir(self.store)
+        fsync_dir(self.store)
         return target
 
     def _copy_files(self, bundle: VerifiedBundle, staging: Path) -> None:
@@ -238,7 +212,7 @@ class ArtifactStore:
                     raise BundleError("unpack", f"{name}: changed since it was verified")
         (staging / MANIFEST).write_bytes(bundle.manifest_bytes)
         (staging / SIGNATURE).write_bytes(bundle.signature_bytes)
-        _fsync_dir(staging)
+        fsync_dir(staging)
 
     def clean_staging(self) -> int:
         """Remove unpacks a crash interrupted; returns how many."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
+from intentcam.durable import atomic_write
 from intentcam.records import Record, encode
 
 log = logging.getLogger(__name__)
@@ -29,13 +28,7 @@ class WindowCheckpoint:
     def save(self, records: list[Record]) -> None:
         """Replace the checkpoint; a storage fault is logged once and retried next time."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".checkpoint.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(encode({"records": records}))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            atomic_write(self.path, encode({"records": records}).encode("utf-8"))
             self._failing = False
         except OSError as exc:
             if not self._failing:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from intentcam.durable import atomic_write
 from intentcam.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -180,13 +181,8 @@ class Spool:
             return 0, 0
 
     def _write_hwm(self, reserved: int) -> None:
-        tmp = self.hwm_path.with_name(self.hwm_path.name + ".tmp")
         try:
-            with tmp.open("w", encoding="ascii") as handle:
-                handle.write(f"{reserved} {self._spool_id}\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.hwm_path)
+            atomic_write(self.hwm_path, f"{reserved} {self._spool_id}\n".encode("ascii"))
             self._reserved = reserved
         except OSError as exc:  # best effort: the spool's own counter still holds
             log.warning("spool: cannot write %s (%s)", self.hwm_path, exc)
