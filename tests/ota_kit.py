@@ -33,10 +33,6 @@ def run_ota(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
     )
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @dataclass
 class Kit:
     """Keys and a cache of built bundles in one folder."""

@@ -19,11 +19,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from intentcam.models.store import sha256_of
 from intentcam.telemetry.messages import SPOOLED, validation_errors
 from tests.brokers import Broker
 from tests.cli import intentcam_argv
 from tests.data import MALL
-from tests.ota_kit import BundleServer, sha256_of
+from tests.ota_kit import BundleServer
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from intentcam.config import Settings
+from intentcam.models.store import sha256_of
 from intentcam.ota.bundle import BundleError
 from intentcam.ota.download import Download
 from intentcam.ota.install import FAULT_ENV, Installer, store_of
 from intentcam.ota.startup import load_active
 from tests.cli import run_cli
-from tests.ota_kit import BundleServer, resign, sha256_of
+from tests.ota_kit import BundleServer, resign
 
 pytestmark = pytest.mark.slow
 

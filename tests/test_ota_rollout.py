@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from intentcam.models.store import sha256_of
 from intentcam_ota.rollout import ring_sizes
 from tests.brokers import Broker
 from tests.cli import intentcam_argv
 from tests.data import MALL
-from tests.ota_kit import BundleServer, run_ota, sha256_of
+from tests.ota_kit import BundleServer, run_ota
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 

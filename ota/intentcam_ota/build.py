@@ -8,7 +8,6 @@ device compares like with like.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 from intentcam.config import Settings
 from intentcam.models.manifest import load_manifest
+from intentcam.models.store import sha256_of
 from intentcam.ota.bundle import (
     MANIFEST,
     SIGNATURE,
@@ -62,16 +62,8 @@ class BuildRequest:
     reference_from: Path | None = None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _entry(path: Path, kind: str) -> dict[str, Any]:
-    return {"sha256": _sha256(path), "size": path.stat().st_size, "kind": kind}
+    return {"sha256": sha256_of(path), "size": path.stat().st_size, "kind": kind}
 
 
 def _require(path: Path | None, flag: str) -> None:
@@ -195,7 +187,7 @@ def _earlier_reference(bundle: Path, files: dict[str, tuple[Path, str]]) -> list
         if (
             summary.frame not in ours
             or theirs is None
-            or theirs.sha256 != _sha256(ours[summary.frame])
+            or theirs.sha256 != sha256_of(ours[summary.frame])
         ):
             raise BundleError(
                 "build", f"--reference-from {bundle}: pass the same --frames in the same order"

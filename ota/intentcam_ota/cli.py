@@ -12,6 +12,7 @@ from typing import Any
 
 from intentcam import __version__
 from intentcam.errors import UserError
+from intentcam.models.store import sha256_of
 from intentcam.ota.bundle import SEMVER, BundleError, trusted_keys, verify_bundle
 from intentcam_ota import keys
 from intentcam_ota.build import BuildRequest, build_bundle
@@ -197,7 +198,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         manifest = build_bundle(request)
     except BundleError as exc:
         raise UserError(f"build: {exc.reason}") from None
-    sha = _sha256(args.out)
+    sha = sha256_of(args.out)
     if args.json:
         print(
             json.dumps(
@@ -217,14 +218,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
         print(f"sha256 {sha}")
     return 0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -257,7 +250,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from intentcam.telemetry.mqtt import describe_connect_error, make_client
     from intentcam_ota.rollout import Rollout, ring_sizes, subscribe
 
-    sha256 = args.sha256 or _sha256(args.bundle)
+    sha256 = args.sha256 or sha256_of(args.bundle)
     config = MqttConfig(
         host=args.broker,
         port=args.port,

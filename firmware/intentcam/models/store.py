@@ -47,13 +47,18 @@ CHUNK = 1 << 16
 ProgressFactory = Callable[[str, int | None], "tqdm"]
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def digest_of(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (``sha256``, ``sha1``, ...), read in chunks."""
+    digest = hashlib.new(algorithm)
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    return digest_of(path, "sha256")
 
 
 def default_progress(description: str, total: int | None) -> tqdm:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from intentcam.models.store import digest_of
 from intentcam.ota.bundle import BundleError
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,9 @@ class Download:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _hash(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_hashes(path: Path, job: Download) -> None:
     for algorithm, expected in (("sha256", job.sha256), ("sha1", job.sha1)):
-        if expected and _hash(path, algorithm) != expected.lower():
+        if expected and digest_of(path, algorithm) != expected.lower():
             raise BundleError("download", f"{algorithm} of the download does not match {expected}")
 
 
