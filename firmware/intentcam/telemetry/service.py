@@ -136,6 +136,27 @@ class Telemetry:
     def _birth(self) -> dict[str, Any]:
         return self._status("online", self._status_seq.next())
 
+    def _send(
+        self,
+        message: dict[str, Any],
+        topic: str,
+        *,
+        qos: int,
+        retain: bool = False,
+        correlation: bytes | None = None,
+    ) -> bytes:
+        """A message that skips the spool: to the local sink, then to the broker if connected.
+
+        Returns its bytes. Text is encoded with backslashreplace: replies echo what a sender
+        wrote, and a stray surrogate must never break the encoding.
+        """
+        line = encode_text(message).encode("utf-8", "backslashreplace").decode("utf-8")
+        self.forward.write(message, line)
+        payload = line.encode("utf-8")
+        if self.link is not None:
+            self.link.send_direct(Direct(topic, payload, qos, retain, correlation))
+        return payload
+
     def send_reply(
         self,
         command: str,
@@ -146,43 +167,23 @@ class Telemetry:
     ) -> None:
         """Answer a command: to ``response_topic`` (MQTT 5) or ``cmd/{command}/reply``."""
         message = envelope("reply", self.device, self.site, body, self._status_seq.next())
-        # Replies echo what a sender wrote: never let a stray surrogate break the encoding.
-        line = encode_text(message).encode("utf-8", "backslashreplace").decode("utf-8")
-        self.forward.write(message, line)
-        if self.link is None:
-            return
         topic = response_topic or self.topics.reply(
             command[:64].replace("/", "_").replace("+", "_").replace("#", "_")
         )
-        self.link.send_direct(Direct(topic, line.encode("utf-8"), qos=1, correlation=correlation))
+        self._send(message, topic, qos=1, correlation=correlation)
 
     def publish_status(self) -> None:
         """Publish the current status again (retained): after a model swap or rollback."""
-        message = self._birth()
-        line = encode_text(message)
-        self.forward.write(message, line)
-        if self.link is not None:
-            self.link.send_direct(
-                Direct(self.topics.of("status"), line.encode("utf-8"), qos=1, retain=True)
-            )
+        self._send(self._birth(), self.topics.of("status"), qos=1, retain=True)
 
     def publish_ota(self, body: dict[str, Any]) -> None:
         """The OTA state on the retained ``ota`` topic (and to the local sink)."""
         message = envelope("ota", self.device, self.site, body, self._ota_seq.next())
-        line = encode_text(message)
-        self._last_ota = line.encode("utf-8")
-        self.forward.write(message, line)
-        if self.link is not None:
-            self.link.send_direct(
-                Direct(self.topics.of("ota"), line.encode("utf-8"), qos=1, retain=True)
-            )
+        self._last_ota = self._send(message, self.topics.of("ota"), qos=1, retain=True)
 
     def publish_health(self, body: dict[str, Any]) -> None:
         message = envelope("health", self.device, self.site, body, self._health_seq.next())
-        line = encode_text(message)
-        self.forward.write(message, line)
-        if self.link is not None:
-            self.link.send_direct(Direct(self.topics.of("health"), line.encode("utf-8"), qos=0))
+        self._send(message, self.topics.of("health"), qos=0)
 
     @property
     def broker_connected(self) -> bool:
