@@ -82,7 +82,6 @@ class Sample:
 class Probation:
     """A swapped-in model under watch, and what to go back to."""
 
-    prepared: Prepared | None
     installed: Installed
     previous: PersonDetector | None
     guard: GuardedDetector
@@ -90,7 +89,6 @@ class Probation:
     baseline_fps: float | None
     baseline_rate: float | None
     done: Done | None
-    swap_ms: float = 0.0
 
 
 @dataclass
@@ -161,7 +159,7 @@ class OtaAgent:
     def request_install(self, job: Download, done: Done | None = None) -> str | None:
         """Start an install in the background; the reason it cannot start, or ``None``."""
         with self._lock:
-            if self._busy or self.probation is not None or self._ready is not None:
+            if self._busy:  # from the request until commit, rollback or failure
                 return "another update is in progress"
             self._busy = True
         threading.Thread(
@@ -211,7 +209,7 @@ class OtaAgent:
         guard = GuardedDetector(detector)
         # Called before the frame loop exists: its heartbeat starts at zero.
         self.probation = Probation(
-            None, installed, None, guard, Sample(self.clock(), 0, 0), None, None, None
+            installed, None, guard, Sample(self.clock(), 0, 0), None, None, None
         )
         self._busy = True
         return guard  # type: ignore[return-value]
@@ -253,7 +251,6 @@ class OtaAgent:
         previous = current.inner if isinstance(current, GuardedDetector) else current
         frames, people = self.heartbeat()
         self.probation = Probation(
-            prepared,
             prepared.installed,
             previous,
             guard,
@@ -261,7 +258,6 @@ class OtaAgent:
             baseline_fps,
             baseline_rate,
             done,
-            swap_ms,
         )
         self.loaded = prepared.installed
         self.report(
