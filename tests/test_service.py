@@ -259,7 +259,31 @@ def test_check_passes_on_a_working_setup(check_config, model_dir: Path) -> None:
     result = run_cli("check", "--config", str(config), "--json")
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["ok"]
-    assert [s["state"] for s in report["steps"]] == ["pass"] * 5 + ["skip"]
+    states = {s["name"]: s["state"] for s in report["steps"]}
+    assert states == {"config": "pass", "daemon": "skip", "models": "pass", "detector": "pass",
+                      "camera": "pass", "detection": "pass", "broker": "skip"}  # fmt: skip
+
+
+def test_check_judges_a_running_daemon_by_its_health_report() -> None:
+    from intentcam.service.check import daemon_step
+    from intentcam.telemetry.health import HealthReport
+
+    health = {"fps": 9.5, "uptime_s": 120, "broker": "connected", "spool": {"depth": 0},
+              "source": {"state": "streaming"}}  # fmt: skip
+    well = HealthReport(written=1000.0, pid=7, state="online", reason="", health=health)
+    assert daemon_step(well, 30, now=1010.0).state == "pass"
+    stale = daemon_step(well, 30, now=1200.0)
+    assert stale.state == "fail" and "200 s old" in stale.detail
+    broken = HealthReport(
+        written=1000.0, pid=7, state="degraded", reason="spool cannot write: disk I/O error",
+        health={**health, "broker": "disconnected", "spool": {"depth": 41},
+                "broker_error": "not authorised (check mqtt.username)",
+                "source": {"state": "reconnecting"}},
+    )  # fmt: skip
+    step = daemon_step(broken, 30, now=1001.0)
+    assert step.state == "fail"
+    for expected in ("disk I/O error", "not authorised", "41 message(s)", "camera reconnecting"):
+        assert expected in step.detail
 
 
 @pytest.mark.slow

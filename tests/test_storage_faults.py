@@ -1,9 +1,17 @@
 """Storage faults degrade, never crash: a corrupt spool is set aside, seq never goes back, a full
 or read-only filesystem holds messages in memory until it recovers, and a wall-clock jump does not
-expire unsent messages. Faults are real: a small tmpfs filled up or remounted read-only."""
+expire unsent messages. Faults are real: a small tmpfs filled up or remounted read-only, and a
+loop-mounted ext4 (``errors=remount-ro``, as Raspberry Pi OS mounts its root) failing mid-run:
+either turned read-only by a filesystem error (``trigger_fs_error``, what ext4 does on an SD card
+fault) or shut down (``EXT4_IOC_SHUTDOWN``, the ioctl xfstests' ``godown`` uses: every later I/O
+fails), then checked and mounted again."""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -127,6 +135,7 @@ def test_a_read_only_state_dir_runs_degraded_instead_of_crash_looping(
                      f"jsonl:{after}", env=env)  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert "holding messages in memory" in second.stderr and "Traceback" not in second.stderr
+    assert "unsent message(s) held in memory are lost at this stop" in second.stderr
     import json
 
     def seqs(path: Path) -> list[int]:
@@ -134,3 +143,172 @@ def test_a_read_only_state_dir_runs_degraded_instead_of_crash_looping(
         return [r["seq"] for r in map(json.loads, lines) if r.get("type") in ("counts", "heatmap")]
 
     assert seqs(after) and min(seqs(after)) > max(seqs(before)), "seq must not go back"
+
+
+#: ``_IOR('X', 125, __u32)``; flag 2 = ``EXT4_GOING_FLAGS_NOLOGFLUSH`` (drop the journal's tail).
+EXT4_IOC_SHUTDOWN = 0x8004587D
+
+
+class Ext4:
+    """An ext4 image loop-mounted at ``mount``, which a test can shut down and mount again."""
+
+    def __init__(self, image: Path, mount: Path) -> None:
+        self.image, self.mount = image, mount
+        self.devices: list[str] = []
+
+    def attach(self) -> None:
+        """Mount through a loop device of its own: ``mount -o loop`` would reuse the device of a
+        detached mount, and with it the old (shut down) filesystem."""
+        device = subprocess.run(["losetup", "-f", "--show", str(self.image)], capture_output=True,
+                                text=True, check=True).stdout.strip()  # fmt: skip
+        self.devices.append(device)
+        subprocess.run(["mount", "-o", "errors=remount-ro", device, str(self.mount)], check=True)
+
+    def fail(self, how: str) -> None:
+        """``read_only``: a filesystem error, which remounts it read-only; ``io_error``: shut
+        down, every later read or write fails with EIO."""
+        if how == "read_only":
+            name = Path(self.devices[-1]).name
+            Path(f"/sys/fs/ext4/{name}/trigger_fs_error").write_text("injected by a test")
+            options = [line.split()[3] for line in Path("/proc/mounts").read_text().splitlines()
+                       if line.split()[1] == str(self.mount)]  # fmt: skip
+            assert options and ("emergency_ro" in options[-1] or options[-1].startswith("ro"))
+        else:
+            self.shut_down()
+
+    def detach(self) -> None:
+        subprocess.run(["umount", "-l", str(self.mount)], check=False)
+        for device in self.devices:  # freed once nothing holds the old filesystem any more
+            subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
+
+    def shut_down(self) -> None:
+        """Every later read or write on the filesystem fails with EIO."""
+        fd = os.open(self.mount, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, (2).to_bytes(4, "little"))
+        finally:
+            os.close(fd)
+
+    def repair(self) -> None:
+        """What a technician (or the next boot) does: detach, fsck, mount again."""
+        subprocess.run(["umount", "-l", str(self.mount)], check=True)
+        subprocess.run(["e2fsck", "-fy", str(self.image)], capture_output=True)  # 1: fixed
+        self.attach()
+
+
+@pytest.fixture()
+def ext4(tmp_path: Path) -> Iterator[Ext4]:
+    image, mount = tmp_path / "sd.img", tmp_path / "sd"
+    mount.mkdir()
+    subprocess.run(["truncate", "-s", "32M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    fs = Ext4(image, mount)
+    try:
+        fs.attach()
+    except subprocess.CalledProcessError:
+        pytest.skip("cannot loop-mount an ext4 image here (needs root and loop devices)")
+    try:
+        yield fs
+    finally:
+        fs.detach()
+
+
+FAULTS = pytest.mark.parametrize("fault", ["read_only", "io_error"])
+
+
+@FAULTS
+def test_a_filesystem_failing_mid_run_holds_messages_until_it_is_back(
+    ext4: Ext4, fault: str
+) -> None:
+    spool = Spool(ext4.mount / "spool.sqlite", retry_s=0.1)
+    before = put(spool, 5)
+    ext4.fail(fault)
+    during = put(spool, 20)
+    assert "cannot write" in spool.fault
+    assert [m.seq for m in spool.pending(limit=100)][-20:] == during  # held, in order
+    assert spool.stats()["depth"] >= 20  # health keeps reporting from memory
+    ext4.repair()
+    time.sleep(0.2)
+    after = put(spool, 1)  # the old connection sees a dead filesystem: the spool opens afresh
+    assert spool.fault == ""
+    spool.close()
+    reopened = Spool(ext4.mount / "spool.sqlite")
+    assert [m.seq for m in reopened.pending(limit=100)] == before + during + after
+
+
+def test_a_spool_started_in_memory_moves_to_disk_when_the_filesystem_is_writable(
+    small_fs: Path,
+) -> None:
+    Spool(small_fs / "spool.sqlite").close()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    spool = Spool(small_fs / "spool.sqlite", retry_s=0.1)
+    held = put(spool, 10)
+    assert "holding messages in memory" in spool.fault
+    subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+    time.sleep(0.2)
+    after = put(spool, 1)
+    assert spool.fault == ""
+    spool.close()
+    assert [m.seq for m in Spool(small_fs / "spool.sqlite").pending()] == held + after
+
+
+@pytest.mark.slow
+@FAULTS
+def test_the_daemon_rides_out_a_failing_sd_card_and_check_says_why(
+    ext4: Ext4, tmp_path: Path, model_dir: Path, fault: str
+) -> None:
+    from intentcam.telemetry.health import read_health_file
+    from tests.cli import intentcam_argv, run_cli
+    from tests.data import MALL
+
+    runtime = tmp_path / "run"
+    config = tmp_path / "camera.toml"
+    config.write_text(
+        f'[paths]\nstate_dir = "{ext4.mount}"\nmodel_dir = "{model_dir}"\n'
+        f'runtime_dir = "{runtime}"\n[camera]\nsource = "{MALL}"\n'
+        "[telemetry]\nhealth_interval_s = 1\n[spool]\nretry_s = 1\n"
+        "[analytics]\nwindow_s = 1\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
+    daemon = subprocess.Popen(
+        intentcam_argv("run", "--config", str(config), "--realtime", "--sink", f"jsonl:{out}"),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def wait_for(state: str) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            report = read_health_file(runtime)
+            if report is not None and report.state == state and report.age_s() < 1.5:
+                return
+            assert daemon.poll() is None, "the daemon died"
+            time.sleep(0.3)
+        raise AssertionError(f"no {state} health report")
+
+    try:
+        wait_for("online")
+        ext4.fail(fault)
+        wait_for("degraded")
+        check = run_cli("check", "--config", str(config), "--json")
+        assert check.stdout, check.stderr
+        steps = {step["name"]: step for step in json.loads(check.stdout)["steps"]}
+        assert check.returncode == 1
+        assert steps["daemon"]["state"] == "fail"
+        assert "spool cannot write" in steps["daemon"]["detail"]
+        ext4.repair()
+        wait_for("online")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
+    assert "Traceback" not in stderr and "opened again after the fault" in stderr
+    published = [
+        r["seq"] for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "counts"
+    ]
+    spooled = [m.seq for m in Spool(ext4.mount / "spool.sqlite").pending(limit=100000)]
+    lost = sorted(set(published) - set(spooled))
+    assert len(published) > 5 and not lost, f"counts lost across the fault: {lost}"

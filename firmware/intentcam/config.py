@@ -451,6 +451,9 @@ class SpoolConfig(_Section):
 
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
     max_age_s: float = Field(default=7 * 86400, ge=60)
+    #: While the disk refuses the spool (full, read-only, I/O errors), how often the spool file is
+    #: opened afresh; messages are held in memory meanwhile.
+    retry_s: float = Field(default=30.0, ge=0.1, le=3600)
 
 
 class TelemetryConfig(_Section):
@@ -473,10 +476,21 @@ class PathsConfig(_Section):
     model_dir: Path | None = None
     #: Model manifest; defaults to the one shipped with the package.
     manifest: Path | None = None
+    #: Where the running daemon leaves its latest health for ``intentcam check``. Defaults to
+    #: systemd's ``RuntimeDirectory=`` (``/run/intentcam``, RAM: it outlives a failing SD card),
+    #: else the state dir.
+    runtime_dir: Path | None = None
 
     @property
     def models(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.state_dir / "models"
+
+    @property
+    def runtime(self) -> Path:
+        if self.runtime_dir is not None:
+            return self.runtime_dir
+        systemd_dir = os.environ.get("RUNTIME_DIRECTORY")
+        return Path(systemd_dir.split(":")[0]) if systemd_dir else self.state_dir
 
 
 class OtaConfig(_Section):

@@ -1,8 +1,9 @@
 """``intentcam check``: does this installation work? One pass/fail line per step.
 
 Steps, in order (a step whose inputs failed is reported as skipped, not run):
-config -> models (files present and verified) -> detector (loads) -> camera (delivers a frame)
--> detection (runs on that frame) -> broker (accepts our connection, if one is configured).
+config -> daemon (if one runs: its last health report says it is well) -> models (files
+present and verified) -> detector (loads) -> camera (delivers a frame) -> detection (runs on that
+frame) -> broker (accepts our connection, if one is configured).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from intentcam.detect.selection import select_detector
 from intentcam.errors import ConfigError, UserError
 from intentcam.models import load_manifest, verified_model_path
 from intentcam.models.store import verified_labels
+from intentcam.service.lock import daemon_running
+from intentcam.telemetry.health import HealthReport, read_health_file
 from intentcam.telemetry.mqtt import probe_broker
 
 
@@ -41,6 +44,7 @@ class Check:
     def run(self) -> list[Step]:
         steps: list[Step] = []
         settings = self._config(steps)
+        self._daemon(settings, steps)
         detector = self._detector(settings, steps) if settings else None
         frame = self._camera(settings, steps) if settings else None
         self._detection(detector, frame, steps)
@@ -64,6 +68,24 @@ class Check:
             )
         )
         return settings
+
+    def _daemon(self, settings: Settings | None, steps: list[Step]) -> None:
+        """The running daemon's own view: a link that is down, a spool in memory, a camera away."""
+        if settings is None:
+            steps.append(Step("daemon", "skip", "no valid config"))
+            return
+        running = daemon_running(settings.paths.state_dir)
+        report = read_health_file(settings.paths.runtime)
+        if report is None:
+            detail = (
+                "running, no health report yet (one every "
+                f"{settings.telemetry.health_interval_s:g} s)"
+                if running
+                else f"not running (no daemon holds {settings.paths.state_dir})"
+            )
+            steps.append(Step("daemon", "pass" if running else "skip", detail))
+            return
+        steps.append(daemon_step(report, settings.telemetry.health_interval_s))
 
     def _detector(self, settings: Settings, steps: list[Step]) -> PersonDetector | None:
         try:
@@ -157,6 +179,36 @@ class Check:
         else:
             tls = " over TLS" if settings.mqtt.tls else ""
             steps.append(Step("broker", "pass", f"{address}: connected{tls}"))
+
+
+def daemon_step(report: HealthReport, interval_s: float, now: float | None = None) -> Step:
+    """Judge a running daemon by its last health report: every reason it is not well, in one
+    line, or a pass with what it is doing."""
+    age = report.age_s(now)
+    health = report.health
+    problems = []
+    if age > 3 * interval_s + 10:
+        problems.append(f"last health report {age:.0f} s old (pid {report.pid} hung or killed)")
+    if report.state != "online":
+        problems.append(f"{report.state}: {report.reason}")
+    if health.get("broker") == "disconnected" and health.get("broker_error"):
+        spool = health.get("spool", {})
+        problems.append(
+            f"telemetry is not reaching the broker ({health['broker_error']}); "
+            f"{spool.get('depth', '?')} message(s) wait in the spool"
+        )
+    camera = health.get("source", {}).get("state", "?")
+    if camera not in ("streaming", "starting"):
+        problems.append(f"camera {camera}")
+    if problems:
+        return Step("daemon", "fail", "; ".join(problems))
+    return Step(
+        "daemon",
+        "pass",
+        f"pid {report.pid} up {health.get('uptime_s', 0):.0f} s, {health.get('fps', 0)} fps, "
+        f"broker {health.get('broker', '?')}, spool {health.get('spool', {}).get('depth', '?')}, "
+        f"report {age:.0f} s old",
+    )
 
 
 def as_dicts(steps: list[Step]) -> list[dict[str, str]]:

@@ -56,11 +56,12 @@ class DaemonLock:
 
 
 def daemon_running(state_dir: Path) -> bool:
-    """Whether a daemon holds the lock of ``state_dir`` right now."""
-    path = state_dir / LOCK_FILE
-    if not path.exists():
+    """Whether a daemon holds the lock of ``state_dir`` right now (``False`` when the lock
+    file cannot be read at all: a broken state filesystem)."""
+    try:
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
         return False
-    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

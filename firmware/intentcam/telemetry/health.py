@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from intentcam.durable import atomic_write
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 #: Raspberry Pi firmware's throttling flags (under-voltage, frequency capped, throttled, ...).
@@ -114,3 +117,41 @@ class HealthMonitor:
             "models": models,
             "uptime_s": round(now - self.started, 1),
         }
+
+
+#: The latest health report of a running daemon, in ``paths.runtime``, for ``intentcam check``.
+HEALTH_FILE = "health.json"
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What the daemon last wrote to its health file: the ``health`` body, its status and when."""
+
+    written: float
+    pid: int
+    state: str
+    reason: str
+    health: dict[str, Any]
+
+    def age_s(self, now: float | None = None) -> float:
+        return max((time.time() if now is None else now) - self.written, 0.0)
+
+
+def write_health_file(folder: Path, report: HealthReport) -> None:
+    """Replace the health file; a storage fault is the caller's to log."""
+    atomic_write(folder / HEALTH_FILE, json.dumps(asdict(report)).encode("utf-8"))
+
+
+def read_health_file(folder: Path) -> HealthReport | None:
+    """The last report, or ``None`` if there is none or it is unreadable."""
+    try:
+        data = json.loads((folder / HEALTH_FILE).read_text(encoding="utf-8"))
+        return HealthReport(
+            written=float(data["written"]),
+            pid=int(data["pid"]),
+            state=str(data["state"]),
+            reason=str(data["reason"]),
+            health=dict(data["health"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from intentcam.config import Settings, config_hash
 from intentcam.records import Record
 from intentcam.records import encode as encode_text
 from intentcam.sinks import Sink
+from intentcam.telemetry.health import HEALTH_FILE, HealthReport, write_health_file
 from intentcam.telemetry.messages import SPOOLED, Topics, body_of, envelope
 from intentcam.telemetry.mqtt import CommandHandler, Direct, MqttLink
 from intentcam.telemetry.spool import Spool
@@ -60,6 +63,7 @@ class Telemetry:
             settings.paths.state_dir / SPOOL_FILE,
             settings.spool.max_bytes,
             settings.spool.max_age_s,
+            retry_s=settings.spool.retry_s,
         )
         self._models = models
         self._occupancy = occupancy or (lambda: {"people": 0, "store": 0, "zones": {}})
@@ -70,6 +74,8 @@ class Telemetry:
         self._ota_seq = _Counter()
         self._last_ota: bytes | None = None
         self._last_fault = ""
+        self._runtime = settings.paths.runtime
+        self._health_file_error = ""
         self.link: MqttLink | None = None
         if settings.mqtt.host:
             self.link = MqttLink(
@@ -113,7 +119,7 @@ class Telemetry:
     def _status(self, state: str, seq: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"state": state}
         if state == "online":
-            reason = "; ".join(r for r in (self._degraded(), self.spool.fault) if r)
+            reason = self._degraded_reason()
             if reason:
                 body.update(state="degraded", reason=reason)
             body.update(
@@ -129,6 +135,9 @@ class Telemetry:
         if seq is None:  # the last will is fixed at connect time: no seq, no timestamp
             message.pop("ts", None)
         return message
+
+    def _degraded_reason(self) -> str:
+        return "; ".join(r for r in (self._degraded(), self.spool.fault) if r)
 
     def _retained(self) -> list[tuple[str, bytes]]:
         return [(self.topics.of("ota"), self._last_ota)] if self._last_ota is not None else []
@@ -182,8 +191,25 @@ class Telemetry:
         self._last_ota = self._send(message, self.topics.of("ota"), qos=1, retain=True)
 
     def publish_health(self, body: dict[str, Any]) -> None:
+        """The ``health`` message, and the same body in the local health file that
+        ``intentcam check`` reads (so a dead broker link is still seen on the device)."""
         message = envelope("health", self.device, self.site, body, self._health_seq.next())
         self._send(message, self.topics.of("health"), qos=0)
+        reason = self._degraded_reason()
+        report = HealthReport(
+            written=time.time(),
+            pid=os.getpid(),
+            state="degraded" if reason else "online",
+            reason=reason,
+            health=body,
+        )
+        try:
+            write_health_file(self._runtime, report)
+            self._health_file_error = ""
+        except OSError as exc:
+            if str(exc) != self._health_file_error:
+                log.warning("cannot write the health file in %s: %s", self._runtime, exc)
+            self._health_file_error = str(exc)
 
     @property
     def broker_connected(self) -> bool:
@@ -215,6 +241,10 @@ class Telemetry:
         """Publish ``stopped`` (retained), let the spool drain briefly, close."""
         if self.link is not None:
             self.link.stop(self._status("stopped", self._status_seq.next()))
+        try:  # a stopped daemon has no health: ``intentcam check`` must not read an old one
+            (self._runtime / HEALTH_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove the health file: %s", exc)
         pending = self.spool.stats()["depth"]
         if pending:
             log.info("telemetry: %d message(s) stay in the spool for the next start", pending)

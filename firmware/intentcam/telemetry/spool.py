@@ -10,7 +10,10 @@ When the size or age limit is exceeded the oldest messages are dropped and count
 Faults degrade, they do not crash: when the disk is full, the filesystem turns read-only or an I/O
 error strikes, new messages are kept in memory (bounded by ``max_bytes``) with their seq,
 :attr:`Spool.fault` says why (the daemon reports ``degraded``), and every later ``put`` tries to
-move them to disk again. A corrupt spool file is moved aside (kept for forensics) and replaced.
+move them to disk again; every ``retry_s`` it also opens the file afresh, because a filesystem that
+was repaired or mounted again is not seen through the old connection. A spool that could not be
+opened at all starts in memory and moves to disk the same way once the file opens.
+A corrupt spool file is moved aside (kept for forensics) and replaced.
 ``seq`` never goes back: a high-water mark in a separate file (``<spool>.seq``, reserved in blocks
 so it costs one write per :data:`SEQ_BLOCK` messages) lets a replaced or rewound spool continue
 above every seq ever issued; the skipped numbers show the gateway a gap, which is the truth.
@@ -92,10 +95,14 @@ class Spool:
         max_bytes: int = 64 * 1024 * 1024,
         max_age_s: float = 7 * 86400,
         clock: Callable[[], float] | None = None,
+        retry_s: float = 30.0,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        #: While faulted, how often the spool file is opened afresh.
+        self.retry_s = retry_s
+        self._retry_at = 0.0
         self._lock = threading.Lock()
         #: Why messages are held in memory right now ("" when the disk takes them).
         self.fault = ""
@@ -130,27 +137,42 @@ class Spool:
         self._next = self._continue_seq(self._counter_missing)
 
     def _open(self, target: str) -> None:
-        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        if target != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-        if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            self._db.close()
-            raise sqlite3.DatabaseError("quick_check failed")
-        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
-        counter_missing = (
-            "meta" in tables
-            and not self._db.execute("SELECT 1 FROM meta WHERE key = 'next_seq'").fetchone()
-        )
-        self._db.executescript(SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', ?)",
-            (int.from_bytes(os.urandom(7), "big"),),
-        )
+        db, self._counter_missing = self._connect(target)
+        self._adopt(db)
+
+    @staticmethod
+    def _connect(target: str) -> tuple[sqlite3.Connection, bool]:
+        """A checked connection with the schema in place, and whether its seq counter had gone
+        missing; the connection is closed again if anything fails."""
+        db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        try:
+            if target != ":memory:":
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            counter = (
+                db.execute("SELECT 1 FROM meta WHERE key = 'next_seq'")
+                if "meta" in tables
+                else None
+            )
+            counter_missing = counter is not None and counter.fetchone() is None
+            db.executescript(SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', ?)",
+                (int.from_bytes(os.urandom(7), "big"),),
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db, counter_missing
+
+    def _adopt(self, db: sqlite3.Connection) -> None:
+        self._db = db
         self._spool_id = self._meta("spool_id")
-        self._counter_missing = bool(counter_missing)
         self._bytes = int(
-            self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
+            db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
         )
 
     def _open_in_memory(self, reason: str) -> None:
@@ -191,7 +213,7 @@ class Spool:
         """The next seq: the spool's own, unless this spool is not the one that issued the
         last seqs (replaced, recreated) or its counter went back; then above all of them."""
         stored = self._meta("next_seq")
-        newest = self._db.execute("SELECT MAX(seq) FROM messages").fetchone()[0] or 0
+        newest = self._newest_seq() or 0
         reserved, owner = self._read_hwm()
         self._reserved = reserved if owner == self._spool_id else 0
         other_spool = reserved > 0 and owner != self._spool_id
@@ -225,7 +247,43 @@ class Spool:
             self._held.append(_Held(seq, topic, qos, payload, self._clock()))
             self._held_bytes += len(payload)
             self._flush_held()
+            if self.fault and time.monotonic() >= self._retry_at:
+                self._retry_at = time.monotonic() + self.retry_s
+                if self._reopen():
+                    self._flush_held()
             return seq
+
+    def _reopen(self) -> bool:
+        """Open the spool file afresh, moving what the old connection held into memory first
+        (caller holds the lock). False, and nothing changed, while the file still fails."""
+        try:
+            fresh, _ = self._connect(str(self.path))  # a lost counter: ``_next`` stands above it
+        except (sqlite3.Error, OSError) as exc:
+            log.debug("spool %s: still cannot open (%s)", self.path, exc)
+            return False
+        if self._memory_only:  # the in-memory spool's messages go to disk with the held ones
+            rows = self._db.execute(
+                "SELECT seq, topic, qos, payload, created FROM messages ORDER BY seq"
+            ).fetchall()
+            self._held[:0] = [
+                _Held(int(s), t, int(q), bytes(p), float(c)) for s, t, q, p, c in rows
+            ]
+            self._held_bytes += sum(len(p) for _, _, _, p, _ in rows)
+            self._memory_only = False
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self._adopt(fresh)
+        on_disk = self._meta("next_seq"), (self._newest_seq() or 0) + 1
+        self._next = max(self._next, *on_disk)
+        self._write_hwm(self._next + SEQ_BLOCK - 1)
+        log.warning("spool %s: opened again after the fault", self.path)
+        return True
+
+    def _newest_seq(self) -> int | None:
+        newest = self._db.execute("SELECT MAX(seq) FROM messages").fetchone()[0]
+        return None if newest is None else int(newest)
 
     def _flush_held(self) -> None:
         """Move held messages to disk; on a storage fault keep them (caller holds the lock)."""
@@ -241,25 +299,33 @@ class Spool:
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (self._next,))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
+            self._bytes += self._held_bytes
+            stored = len(self._held)
+            self._held, self._held_bytes = [], 0
+            self._enforce_limits()
         except (sqlite3.Error, OSError) as exc:
             if not self.fault:
+                self._retry_at = time.monotonic() + self.retry_s
                 log.error(
                     "spool %s: cannot write (%s); holding messages in memory until it can",
                     self.path,
                     exc,
                 )
-            self.fault = f"spool cannot write: {exc}"
+            if not self._memory_only:
+                self.fault = f"spool cannot write: {exc}"
             self._trim_held()
             return
         if self.fault and not self._memory_only:
-            log.warning("spool %s: writable again; %d held message(s) stored", self.path,
-                        len(self._held))  # fmt: skip
+            log.warning("spool %s: writable again; %d held message(s) stored", self.path, stored)
             self.fault = ""
-        self._bytes += self._held_bytes
-        self._held, self._held_bytes = [], 0
-        self._enforce_limits()
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:  # the failed statement may already have ended the transaction
+            pass
 
     def _trim_held(self) -> None:
         dropped = 0
@@ -350,13 +416,26 @@ class Spool:
     def stats(self) -> dict[str, int]:
         """``depth`` (messages), ``bytes`` and ``dropped`` (ever) for the health report."""
         with self._lock:
-            depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+            try:
+                depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+                dropped = self._meta("dropped")
+            except sqlite3.Error:  # an unreadable disk: report what memory knows
+                depth, dropped = 0, 0
             return {
                 "depth": depth + len(self._held),
                 "bytes": self._bytes + self._held_bytes,
-                "dropped": self._meta("dropped") + self._dropped_in_memory,
+                "dropped": dropped + self._dropped_in_memory,
             }
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            lost = len(self._held)
+            if self._memory_only:
+                lost += int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+            if lost:
+                log.error("spool: %d unsent message(s) held in memory are lost at this stop (the "
+                          "disk never took them: %s)", lost, self.fault)  # fmt: skip
+            try:
+                self._db.close()
+            except sqlite3.Error as exc:
+                log.warning("spool %s: close failed (%s)", self.path, exc)
