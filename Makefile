@@ -18,7 +18,7 @@ GOOSEBIT_VENV ?= .venv-goosebit
 GOOSEBIT_VERSION := 0.2.12
 GOOSEBIT_STAMP := $(GOOSEBIT_VENV)/.goosebit-$(GOOSEBIT_VERSION)
 
-.PHONY: help setup apt venv goosebit models lint test test-fast demo demo-ota eval bench clean
+.PHONY: help setup apt venv goosebit models lint test test-fast demo demo-ota eval bench dist arm64-smoke clean
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
@@ -30,6 +30,8 @@ help:
 	@echo "make demo-ota  build, sign and hot-swap a model bundle into a daemon running on a clip"
 	@echo "make eval    set up if needed, then accuracy on every shared ground-truth sequence"
 	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
+	@echo "make dist    build the wheel and sdist a device installs from (dist/)"
+	@echo "make arm64-smoke  install the wheel in a Debian Bookworm arm64 root under qemu and run it"
 	@echo "make clean   remove the virtualenvs and demo output"
 
 setup: apt venv models goosebit
@@ -50,6 +52,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,systemd]'
+	@# supervision (the peer, via trackers) pulls the desktop OpenCV, whose Qt and GL libraries
+	@# would shadow the headless build a device installs and distort its memory figures.
+	$(BIN)/python -m pip uninstall -q -y opencv-python
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps "$$($(BIN)/python -m pip list --format=freeze 2>/dev/null | grep -i '^opencv-python-headless==')"
 	@touch $@
 
 goosebit: $(GOOSEBIT_STAMP)
@@ -90,6 +96,11 @@ demo-ota: setup
 eval: setup
 	$(BIN)/intentcam eval $(SHARED)/data/mot $(SHARED)/data/counting/mall_dataset $(EVAL_ARGS)
 
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	@ls -l dist
+
 bench: setup
 	@mkdir -p $(BENCH_OUT)
 	$(BIN)/intentcam bench --clip $(SHARED)/data/concourse_overhead.avi --frames $(BENCH_FRAMES) \
@@ -100,4 +111,4 @@ bench: setup
 	@echo "results in $(BENCH_OUT)/"
 
 clean:
-	rm -rf $(VENV) $(GOOSEBIT_VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(GOOSEBIT_VENV) $(DEMO_OUT) .pytest_cache dist build

@@ -23,6 +23,7 @@ KEYS = {
     "peer_fps",
     "stages",
     "rss_peak_mb",
+    "daemon_rss_peak_mb",
     "startup_s",
     "threads",
     "clip",
@@ -91,6 +92,28 @@ def test_bench_writes_the_documented_keys(tmp_path: Path, config_file) -> None:
     assert {"capture", "invoke", "tracking", "analytics"} <= report["stages"].keys()
     assert report["edgetpu"]["available"] is False and "Edge TPU" in report["edgetpu"]["reason"]
     assert "| ratio pipeline / detector |" in table.read_text()
+    # The daemon alone, in its own process, is lighter than the bench with the peer and every
+    # model loaded; the child ran the same frames with a typical geometry.
+    assert 0 < report["daemon_rss_peak_mb"] < report["rss_peak_mb"]
+    assert report["daemon_frames"] == 6
+
+
+@pytest.mark.slow
+def test_bench_finds_the_models_under_the_default_state_dir(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """As root with defaults the models live in ``<state_dir>/models``: the bench's temporary
+    state dirs must not hide them (it looked for them there and failed)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "models").symlink_to(model_dir)
+    config = tmp_path / "intentcam.toml"
+    config.write_text(f'[paths]\nstate_dir = "{state}"\n', encoding="utf-8")
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "--config", str(config), "--clip", str(CONCOURSE), "--frames", "3",
+                     "--no-peer", "--compare-threads", "1", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["daemon_rss_peak_mb"] > 0
 
 
 def test_bench_bad_clip_is_a_one_line_error(tmp_path: Path, config_file) -> None:

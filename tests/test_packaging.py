@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import subprocess
 import sys
+import zipfile
 from importlib import metadata
+from pathlib import Path
 
-from tests.data import ROOT
+import pytest
+
+from tests.data import CONCOURSE, DATA, ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,3 +59,42 @@ def test_every_module_level_import_is_a_declared_dependency() -> None:
         if not providers & declared:
             missing.append(f"{package} ({where})")
     assert not missing, f"imported at module level but not in [project] dependencies: {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_the_wheel_alone_installs_and_runs_as_on_a_device(tmp_path: Path, model_dir: Path) -> None:
+    """How a device installs: the built wheel into a fresh virtualenv, no extras, dependencies
+    from the package index; then ``intentcam run`` on a clip and ``intentcam detect`` on an
+    image. A run-time import missing from the dependencies fails here."""
+    if os.environ.get("INTENTCAM_OFFLINE") == "1":
+        pytest.skip("INTENTCAM_OFFLINE=1")
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+                   check=True, capture_output=True)  # fmt: skip
+    wheel = next(dist.glob("intentcam-*.whl"))
+    members = zipfile.ZipFile(wheel).namelist()
+    assert "intentcam/telemetry/schemas/counts.schema.json" in members
+    assert any(m.endswith("share/intentcam/models_tflite/manifest.toml") for m in members)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert install.returncode == 0, install.stderr[-2000:]
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list"],
+                               capture_output=True, text=True).stdout.lower()  # fmt: skip
+    for heavy in ("scipy", "tensorflow", "torch", "pycoral", "trackers"):
+        assert f"\n{heavy} " not in installed, f"{heavy} is not a device dependency"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
+    env.update(INTENTCAM_PATHS__STATE_DIR=str(tmp_path / "state"),
+               INTENTCAM_PATHS__MODEL_DIR=str(model_dir))  # fmt: skip
+    intentcam = str(venv / "bin" / "intentcam")
+    run = subprocess.run([intentcam, "run", "--source", str(CONCOURSE), "--max-frames", "30",
+                          "--sink", "none", "--json"], capture_output=True, text=True, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout.splitlines()[-1])
+    assert summary["frames"] == 30 and summary["people_per_frame"] > 1
+    detect = subprocess.run([intentcam, "detect", str(DATA / "kite_and_cold.jpg"), "--json"],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert detect.returncode == 0, detect.stderr[-2000:]
+    assert json.loads(detect.stdout)["count"] >= 3, detect.stdout

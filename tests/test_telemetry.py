@@ -354,3 +354,21 @@ def test_mqtt_3_1_1_is_selectable(tmp_path: Path, model_dir: Path, broker: Broke
     assert code == 0, summary
     kinds = [m["message"]["type"] for m in messages]
     assert "counts" in kinds and kinds.count("status") == 2  # online, stopped
+
+
+def test_date_time_fields_are_checked(tmp_path: Path, config_file) -> None:
+    """The schemas' ``format: date-time`` is enforced (rfc3339-validator is a dependency): a
+    gateway validating with ``intentcam.telemetry.messages`` rejects a counts message whose
+    ``ts`` is not a timestamp."""
+    from tests.cli import run_cli
+    from tests.data import CONCOURSE
+
+    out = tmp_path / "out.jsonl"
+    result = run_cli("run", "--config", str(config_file()), "--source", str(CONCOURSE),
+                     "--max-frames", "2", "--sink", f"jsonl:{out}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    counts = next(r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "counts")
+    assert validation_errors(counts) == []
+    for bad in ({"ts": "yesterday at noon"}, {"window": {**counts["window"], "end": "2026-13-01"}}):
+        problems = validation_errors({**counts, **bad})
+        assert any("date-time" in problem for problem in problems), problems

@@ -12,6 +12,10 @@ Everything is measured in one run on the same clip, frames, threads and tiling:
   its line counts are reported beside ours;
 - per-stage p50/p95 ms, CPU use, peak RSS with every model the daemon uses loaded, start-up time to the
   first processed frame, and detector throughput per thread count;
+- ``daemon_rss_peak_mb``: the peak resident memory of ``intentcam run`` itself on the clip, in a
+  child process with these settings (and a typical door line and two zones when the config has
+  none); the bench's own ``rss_peak_mb`` includes the peer and every model, so it is not the
+  daemon's;
 - on a Raspberry Pi the SoC temperature and throttling flags (``null`` elsewhere).
 """
 
@@ -100,7 +104,10 @@ def pipeline_run(
 ) -> dict[str, Any]:
     """The daemon's loop over the clip (telemetry into a temporary spool, no broker)."""
     with tempfile.TemporaryDirectory(prefix="intentcam-bench-") as state:
-        settings = _settings_with(settings, paths={"state_dir": Path(state)}, mqtt={"host": None})
+        # The models stay where they are: with the default model dir (<state_dir>/models) a
+        # temporary state dir would otherwise hide them (root's /var/lib/intentcam).
+        paths = {"state_dir": Path(state), "model_dir": settings.paths.models}
+        settings = _settings_with(settings, paths=paths, mqtt={"host": None})
         started = time.perf_counter()
         source = VideoFileSource(clip)
         telemetry = Telemetry(settings, collect or NullSink())
@@ -396,7 +403,8 @@ def markdown(result: dict[str, Any]) -> str:
         ("Edge TPU", result["edgetpu"]),
         ("CPU % (of all cores)", result["cpu_percent"]),
         ("RSS with all models loaded, MB", result["rss_models_mb"]),
-        ("peak RSS, MB", result["rss_peak_mb"]),
+        ("peak RSS of this bench process, MB", result["rss_peak_mb"]),
+        ("peak RSS of `intentcam run` (daemon_rss_peak_mb), MB", result["daemon_rss_peak_mb"]),
         ("start-up to first frame, s", result["startup_s"]),
         ("detector fps by threads", result["detector_fps_by_threads"]),
         ("SoC temperature / throttled", f"{result['temperature_c']} / {result['throttled']}"),

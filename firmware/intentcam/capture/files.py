@@ -57,7 +57,9 @@ class VideoFileSource:
         self.stats = SourceStats()
         if not path.is_file():
             raise SourceError(f"{path}: video file not found")
-        self._capture = cv2.VideoCapture(str(path))
+        # One decoding thread: each extra one holds its own frames (about 2 MB at 720p), and a
+        # clip's frames are consumed no faster than the detector runs anyway.
+        self._capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         if not self._capture.isOpened():
             raise SourceError(f"{path}: cannot open as video (unsupported or corrupt file)")
         fps = self._capture.get(cv2.CAP_PROP_FPS)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from intentcam.benchmark import markdown, run_benchmark, write_report
 from intentcam.cli.common import add_config_option, nested, settings_from
 from intentcam.errors import UserError
-from intentcam.models import load_manifest
-from intentcam.progress import progress_bar
 
 NAME = "bench"
 DEFAULT_CLIP = (
@@ -53,6 +50,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from intentcam.memory_bench import daemon_memory, evict_libraries, site_folders
+
     if args.frames < 2:
         raise UserError("--frames must be at least 2", exit_code=2)
     try:
@@ -64,6 +63,16 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(
         args, nested(detector={"threads": args.threads, "tiling": args.tiling})
     )
+    if not args.clip.is_file():
+        raise UserError(f"--clip {args.clip}: not found")
+    # First, before this process maps any library: see intentcam.memory_bench.
+    evict_libraries(site_folders())
+    daemon = daemon_memory(settings, args.clip, args.frames)
+    # Imported only now (and not at the top: `intentcam --help` does not pay for them either).
+    from intentcam.benchmark import markdown, run_benchmark, write_report
+    from intentcam.models import load_manifest
+    from intentcam.progress import progress_bar
+
     manifest = load_manifest(settings.paths.manifest)
     for model_id in args.compare_detector:
         if manifest.get(model_id).role != "person_detector":
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         compare=args.compare_detector,
         progress=progress_bar,
     )
+    result.update(daemon)
     table = markdown(result)
     print(table)
     write_report(result, args.json, table, args.markdown)

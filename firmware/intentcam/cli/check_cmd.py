@@ -6,7 +6,6 @@ import argparse
 import json
 
 from intentcam.cli.common import add_config_option, nested
-from intentcam.service.check import Check, as_dicts
 
 NAME = "check"
 
@@ -34,6 +33,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `intentcam --help` and the other commands do not pay for them.
+    from intentcam.service.check import Check, as_dicts
+
     check = Check(
         args.config, nested(camera={"source": args.source}), camera_timeout_s=args.camera_timeout
     )

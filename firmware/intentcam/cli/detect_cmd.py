@@ -8,9 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from intentcam.capture.files import read_image
 from intentcam.cli.common import add_config_option, nested, settings_from
-from intentcam.detect import build_detector
 
 NAME = "detect"
 
@@ -35,6 +33,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `intentcam --help` and the other commands do not pay for them.
+    from intentcam.capture.files import read_image
+    from intentcam.detect import build_detector
+
     image = read_image(args.image)
     assert image is not None
     settings = settings_from(

@@ -8,14 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from intentcam.cli.common import add_config_option, nested, settings_from
-from intentcam.detect import build_detector
 from intentcam.errors import UserError
-from intentcam.evaluation import Evaluation, detect_sequence, load_sequence
-from intentcam.evaluation.counting import evaluate_counting, load_counting
-from intentcam.evaluation.suite import discover, mean_row
-from intentcam.progress import progress_bar
-from intentcam.track.bytetrack import TrackerSettings
-from intentcam.track.sessions import RelinkSettings
 
 NAME = "eval"
 
@@ -60,6 +53,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `intentcam --help` and the other commands do not pay for them.
+    from intentcam.detect import build_detector
+    from intentcam.evaluation import Evaluation, detect_sequence, load_sequence
+    from intentcam.evaluation.counting import evaluate_counting, load_counting
+    from intentcam.evaluation.suite import discover, mean_row
+    from intentcam.progress import progress_bar
+    from intentcam.track.bytetrack import TrackerSettings
+    from intentcam.track.sessions import RelinkSettings
+
     if args.every < 1:
         raise UserError("--every must be at least 1", exit_code=2)
     found = discover(args.sequences)

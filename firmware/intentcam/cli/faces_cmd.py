@@ -7,15 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cv2
-
-from intentcam.capture.files import read_image
 from intentcam.cli.common import add_config_option, settings_from
-from intentcam.faces.blazeface import KEYPOINTS, BlazeFace
-from intentcam.faces.expression import CLASSES, ExpressionModel
-from intentcam.faces.quality import QualitySettings, judge
-from intentcam.inference.model import load_model
-from intentcam.models import load_manifest
 
 NAME = "faces"
 MODELS = {"full": "blazeface_full_range", "short": "blazeface_short_range"}
@@ -47,6 +39,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `intentcam --help` and the other commands do not pay for them.
+    import cv2
+
+    from intentcam.capture.files import read_image
+    from intentcam.faces.blazeface import KEYPOINTS, BlazeFace
+    from intentcam.faces.expression import CLASSES, ExpressionModel
+    from intentcam.faces.quality import QualitySettings, judge
+    from intentcam.inference.model import load_model
+    from intentcam.models import load_manifest
+
     image = read_image(args.image)
     assert image is not None
     settings = settings_from(args)

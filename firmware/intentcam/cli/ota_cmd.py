@@ -8,19 +8,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intentcam.cli.common import add_config_option, settings_from
-from intentcam.config import Settings
 from intentcam.durable import atomic_write
 from intentcam.errors import UserError
-from intentcam.ota.agent import INBOX, STATUS_FILE
-from intentcam.ota.bundle import BundleError
-from intentcam.ota.download import Download
-from intentcam.ota.install import Installer, fault_from_environment, store_of
-from intentcam.ota.store import describe
-from intentcam.service.lock import daemon_running
 
+if TYPE_CHECKING:
+    from intentcam.config import Settings
+
+# The OTA machinery (detectors, OpenCV) is imported by each command, not by `intentcam --help`.
 NAME = "ota"
 TERMINAL = ("committed", "failed", "rolled_back")
 
@@ -83,6 +80,12 @@ def _printer(json_output: bool) -> Any:
 
 
 def install_bundle(args: argparse.Namespace) -> int:
+    from intentcam.ota.bundle import BundleError
+    from intentcam.ota.download import Download
+    from intentcam.ota.install import Installer, fault_from_environment, store_of
+    from intentcam.ota.store import describe
+    from intentcam.service.lock import daemon_running
+
     settings = settings_from(args)
     source = args.source
     if "://" not in source:
@@ -113,6 +116,10 @@ def install_bundle(args: argparse.Namespace) -> int:
 
 
 def roll_back(args: argparse.Namespace) -> int:
+    from intentcam.ota.install import Installer, store_of
+    from intentcam.ota.store import describe
+    from intentcam.service.lock import daemon_running
+
     settings = settings_from(args)
     if daemon_running(settings.paths.state_dir):
         return _through_daemon(settings, {"action": "rollback", "reason": args.reason}, args)
@@ -126,6 +133,9 @@ def roll_back(args: argparse.Namespace) -> int:
 
 
 def _through_daemon(settings: Settings, request: dict[str, Any], args: argparse.Namespace) -> int:
+    from intentcam.ota.agent import INBOX, STATUS_FILE
+    from intentcam.ota.install import store_of
+
     store = store_of(settings)
     inbox = store.root / INBOX
     status_path = store.root / STATUS_FILE
@@ -156,6 +166,11 @@ def _through_daemon(settings: Settings, request: dict[str, Any], args: argparse.
 
 
 def show_status(args: argparse.Namespace) -> int:
+    from intentcam.ota.agent import STATUS_FILE
+    from intentcam.ota.install import store_of
+    from intentcam.ota.store import describe
+    from intentcam.service.lock import daemon_running
+
     settings = settings_from(args)
     store = store_of(settings)
     state = store.load_state()

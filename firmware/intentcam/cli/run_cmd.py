@@ -11,9 +11,7 @@ import threading
 from types import FrameType
 
 from intentcam.cli.common import add_config_option, nested, settings_from
-from intentcam.daemon import run_daemon
 from intentcam.errors import UserError
-from intentcam.sinks import open_sink
 
 NAME = "run"
 log = logging.getLogger(__name__)
@@ -79,6 +77,11 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `intentcam --help` and the other commands do not pay for them.
+    from intentcam.daemon import run_daemon
+    from intentcam.sinks import open_sink
+    from intentcam.telemetry.health import peak_rss_mb
+
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1", exit_code=2)
     if args.report_every <= 0:
@@ -109,13 +112,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{settings.camera.source}: no readable frame (not a video, or images that do not decode)"
         )
+    summary["peak_rss_mb"] = peak_rss_mb()
     if args.json:
         print(json.dumps(summary))
     else:
         print(
             f"intentcam: {summary['frames']} frames in {summary['elapsed_s']:.1f} s "
             f"({summary['fps']:.1f} fps), {summary['people_per_frame']:.2f} people/frame, "
-            f"{summary['dropped']} dropped",
+            f"{summary['dropped']} dropped, peak RSS {summary['peak_rss_mb']} MB",
             file=sys.stderr,
         )
     return 0

@@ -9,15 +9,12 @@ import ssl
 import sys
 import time
 from pathlib import Path
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from typing import TYPE_CHECKING
 
 from intentcam.errors import UserError
-from intentcam.telemetry.consumer import StreamChecker, describe
-from intentcam.telemetry.mqtt import describe_connect_error
+
+if TYPE_CHECKING:  # paho and the schemas are loaded by the command, not by `intentcam --help`
+    import paho.mqtt.client as mqtt
 
 NAME = "tail"
 
@@ -73,6 +70,11 @@ def _address(broker: str, tls: bool) -> tuple[str, int]:
 
 
 def _client(args: argparse.Namespace, messages: queue.Queue) -> mqtt.Client:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from intentcam.telemetry.mqtt import describe_connect_error
+
     v5 = args.protocol == "5"
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -112,6 +114,12 @@ def _client(args: argparse.Namespace, messages: queue.Queue) -> mqtt.Client:
 
 
 def run(args: argparse.Namespace) -> int:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from intentcam.telemetry.consumer import StreamChecker
+    from intentcam.telemetry.mqtt import describe_connect_error
+
     host, port = _address(args.broker, args.tls)
     messages: queue.Queue = queue.Queue()
     client = _client(args, messages)
@@ -169,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(checked, as_json: bool) -> None:
+    from intentcam.telemetry.consumer import describe
+
     if as_json:
         print(
             json.dumps(

@@ -55,7 +55,7 @@ def select_detector(
         for model_id in manifest.auto.edgetpu:
             spec = manifest.get(model_id)
             try:
-                _, problem = load_edgetpu(spec, model_dir, runtime or import_runtime())
+                _, problem = load_edgetpu(spec, model_dir, runtime or import_runtime)
             except ModelError as exc:  # no TFLite runtime at all
                 problem = str(exc)
             if problem is None:

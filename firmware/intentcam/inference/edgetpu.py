@@ -8,7 +8,9 @@ same checks fatal; ``"cpu"`` never touches the delegate.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -55,11 +57,35 @@ def choose_delegate(
     return DelegateChoice("cpu", verified_model_path(spec, model_dir), reason)
 
 
-def load_edgetpu(spec: ModelSpec, model_dir: Path, runtime: Runtime) -> tuple[Any, str | None]:
-    """The Edge TPU delegate for ``spec``'s verified variant, or ``None`` and why not."""
+def edgetpu_library_problem(loader: Callable[[str], Any] = ctypes.CDLL) -> str | None:
+    """Why ``libedgetpu.so.1`` cannot be loaded, or ``None``; cheap, no TFLite runtime needed.
+
+    Checked before the runtime is imported: on the many devices without a Coral, ``auto`` then
+    never loads LiteRT only to find the library missing (about 9 MB of resident memory).
+    """
+    try:
+        loader(EDGETPU_LIBRARY)
+    except OSError as exc:
+        return f"{EDGETPU_LIBRARY} could not be loaded ({exc})"
+    return None
+
+
+def load_edgetpu(
+    spec: ModelSpec, model_dir: Path, runtime: Runtime | Callable[[], Runtime]
+) -> tuple[Any, str | None]:
+    """The Edge TPU delegate for ``spec``'s verified variant, or ``None`` and why not.
+
+    ``runtime`` may be a function returning it: the library is then probed first, and the
+    runtime imported only when the library and the model variant are both there.
+    """
     problem = _edgetpu_problem(spec, model_dir)
     if problem is not None:
         return None, problem
+    if not isinstance(runtime, Runtime):
+        problem = edgetpu_library_problem()
+        if problem is not None:
+            return None, problem
+        runtime = runtime()
     try:
         return runtime.load_delegate(EDGETPU_LIBRARY), None
     except (ValueError, OSError, RuntimeError) as exc:

@@ -114,6 +114,9 @@ def load_onnx_model(
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = ORT_LOG_ERRORS_ONLY
+    # The memory pattern plans one buffer per input shape ahead: about 4 MB more resident for
+    # YOLOX-Nano and no measurable speed on a CPU (issue 14's budget; hw_bench README).
+    options.enable_mem_pattern = False
     try:
         session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]

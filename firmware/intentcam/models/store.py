@@ -13,19 +13,16 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import urllib.error
-import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
-from tqdm import tqdm
+if TYPE_CHECKING:  # the daemon only verifies models; fetching them imports these
+    from tqdm import tqdm
 
 from intentcam.errors import ModelError
 from intentcam.models.manifest import (
@@ -63,6 +60,8 @@ def sha256_of(path: Path) -> str:
 
 def default_progress(description: str, total: int | None) -> tqdm:
     """A byte progress bar on stderr; silent when stderr is not a terminal."""
+    from tqdm import tqdm
+
     return tqdm(total=total, desc=description, unit="B", unit_scale=True, leave=False, disable=None)
 
 
@@ -275,6 +274,9 @@ class Fetcher:
             raise _SourceUnavailable(exc.strerror or str(exc)) from None
 
     def _download(self, url: str) -> Any:
+        import urllib.error
+        import urllib.request
+
         try:
             return urllib.request.urlopen(url, timeout=self.timeout_s)  # noqa: S310
         except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -332,6 +334,8 @@ def _spooled(stream: Any) -> BinaryIO:
 
 
 def _zip_member(archive: BinaryIO, member: str, label: str) -> BinaryIO:
+    import zipfile
+
     try:
         bundle = zipfile.ZipFile(archive)
         return cast(BinaryIO, bundle.open(member))
@@ -342,6 +346,9 @@ def _zip_member(archive: BinaryIO, member: str, label: str) -> BinaryIO:
 
 def _archive_member(archive: BinaryIO, member: str, label: str) -> BinaryIO:
     """A member of a zip or (gzipped) tar archive; a one-line unavailability otherwise."""
+    import tarfile
+    import zipfile
+
     if zipfile.is_zipfile(archive):
         archive.seek(0)
         return _zip_member(archive, member, label)

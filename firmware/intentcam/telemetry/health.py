@@ -58,6 +58,21 @@ def rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def peak_rss_mb() -> float | None:
+    """This process image's peak resident memory (Linux ``VmHWM``), ``None`` elsewhere.
+
+    Unlike ``getrusage``'s ``ru_maxrss`` it starts afresh at ``exec``: a daemon started by a big
+    parent (the benchmark) is not charged for the parent's pages.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def temperature_c(path: Path = THERMAL_ZONE) -> float | None:
     try:
         return round(int(path.read_text().strip()) / 1000, 1)

@@ -2,7 +2,7 @@
 
 Per frame (Zhang et al., ByteTrack, ECCV 2022, without appearance features):
 1. predict every track to the frame's timestamp (seconds, not frames);
-2. match high-score detections to confirmed and lost tracks by IoU (Hungarian assignment);
+2. match high-score detections to confirmed and lost tracks by IoU (optimal assignment);
 3. match low-score detections to the tracks still unmatched that were seen last frame, so a
    person whose score dips under occlusion keeps their track;
 4. match the remaining high-score detections to tentative tracks; tentative tracks that miss
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import lap
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from intentcam.config import TrackerConfig
 from intentcam.models.manifest import OperatingPoint
@@ -97,10 +97,17 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def assign(similarity: np.ndarray, minimum: float) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the optimal matching with similarity at least ``minimum``."""
+    """Row and column indices of the optimal matching with similarity at least ``minimum``.
+
+    The matching maximises the total similarity over all pairs (Jonker-Volgenant, ``lap``: the
+    same optimum as SciPy's ``linear_sum_assignment`` without SciPy's 50 MB of memory); pairs
+    below ``minimum`` are dropped afterwards, not excluded from the optimisation.
+    """
     if similarity.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    rows, cols = linear_sum_assignment(-similarity)
+    _, row_to_col, _ = lap.lapjv(1.0 - similarity, extend_cost=True)
+    rows = np.flatnonzero(row_to_col >= 0)
+    cols = row_to_col[rows].astype(np.int64)
     good = similarity[rows, cols] >= minimum
     return rows[good], cols[good]
 
