@@ -101,6 +101,15 @@ dist: venv
 	$(BIN)/python -m build --outdir dist .
 	@ls -l dist
 
+# Debian Bookworm arm64 root under qemu (root only; slow: not part of `make test`).
+arm64-smoke: dist models
+	@$(MAKE) --no-print-directory apt APT_PACKAGES="debootstrap qemu-user-static binfmt-support"
+	@test -e /proc/sys/fs/binfmt_misc/register || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@update-binfmts --enable qemu-aarch64 2>/dev/null || true
+	@mkdir -p $(BENCH_OUT)
+	$(BIN)/python hw_bench/arm64_smoke.py --json $(BENCH_OUT)/arm64_smoke.json \
+	  --models "$$($(BIN)/intentcam models list --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["model_dir"])')"
+
 bench: setup
 	@mkdir -p $(BENCH_OUT)
 	$(BIN)/intentcam bench --clip $(SHARED)/data/concourse_overhead.avi --frames $(BENCH_FRAMES) \

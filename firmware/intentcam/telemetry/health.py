@@ -45,14 +45,22 @@ class StageTimings:
         return result
 
 
-def rss_mb() -> float:
-    """Resident memory now (Linux), else the peak reported by getrusage."""
+def _process_status_mb(field: str) -> float | None:
+    """A memory line of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MB; ``None`` off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
+    return None
+
+
+def rss_mb() -> float:
+    """Resident memory now (Linux), else the peak reported by getrusage."""
+    now = _process_status_mb("VmRSS")
+    if now is not None:
+        return now
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -64,13 +72,7 @@ def peak_rss_mb() -> float | None:
     Unlike ``getrusage``'s ``ru_maxrss`` it starts afresh at ``exec``: a daemon started by a big
     parent (the benchmark) is not charged for the parent's pages.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+    return _process_status_mb("VmHWM")
 
 
 def temperature_c(path: Path = THERMAL_ZONE) -> float | None:
