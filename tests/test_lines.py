@@ -131,3 +131,19 @@ def test_property_a_clean_pass_counts_exactly_once(x, start_y, end_y, steps) -> 
     counter = LineCounter("door", HORIZONTAL, aspect=1.0, hysteresis=0.03)
     path = [(x, start_y + (end_y - start_y) * i / steps) for i in range(steps + 1)]
     assert walk(counter, path) == [IN]
+
+
+def test_in_side_names_the_inside_without_a_sign_rule() -> None:
+    """The same walk up the picture across a horizontal line drawn left to right: ``in`` when
+    the inside is on the left of the line's direction, ``out`` with the default (right)."""
+    from intentcam.config import LineConfig
+
+    walk = [(0.5, 0.9 - 0.02 * step) for step in range(41)]  # bottom to top
+    results = {}
+    for side in ("right", "left"):
+        line = LineConfig(id="door", points=[(0.2, 0.5), (0.8, 0.5)], in_side=side)
+        counter = LineCounter(line.id, line.oriented_points(), aspect=1.0)
+        for t, point in enumerate(walk):
+            counter.observe(["p"], np.array([point]), float(t))
+        results[side] = dict(counter.totals)
+    assert results == {"right": {"in": 0, "out": 1}, "left": {"in": 1, "out": 0}}

@@ -141,3 +141,21 @@ def test_pipeline_stops_on_request_and_counts_invokes(detector: SsdPersonDetecto
     assert pipeline.heartbeat.frames == 5 and pipeline.heartbeat.last_progress > 0
     layout, rects = detector.layout_for(640, 480)
     assert summary["invokes"] == 5 * len(rects)
+
+
+def test_a_recording_never_writes_into_the_device_spool(tmp_path: Path, model_dir: Path) -> None:
+    """A run on a clip with no state dir in its config must not touch the device's state dir
+    (here a stand-in for /var/lib/intentcam); ``--state-dir`` makes it use one."""
+    device_state = tmp_path / "device-state"
+    env = {"HOME": str(tmp_path), "XDG_STATE_HOME": str(device_state), "STATE_DIRECTORY": str(device_state),
+           "INTENTCAM_PATHS__MODEL_DIR": str(model_dir)}  # fmt: skip
+    result = run_cli("run", "--source", str(CONCOURSE), "--max-frames", "3", "--sink", "none",
+                     env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "is a recording" in result.stderr and "publishes nothing" in result.stderr
+    assert not (device_state / "spool.sqlite").exists()
+    chosen = tmp_path / "chosen"
+    kept = run_cli("run", "--source", str(CONCOURSE), "--max-frames", "3", "--sink", "none",
+                   "--state-dir", str(chosen), env=env)  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    assert (chosen / "spool.sqlite").exists() and "is a recording" not in kept.stderr

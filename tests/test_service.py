@@ -260,8 +260,29 @@ def test_check_passes_on_a_working_setup(check_config, model_dir: Path) -> None:
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["ok"]
     states = {s["name"]: s["state"] for s in report["steps"]}
-    assert states == {"config": "pass", "daemon": "skip", "models": "pass", "detector": "pass",
-                      "camera": "pass", "detection": "pass", "broker": "skip"}  # fmt: skip
+    assert states.pop("clock") in ("pass", "warn", "skip")  # this machine's NTP state
+    assert states == {"config": "pass", "geometry": "pass", "daemon": "skip", "models": "pass",
+                      "detector": "pass", "camera": "pass", "detection": "pass",
+                      "broker": "skip"}  # fmt: skip
+
+
+def test_check_says_whose_geometry_counts_and_whether_the_clock_is_synchronised(
+    tmp_path: Path,
+) -> None:
+    from intentcam.config import LineConfig, load_config
+    from intentcam.control.geometry_store import Geometry, GeometryStore
+    from intentcam.service.check import TIME_ERROR, clock_step, geometry_step
+
+    settings = load_config(None, overrides={"paths": {"state_dir": str(tmp_path)},
+                                            "lines": [{"id": "door", "points": [[0, 0.5], [1, 0.5]]}]})  # fmt: skip
+    step = geometry_step(settings, "camera.toml")
+    assert step.state == "pass" and "camera.toml: door" in step.detail
+    live = Geometry(lines=[LineConfig(id="mqtt_door", points=[(0, 0.6), (1, 0.6)])], zones=[])
+    GeometryStore(tmp_path).save(live)
+    step = geometry_step(settings, "camera.toml")
+    assert step.state == "warn" and "override camera.toml: mqtt_door" in step.detail
+    assert clock_step(TIME_ERROR).state == "warn" and "NTP" in clock_step(TIME_ERROR).detail
+    assert clock_step(0).state == "pass" and clock_step(None).state == "skip"
 
 
 def test_check_judges_a_running_daemon_by_its_health_report() -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from intentcam.capture import VideoFileSource
 from intentcam.capture.frame import Frame
-from intentcam.config import Settings
+from intentcam.config import Settings, with_sections
 from intentcam.detect import build_detector
 from intentcam.errors import UserError
 from intentcam.evaluation.peer import PeerTracker, import_peer
@@ -50,13 +50,6 @@ from intentcam.track.bytetrack import TrackerSettings
 
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _settings_with(settings: Settings, **sections: dict[str, Any]) -> Settings:
-    copy = settings.model_copy(deep=True)
-    for section, values in sections.items():
-        setattr(copy, section, getattr(copy, section).model_copy(update=values))
-    return copy
 
 
 def detector_only(settings: Settings, clip: Path, frames: int, progress: Progress) -> float:
@@ -107,7 +100,7 @@ def pipeline_run(
         # The models stay where they are: with the default model dir (<state_dir>/models) a
         # temporary state dir would otherwise hide them (root's /var/lib/intentcam).
         paths = {"state_dir": Path(state), "model_dir": settings.paths.models}
-        settings = _settings_with(settings, paths=paths, mqtt={"host": None})
+        settings = with_sections(settings, paths=paths, mqtt={"host": None})
         started = time.perf_counter()
         source = VideoFileSource(clip)
         telemetry = Telemetry(settings, collect or NullSink())
@@ -260,13 +253,13 @@ def edgetpu_comparison(
         if not manifest.auto.edgetpu:
             return {"available": False, "reason": "the manifest ranks no Edge TPU detector"}
         model_id = manifest.auto.edgetpu[0]
-        settings = _settings_with(settings, detector={"model": model_id})
+        settings = with_sections(settings, detector={"model": model_id})
     spec = manifest.get(model_id)
     _, problem = load_edgetpu(spec, settings.paths.models, import_runtime())
     if problem is not None:
         return {"available": False, "reason": f"no Edge TPU for {model_id}: {problem}"}
-    on = _settings_with(settings, detector={"delegate": "edgetpu"})
-    off = _settings_with(settings, detector={"delegate": "cpu"})
+    on = with_sections(settings, detector={"delegate": "edgetpu"})
+    off = with_sections(settings, detector={"delegate": "cpu"})
     return {
         "available": True,
         "edgetpu_fps": round(detector_only(on, clip, frames, progress), 2),
@@ -291,7 +284,7 @@ def compare_detectors(
     for _ in range(rounds):
         for model_id in ["", *others]:
             run_settings = (
-                _settings_with(settings, detector={"model": model_id}) if model_id else settings
+                with_sections(settings, detector={"model": model_id}) if model_id else settings
             )
             run = pipeline_run(run_settings, clip, frames, False, progress)
             key = model_id or "configured"
@@ -335,9 +328,7 @@ def run_benchmark(
     thread_counts = sorted(set(threads or [1, settings.detector.threads]))
     per_thread = {
         str(n): round(
-            detector_only(
-                _settings_with(settings, detector={"threads": n}), clip, frames, progress
-            ),
+            detector_only(with_sections(settings, detector={"threads": n}), clip, frames, progress),
             2,
         )
         for n in thread_counts

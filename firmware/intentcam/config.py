@@ -209,12 +209,16 @@ def _check_points(points: list[Point], minimum: int) -> list[Point]:
 
 
 class LineConfig(_Section):
-    """A counting line: a polyline in normalised image coordinates; ``in`` is side < 0 -> > 0."""
+    """A counting line: a polyline in normalised image coordinates (x right, y down)."""
 
     id: str = Field(pattern=IDENTIFIER_PATTERN)
     points: list[Point]
     #: Door lines feed the store occupancy (in minus out).
     door: bool = True
+    #: Which side is inside: stand on the first point, look towards the last one; a person
+    #: stepping onto your ``right`` (the default) or ``left`` side walks in.
+    #: ``intentcam preview`` draws the arrow.
+    in_side: Literal["right", "left"] = "right"
 
     @field_validator("points")
     @classmethod
@@ -223,6 +227,11 @@ class LineConfig(_Section):
         if any(a == b for a, b in zip(points, points[1:])):
             raise ValueError("consecutive points must differ")
         return points
+
+    def oriented_points(self) -> list[list[float]]:
+        """The points ordered so that the right-hand side is in (what the counter assumes)."""
+        ordered = self.points if self.in_side == "right" else self.points[::-1]
+        return [list(point) for point in ordered]
 
 
 class ZoneConfig(_Section):
@@ -681,6 +690,15 @@ def environment_problems(error: Exception) -> list[str]:
         f"environment: cannot parse {shown} (lists and tables are JSON, e.g. "
         f"{ENV_PREFIX}CAMERA__RESOLUTION='[1280, 720]')"
     ]
+
+
+def with_sections(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """A copy of ``settings`` with some fields of some sections replaced (not validated again:
+    for values that come from valid settings, like another run's state dir)."""
+    copy = settings.model_copy(deep=True)
+    for section, values in sections.items():
+        setattr(copy, section, getattr(copy, section).model_copy(update=values))
+    return copy
 
 
 def load_config(

@@ -1,7 +1,10 @@
 """Footfall: counting people who cross a (poly)line, with hysteresis, once per token and direction.
 
 For each segment p1->p2 of the line, ``side(p) = (x2-x1)*(py-y1) - (y2-y1)*(px-x1)``; a move from
-``side < 0`` to ``side > 0`` is ``in``, the reverse ``out``. Per token the counter keeps:
+``side < 0`` to ``side > 0`` is ``in``, the reverse ``out``: with image coordinates (y down) that
+is onto the right-hand side of someone walking the line from its first point to its last. A
+line configured with ``in_side = "left"`` is given to the counter reversed
+(``LineConfig.oriented_points``). Per token the counter keeps:
 
 - ``side``: the side the foot point was last *confirmed* on, i.e. at least ``hysteresis`` away
   from the line (0 until the first confirmation);

@@ -121,9 +121,7 @@ class Analytics:
         """Install new lines and zones live (``set_zones``); sessions continue."""
         config = self.config
         self.lines = [
-            LineCounter(
-                line.id, [list(p) for p in line.points], self.aspect, config.line_hysteresis
-            )
+            LineCounter(line.id, line.oriented_points(), self.aspect, config.line_hysteresis)
             for line in lines
         ]
         self.zones = [

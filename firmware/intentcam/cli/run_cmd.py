@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from types import FrameType
 
 from intentcam.cli.common import add_config_option, nested, settings_from
+from intentcam.config import Settings, with_sections
 from intentcam.errors import UserError
 
 NAME = "run"
@@ -61,7 +65,33 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the final summary as JSON on stdout"
     )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="state dir (spool, live zones, OTA store) for this run. A run on a recording (video "
+        "file, image folder) whose config names no state dir uses a throwaway one and does not "
+        "publish, so it never mixes into the device's own spool or telemetry",
+    )
     parser.set_defaults(handler=run)
+
+
+def rehearsal(settings: Settings) -> Settings | None:
+    """Settings for a run on a recording with no state dir of its own: a throwaway state dir
+    (the models stay where they are) and no broker. ``None`` when the run is the device's."""
+    from intentcam.capture import detect_kind
+
+    kind: str = settings.camera.kind
+    if kind == "auto":
+        try:
+            kind = detect_kind(settings.camera.source)
+        except UserError:
+            return None  # opening the source says what is wrong with it
+    if kind not in ("file", "images") or "state_dir" in settings.paths.model_fields_set:
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix="intentcam-recording-"))
+    paths = {"state_dir": scratch, "model_dir": settings.paths.models}
+    return with_sections(settings, paths=paths, mqtt={"host": None})
 
 
 def install_stop_handlers(stop: threading.Event) -> None:
@@ -87,9 +117,19 @@ def run(args: argparse.Namespace) -> int:
     if args.report_every <= 0:
         raise UserError("--report-every must be positive", exit_code=2)
     overrides = nested(
-        camera={"source": args.source, "pace": "realtime" if args.realtime else None}
+        camera={"source": args.source, "pace": "realtime" if args.realtime else None},
+        paths={"state_dir": str(args.state_dir) if args.state_dir else None},
     )
     settings = settings_from(args, overrides)
+    scratch = rehearsal(settings)
+    if scratch is not None:
+        log.warning(
+            "%s is a recording: this run uses the throwaway state dir %s and publishes nothing, "
+            "so the device's spool and telemetry stay its own (--state-dir DIR to choose)",
+            settings.camera.source,
+            scratch.paths.state_dir,
+        )
+        settings = scratch
     if args.sink == "stdout" and args.json:
         raise UserError(
             "--json prints the summary on stdout; use --sink jsonl:PATH or none with it",
@@ -98,16 +138,20 @@ def run(args: argparse.Namespace) -> int:
     sink = open_sink(args.sink)
     stop = threading.Event()
     install_stop_handlers(stop)
-    summary = run_daemon(
-        settings,
-        sink,
-        stop,
-        config_path=args.config,
-        overrides=overrides,
-        max_frames=args.max_frames,
-        report_every_s=args.report_every,
-        frame_records=args.frames,
-    )
+    try:
+        summary = run_daemon(
+            settings,
+            sink,
+            stop,
+            config_path=args.config,
+            overrides=overrides,
+            max_frames=args.max_frames,
+            report_every_s=args.report_every,
+            frame_records=args.frames,
+        )
+    finally:
+        if scratch is not None:  # its records went to the sink; the spool copy is not needed
+            shutil.rmtree(scratch.paths.state_dir, ignore_errors=True)
     if summary["frames"] == 0 and summary["source_state"] in ("ended", "finished", "failed"):
         raise UserError(
             f"{settings.camera.source}: no readable frame (not a video, or images that do not decode)"

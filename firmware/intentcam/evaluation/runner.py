@@ -131,9 +131,7 @@ def count_lines(
     lost_s: float,
 ) -> dict[str, dict[str, int]]:
     """Crossings per line and direction; an id ends after ``lost_s`` unseen or at the end."""
-    counters = [
-        LineCounter(line.id, [list(p) for p in line.points], aspect, hysteresis) for line in lines
-    ]
+    counters = [LineCounter(line.id, line.oriented_points(), aspect, hysteresis) for line in lines]
     last_seen: dict[int, float] = {}
     now = 0.0
     for number, ids, boxes in rows:

@@ -1,20 +1,25 @@
 """``intentcam check``: does this installation work? One pass/fail line per step.
 
 Steps, in order (a step whose inputs failed is reported as skipped, not run):
-config -> daemon (if one runs: its last health report says it is well) -> models (files
-present and verified) -> detector (loads) -> camera (delivers a frame) -> detection (runs on that
-frame) -> broker (accepts our connection, if one is configured).
+config -> geometry (whose lines and zones count: the file's, or live ones set over MQTT) ->
+clock (synchronised? windows are wall-clock aligned and a Pi has no RTC) -> daemon (if one runs:
+its last health report says it is well) -> models (files present and verified) -> detector
+(loads) -> camera (delivers a frame) -> detection (runs on that frame) -> broker (accepts our
+connection, if one is configured). ``warn`` steps are worth reading but do not fail the check.
 """
 
 from __future__ import annotations
 
+import ctypes
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from intentcam.capture import open_source
 from intentcam.config import Settings, load_config
+from intentcam.control.geometry_store import GeometryStore
 from intentcam.detect import PersonDetector, build_detector
 from intentcam.detect.selection import select_detector
 from intentcam.errors import ConfigError, UserError
@@ -28,8 +33,54 @@ from intentcam.telemetry.mqtt import probe_broker
 @dataclass
 class Step:
     name: str
-    state: str  # pass | fail | skip
+    state: str  # pass | warn | fail | skip
     detail: str
+
+
+#: adjtimex(2) answers TIME_ERROR while the kernel clock is not synchronised (no NTP yet).
+TIME_ERROR = 5
+
+
+def kernel_clock_state() -> int | None:
+    """adjtimex(2)'s clock state (0 synchronised ... 5 not), ``None`` off Linux."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # struct timex with modes = 0: read only
+        state = int(libc.adjtimex(timex))
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else state
+
+
+def clock_step(state: int | None) -> Step:
+    if state is None:
+        return Step("clock", "skip", "cannot read the kernel clock state (not Linux)")
+    if state == TIME_ERROR:
+        return Step(
+            "clock",
+            "warn",
+            "not synchronised: windows are aligned to the wall clock and a Pi has no RTC; "
+            "enable systemd-timesyncd or chrony and check the network reaches an NTP server",
+        )
+    return Step("clock", "pass", "synchronised (kernel clock disciplined by NTP)")
+
+
+def geometry_step(settings: Settings, where: str) -> Step:
+    """Whose lines and zones the daemon counts with: ``set_zones`` (saved in the state dir)
+    wins over the config file until it is cleared."""
+    live = GeometryStore(settings.paths.state_dir)
+    geometry = live.load() if live.path.exists() else None
+    if geometry is None:
+        names = [line.id for line in settings.lines] + [zone.id for zone in settings.zones]
+        return Step("geometry", "pass", f"lines and zones of {where}: {', '.join(names) or 'none'}")
+    saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(live.path.stat().st_mtime))
+    names = [line.id for line in geometry.lines] + [zone.id for zone in geometry.zones]
+    return Step(
+        "geometry",
+        "warn",
+        f"live lines and zones set over MQTT ({live.path}, {saved}) override {where}: "
+        f"{', '.join(names) or 'none'}; delete the file to use the config's again",
+    )
 
 
 @dataclass
@@ -40,10 +91,14 @@ class Check:
     overrides: dict[str, Any]
     camera_timeout_s: float = 10.0
     broker_timeout_s: float = 5.0
+    clock_state: Callable[[], int | None] = kernel_clock_state
 
     def run(self) -> list[Step]:
         steps: list[Step] = []
         settings = self._config(steps)
+        if settings is not None:
+            steps.append(geometry_step(settings, str(self.config_path or "the defaults")))
+        steps.append(clock_step(self.clock_state()))
         self._daemon(settings, steps)
         detector = self._detector(settings, steps) if settings else None
         frame = self._camera(settings, steps) if settings else None
