@@ -11,6 +11,7 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -130,3 +131,68 @@ def test_the_scanner_finds_image_data() -> None:
     assert image_like(message, "m")
     assert image_like(b"x" + jpeg.tobytes(), "raw")
     assert image_like(json.dumps({"grid": [1] * 10}).encode(), "clean") == []
+
+
+# --- intentcam preview: the one command that writes a picture --------------------------------
+
+PREVIEW_GEOMETRY = """
+[[lines]]
+id = "shop_exit"
+points = [[0.25, 0.30], [0.25, 0.80]]
+[[zones]]
+id = "shop_front"
+points = [[0.0, 0.3], [0.25, 0.3], [0.25, 0.8], [0.0, 0.8]]
+"""
+
+
+def _default_detector(model_dir: Path):  # the daemon's own detector, as configured by default
+    from intentcam.config import load_config
+    from intentcam.detect import build_detector
+
+    return build_detector(load_config(None, overrides={"paths": {"model_dir": str(model_dir)}}))
+
+
+@pytest.mark.slow
+def test_preview_draws_the_geometry_and_no_person_survives_on_the_plate(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    import cv2
+
+    from tests.cli import run_cli
+    from tests.data import CAVIAR
+
+    config = tmp_path / "camera.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\nmodel_dir = "{model_dir}"\n'
+                      f'[camera]\nsource = "{CAVIAR / "video.mpg"}"\n' + PREVIEW_GEOMETRY)  # fmt: skip
+    out = tmp_path / "view.png"
+    result = run_cli("preview", "--config", str(config), "--seconds", "10", "--out", str(out),
+                     "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["trails"] >= 1 and report["plate_samples"] >= 20
+    picture = cv2.imread(str(out))
+    assert picture is not None
+    height, width = picture.shape[:2]
+    # The line is drawn in amber at x = 0.25 between y = 0.3 and 0.8.
+    column = picture[int(0.4 * height) : int(0.7 * height), int(0.25 * width) - 1]
+    assert (np.abs(column.astype(int) - [0, 215, 255]).sum(axis=1) < 60).mean() > 0.8
+    detector = _default_detector(model_dir)
+    left = detector.detect(picture, min_score=detector.operating_point.low_score)
+    assert len(left) == 0, f"a person is recognisable in the preview: {left.boxes.tolist()}"
+    assert not (tmp_path / "state" / "spool.sqlite").exists()  # preview records nothing
+
+
+def test_blurring_leaves_nobody_the_detector_can_find(model_dir: Path) -> None:
+    """People who stood still the whole window stay in the median: they must be blurred."""
+    import cv2
+
+    from intentcam.preview import background_plate, blur_people
+    from tests.data import DATA
+
+    still = cv2.imread(str(DATA / "kite_and_cold.jpg"))
+    detector = _default_detector(model_dir)
+    low = detector.operating_point.low_score
+    assert len(detector.detect(still, min_score=low)) >= 3
+    plate = background_plate([still] * 5)
+    assert blur_people(plate, detector, low) >= 3
+    assert len(detector.detect(plate, min_score=low)) == 0

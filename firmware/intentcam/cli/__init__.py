@@ -16,6 +16,7 @@ from intentcam.cli import (
     faces_cmd,
     models_cmd,
     ota_cmd,
+    preview_cmd,
     run_cmd,
     tail_cmd,
 )
@@ -26,6 +27,7 @@ log = logging.getLogger("intentcam")
 COMMANDS = (
     run_cmd,
     check_cmd,
+    preview_cmd,
     detect_cmd,
     faces_cmd,
     eval_cmd,
