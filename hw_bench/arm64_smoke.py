@@ -42,6 +42,7 @@ ROOT_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,libgomp1"
 #: Detectors compared: the default (ONNX Runtime) and one LiteRT model.
 DETECTORS = ("auto", "ssd_mobilenet_v1_coco_quant")
 INSIDE = Path("/opt/intentcam-smoke")
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 
 
 @dataclass
@@ -70,7 +71,10 @@ class SmokeError(Exception):
 
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 7200) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SmokeError(f"{argv[0]}: {exc}") from None
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip()).splitlines()
         raise SmokeError(f"{' '.join(argv[:4])}...: exit {done.returncode}: "
@@ -126,7 +130,7 @@ def mounted(root: Path) -> Iterator[None]:
 def chroot(root: Path, *argv: str, timeout: float = 7200) -> str:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # fmt: skip
-    return run(["chroot", str(root), *argv], env=env, timeout=timeout)
+    return run([CHROOT, str(root), *argv], env=env, timeout=timeout)
 
 
 def stage(root: Path, wheel: Path, models: Path, clip: Path, image: Path) -> None:
@@ -248,7 +252,7 @@ def _inside(args: argparse.Namespace, report: Report, wheel: Path) -> Report:
     inside_image = str(INSIDE / ("image" + args.image.suffix))
     chroot_env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
     arm = timed(report, "intentcam models list / detect x2 / run 30 frames (arm64, emulated)",
-                lambda: run_side(["chroot", str(args.root), "/opt/venv/bin/intentcam"], chroot_env,
+                lambda: run_side([CHROOT, str(args.root), "/opt/venv/bin/intentcam"], chroot_env,
                                  str(INSIDE / "models"), "/tmp/intentcam-state", inside_clip,
                                  inside_image))  # fmt: skip
     host_env = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}

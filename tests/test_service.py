@@ -323,3 +323,25 @@ def test_check_reports_each_failure_as_its_own_step(check_config, tmp_path: Path
     human = run_cli("check", "--config", str(config), "--camera-timeout", "2")
     assert "FAIL  models" in human.stdout and "FAIL  camera" in human.stdout
     assert "FAIL  broker" in human.stdout and "Traceback" not in human.stderr
+
+
+@pytest.mark.slow
+def test_walk_test_reports_each_crossing_as_it_happens(tmp_path: Path, model_dir: Path) -> None:
+    """CAVIAR OneLeaveShop1cor: someone leaves the shop on the left (ground truth: one ``out``
+    across ``shop_exit`` within the first 11 s); the walk test prints it, token-free."""
+    config = tmp_path / "camera.toml"
+    config.write_text(
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\nmodel_dir = "{model_dir}"\n'
+        f'[camera]\nsource = "{CAVIAR / "video.mpg"}"\n'
+        '[[lines]]\nid = "shop_exit"\npoints = [[0.25, 0.30], [0.25, 0.80]]\n',
+        encoding="utf-8",
+    )
+    human = run_cli("check", "--config", str(config), "--walk", "12")
+    assert human.returncode == 0, human.stderr
+    assert "line shop_exit: out" in human.stdout
+    assert "walk test:" in human.stdout and "shop_exit in 0 out 1" in human.stdout
+    assert "tok" not in human.stdout.lower()  # no session token is ever shown
+    machine = run_cli("check", "--config", str(config), "--walk", "12", "--json")
+    walk = json.loads(machine.stdout)["walk"]
+    assert walk["lines"]["shop_exit"] == {"in": 0, "out": 1}
+    assert [e["kind"] for e in walk["events"]] == ["line"] and walk["geometry"] == "config"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from intentcam.analytics.scene import FrameEvents
 from intentcam.capture.frame import Frame, FrameSource
 from intentcam.config import Settings
 from intentcam.detect import PersonDetector, build_detector
@@ -255,8 +256,11 @@ def build_pipeline(
     report_every_s: float = 5.0,
     frame_records: bool = False,
     tick: Callable[[], None] | None = None,
+    on_events: Callable[[float, FrameEvents], None] | None = None,
 ) -> Pipeline:
     """The frame loop as configured: the daemon, the benchmark and the tests all build it here.
+
+    ``on_events`` is told each frame's crossings and zone entries (``intentcam check --walk``).
 
     ``detector`` defaults to the configured one; ``gated`` forces the motion gate on or off
     (``None``: as ``[motion_gate] enabled`` says; on, it always uses the configured thresholds).
@@ -267,7 +271,9 @@ def build_pipeline(
     return Pipeline(
         source,
         detector,
-        lambda aspect, point: CameraView.from_settings(settings, aspect, point),
+        lambda aspect, point: CameraView.from_settings(
+            settings, aspect, point, on_events=on_events
+        ),
         sink,
         fps_cap=settings.camera.fps_cap,
         report_every_s=report_every_s,

@@ -13,6 +13,7 @@ geometry, counters, occupancy). Inside, it wires the stages in their order:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from intentcam.aggregator import Aggregator
 from intentcam.analytics.heatmap import Heatmap
-from intentcam.analytics.scene import Analytics, EndedSession, FootPoints
+from intentcam.analytics.scene import Analytics, EndedSession, FootPoints, FrameEvents
 from intentcam.config import AnalyticsConfig, LineConfig, Settings, TrackerConfig, ZoneConfig
 from intentcam.detect.detections import Detections
 from intentcam.models.manifest import OperatingPoint
@@ -48,7 +49,10 @@ class ViewAnalytics:
         k_min: int = 3,
         wall_origin: float | None = None,
         exclude_zones: list[str] | None = None,
+        on_events: Callable[[float, FrameEvents], None] | None = None,
     ) -> None:
+        #: Told every frame's crossings and zone entries as they happen (``check --walk``).
+        self.on_events = on_events
         self.scene = Analytics(config, lines, zones, aspect=aspect, exclude_zones=exclude_zones)
         floor_size = config.homography.floor_size if config.homography is not None else None
         self.heatmap = Heatmap(config.heatmap_grid, self.scene.space, k_min, floor_size)
@@ -74,6 +78,8 @@ class ViewAnalytics:
         """
         records = self.aggregator.advance(timestamp)
         events = self.scene.observe(timestamp, tokens, boxes, feet)
+        if self.on_events is not None:
+            self.on_events(timestamp, events)
         for visit in events.visits:
             self.sentiment.visit(visit.zone, visit.dwell)
         self.aggregator.frame(events)
@@ -149,6 +155,7 @@ class CameraView:
         aspect: float,
         point: OperatingPoint,
         wall_origin: float | None = None,
+        on_events: Callable[[float, FrameEvents], None] | None = None,
     ) -> CameraView:
         """The view for frames of ``aspect`` = width / height, as configured, tracking the
         detections of a detector calibrated at ``point``."""
@@ -170,6 +177,7 @@ class CameraView:
                 k_min=settings.privacy.k_min,
                 wall_origin=wall_origin,
                 exclude_zones=settings.privacy.exclude_zones,
+                on_events=on_events,
             ),
             faces=build_face_analyzer(settings),
         )

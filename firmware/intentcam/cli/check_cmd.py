@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import Any
 
 from intentcam.cli.common import add_config_option, nested
+from intentcam.errors import UserError
 
 NAME = "check"
 
@@ -29,6 +32,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="how long to wait for a frame (default 10)",
     )
+    parser.add_argument(
+        "--walk",
+        type=float,
+        metavar="SECONDS",
+        help="then run the camera this long and print every line crossing and zone entry as "
+        "it happens (walk through the door meanwhile), then the totals",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
@@ -40,16 +50,51 @@ def run(args: argparse.Namespace) -> int:
     check = Check(
         args.config, nested(camera={"source": args.source}), camera_timeout_s=args.camera_timeout
     )
+    if args.walk is not None and not 1 <= args.walk <= 3600:
+        raise UserError("--walk must be between 1 and 3600 seconds", exit_code=2)
     steps = check.run()
     ok = all(step.state != "fail" for step in steps)
-    if args.json:
-        print(json.dumps({"ok": ok, "steps": as_dicts(steps)}))
-    else:
+    if not args.json:
         for step in steps:
-            print(f"{step.state.upper():5} {step.name:10} {step.detail}")
+            print(f"{step.state.upper():5} {step.name:10} {step.detail}", flush=True)
+    walked = _walk(args, ok) if args.walk is not None else None
+    if args.json:
+        body = {"ok": ok, "steps": as_dicts(steps)}
+        if walked is not None:
+            body["walk"] = walked
+        print(json.dumps(body))
+    else:
         warned = any(step.state == "warn" for step in steps)
         print(
             "intentcam check: "
             + ("FAILED" if not ok else "passed, read the warnings" if warned else "all good")
         )
     return 0 if ok else 1
+
+
+def _walk(args: argparse.Namespace, ok: bool) -> dict[str, Any] | None:
+    """The walk test, after the steps passed; events are printed live unless ``--json``."""
+    from intentcam.cli.common import settings_from
+    from intentcam.service.walk import walk
+
+    if not ok:
+        print("intentcam check: no walk test while a step fails", file=sys.stderr)
+        return None
+    settings = settings_from(args, nested(camera={"source": args.source}))
+    live = not args.json
+    if live:
+        print(f"walk test: {args.walk:g} s, walk through every line now (Ctrl-C stops)")
+    report = walk(
+        settings,
+        args.walk,
+        (lambda e: print(e.describe(), flush=True)) if live else (lambda e: None),
+    )
+    if live:
+        totals = ", ".join(f"{k} in {v['in']} out {v['out']}" for k, v in report.lines.items())
+        entries = ", ".join(f"{k} {v}" for k, v in report.zones.items())
+        print(f"walk test: {report.frames} frames; lines: {totals or 'none'}; zone entries: "
+              f"{entries or 'none'} ({report.geometry} geometry)")  # fmt: skip
+        if not report.events:
+            print("walk test: nothing counted: is each line where people walk? "
+                  "`intentcam preview --out view.png` shows the trails")  # fmt: skip
+    return report.as_dict()
