@@ -129,7 +129,8 @@ def mounted(root: Path) -> Iterator[None]:
 
 def chroot(root: Path, *argv: str, timeout: float = 7200) -> str:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # fmt: skip
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_CERT": str(INSIDE / "host-ca.crt"),
+           "PIP_DEFAULT_TIMEOUT": "180"}  # fmt: skip
     return run([CHROOT, str(root), *argv], env=env, timeout=timeout)
 
 
@@ -145,6 +146,10 @@ def stage(root: Path, wheel: Path, models: Path, clip: Path, image: Path) -> Non
     shutil.copy2(clip, target / ("clip" + clip.suffix))
     shutil.copy2(image, target / ("image" + image.suffix))
     shutil.copy2("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    # The host's CA bundle: where the package index is reached through a TLS-inspecting proxy
+    # (PIP_CERT), the root's stock bundle would not trust it.
+    shutil.copy2(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"),
+                 target / "host-ca.crt")  # fmt: skip
 
 
 def install(root: Path, wheel: Path) -> str:

@@ -12,6 +12,7 @@ from intentcam.cli import (
     bench_cmd,
     check_cmd,
     detect_cmd,
+    enroll_cmd,
     eval_cmd,
     faces_cmd,
     models_cmd,
@@ -34,6 +35,7 @@ COMMANDS = (
     tail_cmd,
     bench_cmd,
     models_cmd,
+    enroll_cmd,
     ota_cmd,
 )
 
