@@ -1,0 +1,92 @@
+"""provisioning/install.sh: every step printed by --dry-run with nothing changed, a real install
+into another root (--root) that a second run leaves untouched, and --uninstall."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.data import ROOT
+
+SCRIPT = ROOT / "provisioning" / "install.sh"
+STEPS = ("sysusers", "user", "venv", "wheel", "unit", "udev", "config", "ota-keys")
+SYSTEM_PATHS = ("/opt/intentcam", "/etc/intentcam/intentcam.toml",
+                "/etc/systemd/system/intentcam.service", "/usr/lib/sysusers.d/intentcam.conf")  # fmt: skip
+
+
+def install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path below ``folder`` with its size and modification time."""
+    found = {}
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            stat = path.stat()
+            found[str(path.relative_to(folder))] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+                   check=True, capture_output=True)  # fmt: skip
+    return next(dist.glob("intentcam-*.whl"))
+
+
+def test_dry_run_prints_every_step_and_changes_nothing(wheel: Path, tmp_path: Path) -> None:
+    before = {path: os.path.exists(path) for path in SYSTEM_PATHS}
+    done = install("--dry-run", "--wheel", str(wheel))
+    assert done.returncode == 0, done.stderr
+    for name in STEPS:
+        assert f"[{name}] would:" in done.stdout or f"[{name}] ok:" in done.stdout, name
+    assert {path: os.path.exists(path) for path in SYSTEM_PATHS} == before
+    target = tmp_path / "image"
+    target.mkdir()
+    assert install("--dry-run", "--root", str(target), "--wheel", str(wheel)).returncode == 0
+    assert not any(target.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_install_is_idempotent_and_uninstall_keeps_the_data(wheel: Path, tmp_path: Path) -> None:
+    if os.environ.get("INTENTCAM_OFFLINE") == "1":
+        pytest.skip("INTENTCAM_OFFLINE=1")
+    target = tmp_path / "image"
+    target.mkdir()
+    first = install("--root", str(target), "--wheel", str(wheel))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (target / "opt/intentcam/venv/bin/intentcam").exists()
+    assert (target / "etc/systemd/system/intentcam.service").read_bytes() == (
+        ROOT / "systemd/intentcam.service"
+    ).read_bytes()
+    config = target / "etc/intentcam/intentcam.toml"
+    assert config.stat().st_mode & 0o777 == 0o640
+    assert "intentcam:" in (target / "etc/passwd").read_text()
+    before = snapshot(target)
+    time.sleep(0.05)
+    second = install("--root", str(target), "--wheel", str(wheel))
+    assert second.returncode == 0, second.stderr
+    assert all(f"[{name}] ok:" in second.stdout for name in STEPS), second.stdout
+    assert snapshot(target) == before, "a second run changed files"
+    config.write_text(config.read_text() + "\n# edited by the installer\n")
+    removed = install("--root", str(target), "--uninstall")
+    assert removed.returncode == 0, removed.stderr
+    assert not (target / "opt/intentcam").exists()
+    assert not (target / "etc/systemd/system/intentcam.service").exists()
+    assert "edited by the installer" in config.read_text()  # the config stays
+    assert install("--root", str(target), "--uninstall", "--purge").returncode == 0
+    assert not config.exists()
+
+
+def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
+    done = install("--wheel", str(tmp_path / "none.whl"), "--root", str(tmp_path))
+    assert done.returncode == 1 and done.stderr.startswith("install.sh: error:")
+    assert install("--frobnicate").returncode == 1
