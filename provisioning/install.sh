@@ -8,7 +8,7 @@
 # Idempotent: every step checks first and says "ok" when there is nothing to do, so a second
 # run changes nothing. Steps: Debian packages (python3-venv), the system user
 # (systemd/intentcam.sysusers), a virtualenv in /opt/intentcam/venv with the wheel (make dist),
-# the systemd unit, the Coral udev rule, /etc/intentcam/intentcam.toml from the example (never
+# the systemd units (the daemon; first-boot config import), the Coral udev rule, /etc/intentcam/intentcam.toml from the example (never
 # overwritten), the OTA trusted-key folder, then enable the service and run `intentcam check`.
 # --root DIR installs into another root (an image being prepared; the tests use it): no apt,
 # no systemctl, no check. --uninstall keeps /etc/intentcam and /var/lib/intentcam (the config,
@@ -37,6 +37,7 @@ done
 venv="$root/opt/intentcam/venv"
 unit="$root/etc/systemd/system/intentcam.service"
 rule="$root/etc/udev/rules.d/99-intentcam-coral.rules"
+firstboot="$root/etc/systemd/system/intentcam-firstboot.service"
 sysusers="$root/usr/lib/sysusers.d/intentcam.conf"
 config_dir="$root/etc/intentcam"
 state_dir="$root/var/lib/intentcam"
@@ -65,7 +66,7 @@ if [ "$uninstall" = 1 ]; then
   if on_systemd && systemctl is-enabled --quiet intentcam 2>/dev/null; then
     step service systemctl disable --now intentcam
   else ok service "not enabled"; fi
-  for target in "$unit" "$rule" "$sysusers"; do
+  for target in "$unit" "$firstboot" "$rule" "$sysusers"; do
     if [ -e "$target" ]; then step remove rm -f "$target"; else ok remove "$target absent"; fi
   done
   if [ -d "$root/opt/intentcam" ]; then step remove rm -rf "$root/opt/intentcam"
@@ -121,6 +122,7 @@ else step wheel "$venv/bin/pip" install --quiet --disable-pip-version-check "$wh
 # 5. The unit and the Coral udev rule.
 copy unit "$here/systemd/intentcam.service" "$unit" 0644
 copy udev "$here/systemd/99-intentcam-coral.rules" "$rule" 0644
+copy firstboot "$here/systemd/intentcam-firstboot.service" "$firstboot" 0644
 
 # 6. Config (from the example, never overwritten) and the OTA trusted keys folder.
 if [ -e "$config_dir/intentcam.toml" ]; then ok config "$config_dir/intentcam.toml kept"
@@ -134,9 +136,9 @@ else step ota-keys install -d -m 0755 "$config_dir/ota-keys"; fi
 
 # 7. Enable the service and check the installation (this root only).
 if on_systemd; then
-  case "$changed" in *unit*) step systemd systemctl daemon-reload ;; esac
+  case "$changed" in *unit*|*firstboot*) step systemd systemctl daemon-reload ;; esac
   if systemctl is-enabled --quiet intentcam 2>/dev/null; then ok service "enabled"
-  else step service systemctl enable intentcam; fi
+  else step service systemctl enable intentcam intentcam-firstboot; fi
   case "$changed" in *udev*) if command -v udevadm >/dev/null; then step udev udevadm control --reload; fi ;; esac
 fi
 if [ "$check" = 1 ] && [ -z "$root" ]; then

@@ -14,7 +14,7 @@ import pytest
 from tests.data import ROOT
 
 SCRIPT = ROOT / "provisioning" / "install.sh"
-STEPS = ("sysusers", "user", "venv", "wheel", "unit", "udev", "config", "ota-keys")
+STEPS = ("sysusers", "user", "venv", "wheel", "unit", "udev", "firstboot", "config", "ota-keys")
 SYSTEM_PATHS = ("/opt/intentcam", "/etc/intentcam/intentcam.toml",
                 "/etc/systemd/system/intentcam.service", "/usr/lib/sysusers.d/intentcam.conf")  # fmt: skip
 
@@ -90,3 +90,28 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     done = install("--wheel", str(tmp_path / "none.whl"), "--root", str(tmp_path))
     assert done.returncode == 1 and done.stderr.startswith("install.sh: error:")
     assert install("--frobnicate").returncode == 1
+
+
+def test_first_boot_import_moves_the_config_and_leaves_no_secret_on_the_card(
+    tmp_path: Path,
+) -> None:
+    from tests.cli import run_cli
+
+    boot, etc = tmp_path / "boot", tmp_path / "etc"
+    boot.mkdir()
+    config = boot / "intentcam.toml"
+    config.write_text('[device]\nid = "cam-door"\nsite = "store-12"\n'
+                      '[mqtt]\nhost = "gw.local"\npassword = "s3cret-pw"\n')  # fmt: skip
+    done = run_cli("import-config", str(config), "--dest", str(etc), "--json")
+    assert done.returncode == 0, done.stderr
+    target = etc / "intentcam.toml"
+    assert "s3cret-pw" in target.read_text() and target.stat().st_mode & 0o777 == 0o600
+    assert not config.exists()
+    assert all("s3cret-pw" not in p.read_text() for p in boot.iterdir())
+    assert "cam-door" in (boot / "intentcam-imported.txt").read_text()
+    bad = boot / "intentcam.toml"
+    bad.write_text('[camera]\nresolution = "huge"\n')
+    refused = run_cli("import-config", str(bad), "--dest", str(etc))
+    assert refused.returncode == 2 and "camera.resolution" in refused.stderr
+    assert bad.exists() and "camera.resolution" in (boot / "intentcam-import-error.txt").read_text()
+    assert "s3cret-pw" in target.read_text()  # the good config already imported stays

@@ -15,6 +15,7 @@ from intentcam.cli import (
     enroll_cmd,
     eval_cmd,
     faces_cmd,
+    import_cmd,
     models_cmd,
     ota_cmd,
     preview_cmd,
@@ -36,6 +37,7 @@ COMMANDS = (
     bench_cmd,
     models_cmd,
     enroll_cmd,
+    import_cmd,
     ota_cmd,
 )
 
