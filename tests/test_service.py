@@ -24,6 +24,18 @@ from tests.test_capture import ClipServer
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 
 
+def test_first_boot_unit_verifies(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze
+    executable = Path(sys.executable).parent / "intentcam"
+    text = (ROOT / "systemd" / "intentcam-firstboot.service").read_text()
+    assert "Before=intentcam.service" in text and "import-config" in text
+    unit = tmp_path / "intentcam-firstboot.service"
+    unit.write_text(text.replace("/opt/intentcam/venv/bin/intentcam", str(executable)))
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_unit_file_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "the systemd package provides systemd-analyze (make setup installs it)"
