@@ -10,7 +10,7 @@ SHARED ?= ../shared
 MIRROR ?= $(abspath $(or $(INTENTCAM_MODEL_MIRROR),$(wildcard $(SHARED)/models)))
 DEMO_CLIP ?= $(SHARED)/data/concourse_overhead.avi
 DEMO_OUT ?= demo-out
-APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
+APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd chromium chromium-driver
 STAMP := $(VENV)/.intentcam-installed
 # gooseBit (hawkBit's device API) for the OTA tests: its own virtualenv, it needs Python 3.11+
 # and a large dependency set that has no place beside the daemon's.

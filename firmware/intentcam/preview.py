@@ -46,7 +46,12 @@ class Watch:
 
 @dataclass(frozen=True)
 class Preview:
+    """``image`` with the overlay; ``plate`` the same background without it (the editor draws
+    its own); ``trail_points`` the trails in normalised coordinates."""
+
     image: np.ndarray
+    plate: np.ndarray
+    trail_points: list[list[tuple[float, float]]]
     frames: int
     samples: int
     trails: int
@@ -193,10 +198,13 @@ def build_preview(
     seen.samples.insert(0, first.image)
     plate = background_plate(seen.samples)
     blurred = blur_people(plate, detector, tracker.settings.low_score)
-    draw_grid(plate)
+    image = plate.copy()
+    draw_grid(image)
     for zone in settings.zones:
-        draw_zone(plate, zone)
-    draw_trails(plate, seen.trails)
+        draw_zone(image, zone)
+    draw_trails(image, seen.trails)
     for line in settings.lines:
-        draw_line(plate, line)
-    return Preview(plate, seen.frames + 1, len(seen.samples), len(seen.trails), blurred)
+        draw_line(image, line)
+    trails = [points for points in seen.trails.values() if len(points) > 1]
+    return Preview(image, plate, trails, seen.frames + 1, len(seen.samples), len(seen.trails),
+                   blurred)  # fmt: skip

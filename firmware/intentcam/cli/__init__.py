@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from intentcam import __version__
 from intentcam.cli import (
     bench_cmd,
+    calibrate_cmd,
     check_cmd,
     detect_cmd,
     enroll_cmd,
@@ -30,6 +31,7 @@ COMMANDS = (
     run_cmd,
     check_cmd,
     preview_cmd,
+    calibrate_cmd,
     detect_cmd,
     faces_cmd,
     eval_cmd,

@@ -1,0 +1,1 @@
+"""The installer's browser editor for lines and zones (``intentcam calibrate``)."""
