@@ -372,3 +372,41 @@ def test_date_time_fields_are_checked(tmp_path: Path, config_file) -> None:
     for bad in ({"ts": "yesterday at noon"}, {"window": {**counts["window"], "end": "2026-13-01"}}):
         problems = validation_errors({**counts, **bad})
         assert any("date-time" in problem for problem in problems), problems
+
+
+@pytest.mark.broker
+def test_the_last_will_after_sigkill_carries_the_inventory(
+    tmp_path: Path, model_dir: Path, broker: Broker
+) -> None:
+    """After a crash the retained status is the last will: it must still say which firmware,
+    models, config and time zone the device runs, with the boot it belongs to."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker)
+    seen: list[dict] = []
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gateway-test")
+    listener.on_message = lambda c, u, m: seen.append(json.loads(m.payload))
+    listener.connect("127.0.0.1", broker.port)
+    listener.subscribe("intentcam/v1/store1/cam1/#", qos=1)
+    listener.loop_start()
+    daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(m.get("type") == "counts" for m in seen):
+            time.sleep(0.2)
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=10)
+        deadline = time.monotonic() + 30  # the broker notices the dead connection
+        while time.monotonic() < deadline and not any(m.get("state") == "offline" for m in seen):
+            time.sleep(0.2)
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    will = next(m for m in seen if m.get("state") == "offline")
+    assert validation_errors(will) == []
+    assert will["firmware"] and will["models"] and will["config_hash"] and will["tz"]
+    assert "seq" in will and "ts" in will
+    boots = {m["boot_id"] for m in seen}
+    assert boots == {will["boot_id"]}, "every message of this run carries its boot id"
+    assert all(validation_errors(m) == [] for m in seen if m.get("type") != "reply")

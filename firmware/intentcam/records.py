@@ -8,8 +8,10 @@ to the spool and to the local sink.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 Record = dict[str, Any]
@@ -29,6 +31,23 @@ class SessionEnd:
 def encode(record: Record) -> str:
     """Compact one-line JSON (UTF-8 characters kept as they are)."""
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def local_timezone(
+    environ: dict[str, str] | None = None, localtime: Path = Path("/etc/localtime")
+) -> str:
+    """The IANA name of the local time zone (``TZ``, else where ``/etc/localtime`` points,
+    else ``/etc/timezone``), ``UTC`` when none says."""
+    value = (os.environ if environ is None else environ).get("TZ", "").lstrip(":")
+    if value and not value.startswith("/"):
+        return value
+    try:
+        target = str(localtime.resolve())
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+        return localtime.with_name("timezone").read_text(encoding="utf-8").strip() or "UTC"
+    except OSError:
+        return "UTC"
 
 
 def iso(wall: float) -> str:

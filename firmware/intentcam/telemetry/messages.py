@@ -1,7 +1,7 @@
 """Telemetry messages (schema v1): topics, the common envelope, heatmap encoding, validation.
 
-Every message carries ``v``, ``device``, ``site``, ``seq`` and ``ts``; windowed ones carry their
-``window``. ``seq`` of ``counts``/``heatmap``/``sessions`` comes from the spool (monotonic per
+Every message carries ``v``, ``device``, ``site``, ``boot_id`` (random per daemon start), ``seq``
+and ``ts``; windowed ones carry their ``window``. ``seq`` of ``counts``/``heatmap``/``sessions`` comes from the spool (monotonic per
 device across restarts, so a gap is visible); ``health`` and ``status``/``reply`` messages are not
 spooled and count on their own, so they never make a false gap in the data stream.
 """
@@ -62,9 +62,16 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def envelope(
-    message_type: str, device: str, site: str, body: dict[str, Any], seq: int | None = None
+    message_type: str,
+    device: str,
+    site: str,
+    body: dict[str, Any],
+    seq: int | None = None,
+    *,
+    boot_id: str,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"v": SCHEMA_VERSION, "device": device, "site": site}
+    message["boot_id"] = boot_id
     if seq is not None:
         message["seq"] = seq
     message["ts"] = now_iso()

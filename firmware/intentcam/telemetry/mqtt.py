@@ -136,7 +136,7 @@ class MqttLink:
         spool: Spool,
         *,
         birth: Callable[[], dict[str, Any]],
-        last_will: dict[str, Any],
+        last_will: Callable[[], dict[str, Any]],
         on_command: CommandHandler | None = None,
         client_id: str | None = None,
         rng: random.Random | None = None,
@@ -149,7 +149,7 @@ class MqttLink:
         self.topics = topics
         self.spool = spool
         self._birth = birth
-        self._last_will = encode(last_will)
+        self._last_will = last_will
         self._on_command = on_command
         self._client_id = client_id or config.client_id or f"intentcam-{topics.device}"
         self._password = config.read_password()
@@ -236,7 +236,7 @@ class MqttLink:
 
     def _new_client(self) -> mqtt.Client:
         client = make_client(self.config, self._client_id, self._password)
-        client.will_set(self.topics.of("status"), self._last_will, qos=1, retain=True)
+        client.will_set(self.topics.of("status"), encode(self._last_will()), qos=1, retain=True)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish

@@ -14,12 +14,13 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from intentcam import __version__
 from intentcam.config import Settings, config_hash
-from intentcam.records import Record
+from intentcam.records import Record, local_timezone
 from intentcam.records import encode as encode_text
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import HEALTH_FILE, HealthReport, write_health_file
@@ -58,6 +59,9 @@ class Telemetry:
         self.settings = settings
         self.forward = forward
         self.device, self.site = settings.device.id, settings.device.site
+        #: Random per start: with it, (boot_id, seq) and (boot_id, window.start) never repeat.
+        self.boot_id = uuid.uuid4().hex
+        self.tz = local_timezone()
         self.topics = Topics(settings.mqtt.topic_root, self.site, self.device)
         self.spool = Spool(
             settings.paths.state_dir / SPOOL_FILE,
@@ -83,7 +87,7 @@ class Telemetry:
                 self.topics,
                 self.spool,
                 birth=self._birth,
-                last_will=self._status("offline", seq=None),
+                last_will=self._last_will,
                 on_command=on_command,
                 retained=self._retained,
             )
@@ -99,7 +103,7 @@ class Telemetry:
         built: dict[str, Any] = {}
 
         def build(seq: int) -> bytes:
-            message = envelope(message_type, self.device, self.site, body, seq)
+            message = self._envelope(message_type, body, seq)
             built["message"], built["line"] = message, encode_text(message)
             return built["line"].encode("utf-8")
 
@@ -116,25 +120,34 @@ class Telemetry:
 
     # --- direct messages -------------------------------------------------------------------
 
+    def _envelope(self, message_type: str, body: dict[str, Any], seq: int | None) -> dict[str, Any]:
+        return envelope(message_type, self.device, self.site, body, seq, boot_id=self.boot_id)
+
     def _status(self, state: str, seq: int | None) -> dict[str, Any]:
+        """Every retained status (birth, ``stopped``, the last will) carries the inventory:
+        firmware, models, config hash and time zone; ``online`` adds the occupancy."""
         body: dict[str, Any] = {"state": state}
         if state == "online":
             reason = self._degraded_reason()
             if reason:
                 body.update(state="degraded", reason=reason)
-            body.update(
-                firmware=__version__,
-                models=self._models(),
-                config_hash=config_hash(self.settings),
-                occupancy=self._occupancy(),
-            )
+        body.update(
+            firmware=__version__,
+            models=self._models(),
+            config_hash=config_hash(self.settings),
+            tz=self.tz,
+        )
+        if state == "online":
+            body["occupancy"] = self._occupancy()
             ota = self._ota()
             if ota is not None:
                 body["ota"] = ota
-        message = envelope("status", self.device, self.site, body, seq)
-        if seq is None:  # the last will is fixed at connect time: no seq, no timestamp
-            message.pop("ts", None)
-        return message
+        return self._envelope("status", body, seq)
+
+    def _last_will(self) -> dict[str, Any]:
+        """Built at each connect: its ``ts`` is when the connection it outlives was made, and
+        it takes the next status seq, so a consumer orders it among the births."""
+        return self._status("offline", self._status_seq.next())
 
     def _degraded_reason(self) -> str:
         return "; ".join(r for r in (self._degraded(), self.spool.fault) if r)
@@ -175,7 +188,7 @@ class Telemetry:
         correlation: bytes | None = None,
     ) -> None:
         """Answer a command: to ``response_topic`` (MQTT 5) or ``cmd/{command}/reply``."""
-        message = envelope("reply", self.device, self.site, body, self._status_seq.next())
+        message = self._envelope("reply", body, self._status_seq.next())
         topic = response_topic or self.topics.reply(
             command[:64].replace("/", "_").replace("+", "_").replace("#", "_")
         )
@@ -187,13 +200,13 @@ class Telemetry:
 
     def publish_ota(self, body: dict[str, Any]) -> None:
         """The OTA state on the retained ``ota`` topic (and to the local sink)."""
-        message = envelope("ota", self.device, self.site, body, self._ota_seq.next())
+        message = self._envelope("ota", body, self._ota_seq.next())
         self._last_ota = self._send(message, self.topics.of("ota"), qos=1, retain=True)
 
     def publish_health(self, body: dict[str, Any]) -> None:
         """The ``health`` message, and the same body in the local health file that
         ``intentcam check`` reads (so a dead broker link is still seen on the device)."""
-        message = envelope("health", self.device, self.site, body, self._health_seq.next())
+        message = self._envelope("health", body, self._health_seq.next())
         self._send(message, self.topics.of("health"), qos=0)
         reason = self._degraded_reason()
         report = HealthReport(
