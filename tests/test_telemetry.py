@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -210,7 +211,10 @@ def test_broker_outage_loses_nothing(tmp_path: Path, model_dir: Path) -> None:
     unique = {m["seq"]: m for m in counts}
     windows = [unique[s]["window"] for s in sorted(unique)]
     assert all(a["end"] == b["start"] for a, b in zip(windows, windows[1:]))
-    assert sum(unique[s]["frames"] for s in unique) == 341  # every frame's window arrived
+    # Every processed frame's window arrived: at realtime pace a loaded machine skips clip
+    # frames, so the daemon's own summary says how many it processed.
+    processed = int(re.search(r"intentcam: (\d+) frames in", stderr).group(1))
+    assert processed > 100 and sum(unique[s]["frames"] for s in unique) == processed
     assert outage > 5 and len(windows) > outage  # windows from the outage are among them
     print(
         f"outage {outage:.1f} s: {len(windows)} counts windows, {device['received']} spooled "
