@@ -146,12 +146,16 @@ class GooseBit:
         found["last_state"] = STATES.get(found["last_state"], str(found["last_state"]))
         return found
 
-    def wait_device(self, device: str, state: str, timeout: float) -> dict[str, Any]:
+    def wait_device(self, device: str, state: str, timeout: float, **fields: Any) -> dict[str, Any]:
+        """Until the device's row shows ``state`` and every one of ``fields`` (the device sends
+        its feedback and its next configData, with the new version, in separate requests)."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             last = self.device(device)
-            if last.get("last_state") == state:
+            if last.get("last_state") == state and all(
+                last.get(key) == value for key, value in fields.items()
+            ):
                 return last
             time.sleep(0.5)
         raise AssertionError(f"device {device} not {state}: {last}; server log: {self.log()}")

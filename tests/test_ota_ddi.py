@@ -63,7 +63,7 @@ state_dir = "{tmp_path / "state"}"
         assert registered["hw_model"] == "intentcam" and registered["hw_revision"] == "1"
         server.assign("cam1", server.upload(good))
         try:
-            finished = server.wait_device("cam1", "finished", 120)
+            finished = server.wait_device("cam1", "finished", 120, sw_version="1.1.0")
         except AssertionError:
             print((tmp_path / "daemon.log").read_text()[-5000:])
             raise
