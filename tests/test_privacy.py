@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -196,3 +197,26 @@ def test_blurring_leaves_nobody_the_detector_can_find(model_dir: Path) -> None:
     plate = background_plate([still] * 5)
     assert blur_people(plate, detector, low) >= 3
     assert len(detector.detect(plate, min_score=low)) == 0
+
+
+def test_pictures_are_never_made_by_the_service_or_the_daemon(tmp_path: Path) -> None:
+    """Only preview and calibrate encode images, only by hand: as a systemd service they refuse,
+    and the daemon never even imports them."""
+    from intentcam.errors import UserError
+    from intentcam.preview import refuse_as_a_service
+    from tests.cli import run_cli
+
+    refuse_as_a_service({})
+    with pytest.raises(UserError, match="privacy rule 1"):
+        refuse_as_a_service({"NOTIFY_SOCKET": "/run/systemd/notify"})
+    out = tmp_path / "view.png"
+    done = run_cli("preview", "--source", str(CONCOURSE), "--seconds", "2", "--out", str(out),
+                   env={"INVOCATION_ID": "0123abcd"})  # fmt: skip
+    assert done.returncode == 1 and "privacy rule 1" in done.stderr and not out.exists()
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, intentcam.daemon, intentcam.cli.run_cmd; "
+         "print(sorted(m for m in sys.modules if m.startswith(('intentcam.preview', "
+         "'intentcam.calibrate'))))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert imported.stdout.strip() == "[]"

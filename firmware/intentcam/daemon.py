@@ -62,15 +62,15 @@ class Daemon:
             log.error("running degraded: %s", self.degraded)
         self.models = [detector.describe()]
         self.store = GeometryStore(settings.paths.state_dir)
-        stored = self.store.load()
-        if stored is not None:
+        geometry, live = self.store.counting(settings.lines, settings.zones)
+        if live:
             log.info(
                 "using %d line(s) and %d zone(s) set live (%s)",
-                len(stored.lines),
-                len(stored.zones),
+                len(geometry.lines),
+                len(geometry.zones),
                 self.store.path,
             )
-            settings.lines, settings.zones = stored.lines, stored.zones
+            settings.lines, settings.zones = geometry.lines, geometry.zones
         self.control = ControlPlane(
             settings,
             self.store,

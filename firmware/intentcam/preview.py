@@ -15,7 +15,8 @@ privacy rule 1) watches the camera for a few seconds and builds:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -24,6 +25,7 @@ import numpy as np
 from intentcam.capture.frame import FrameSource
 from intentcam.config import LineConfig, Settings, ZoneConfig
 from intentcam.detect import PersonDetector
+from intentcam.errors import UserError
 from intentcam.track.bytetrack import ByteTracker, TrackerSettings
 
 #: Frames kept for the median (memory: this many full frames).
@@ -179,6 +181,21 @@ def draw_trails(image: np.ndarray, trails: dict[int, list[tuple[float, float]]])
         cv2.circle(image, tuple(pixels[-1]), 4, colour, -1, cv2.LINE_AA)
 
 
+#: Set by systemd for a unit's processes (``NOTIFY_SOCKET`` for the daemon's ``Type=notify``).
+SERVICE_VARIABLES = ("NOTIFY_SOCKET", "INVOCATION_ID")
+
+
+def refuse_as_a_service(environ: Mapping[str, str] = os.environ) -> None:
+    """Privacy rule 1: a picture of the scene is made only by a person at a shell, never by the
+    service (nor anything systemd starts), whatever its configuration says."""
+    started_by = [name for name in SERVICE_VARIABLES if environ.get(name)]
+    if started_by:
+        raise UserError(
+            f"a picture of the scene is only made by hand: this process runs as a service "
+            f"({', '.join(started_by)} set), where privacy rule 1 forbids images"
+        )
+
+
 def build_preview(
     settings: Settings,
     source: FrameSource,
@@ -187,6 +204,7 @@ def build_preview(
     tick: Callable[[float], None] = lambda elapsed: None,
 ) -> Preview:
     """Watch, build the plate, blur whoever is left, draw the geometry and the trails."""
+    refuse_as_a_service()
     point = detector.operating_point
     first = source.read(timeout=10.0)
     if first is None:

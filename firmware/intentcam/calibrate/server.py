@@ -36,7 +36,13 @@ import numpy as np
 from intentcam.analytics.scene import FrameEvents
 from intentcam.capture import open_source
 from intentcam.config import LineConfig, Settings, ZoneConfig
-from intentcam.control.geometry_store import Geometry, GeometryLimits, GeometryStore, parse_geometry
+from intentcam.control.geometry_store import (
+    Geometry,
+    GeometryLimits,
+    GeometryStore,
+    counting_geometry,
+    parse_geometry,
+)
 from intentcam.detect import PersonDetector
 from intentcam.pipeline import Pipeline, build_pipeline
 from intentcam.preview import build_preview
@@ -114,8 +120,7 @@ class Editor:
         return GeometryStore(self.settings.paths.state_dir)
 
     def geometry(self) -> Geometry:
-        saved = self.store.load() if self.store.path.exists() else None
-        return saved or Geometry(lines=self.settings.lines, zones=self.settings.zones)
+        return self.store.counting(self.settings.lines, self.settings.zones)[0]
 
     def save(self, data: Any) -> tuple[bool, str]:
         telemetry = self.settings.telemetry
@@ -224,10 +229,8 @@ def needs_token(host: str) -> bool:
 
 def start_live(editor: Editor, detector: PersonDetector, stop: threading.Event) -> threading.Thread:
     """The camera through the daemon's pipeline in the background: live counts and trails."""
-    geometry = editor.geometry()
-    settings = editor.settings.model_copy(deep=True)
-    settings.lines, settings.zones = geometry.lines, geometry.zones
-    editor.live.reset(geometry.lines, geometry.zones)
+    settings, _ = counting_geometry(editor.settings)
+    editor.live.reset(settings.lines, settings.zones)
     source = open_source(settings.camera)
 
     def tick() -> None:

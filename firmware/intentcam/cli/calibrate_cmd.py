@@ -43,6 +43,9 @@ def listen_address(text: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     from intentcam.calibrate.server import prepare, serve, start_live
     from intentcam.detect import build_detector
+    from intentcam.preview import refuse_as_a_service
+
+    refuse_as_a_service()  # before anything: not even the camera is opened
 
     host, port = listen_address(args.listen)
     if not 1 <= args.seconds <= 600:

@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     from intentcam.capture import open_source
     from intentcam.detect import build_detector
-    from intentcam.preview import build_preview
+    from intentcam.preview import build_preview, refuse_as_a_service
+
+    refuse_as_a_service()  # before anything: not even the camera is opened
 
     if not 1 <= args.seconds <= 600:
         raise UserError("--seconds must be between 1 and 600", exit_code=2)

@@ -10,7 +10,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from intentcam.config import LineConfig, ZoneConfig, check_unique_ids, describe_validation_error
+from intentcam.config import (
+    LineConfig,
+    Settings,
+    ZoneConfig,
+    check_unique_ids,
+    describe_validation_error,
+)
 from intentcam.durable import atomic_write
 
 log = logging.getLogger(__name__)
@@ -86,5 +92,24 @@ class GeometryStore:
             )
         return geometry
 
+    def counting(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> tuple[Geometry, bool]:
+        """The lines and zones the daemon counts with: the saved live ones (``set_zones``, the
+        editor) win over the config's ``lines``/``zones``; and whether they are the live ones."""
+        stored = self.load()
+        if stored is not None:
+            return stored, True
+        return Geometry.model_construct(lines=lines, zones=zones), False
+
     def save(self, geometry: Geometry) -> None:
         atomic_write(self.path, geometry.model_dump_json(indent=2).encode("utf-8"))
+
+
+def counting_geometry(settings: Settings) -> tuple[Settings, str]:
+    """The settings with the lines and zones the daemon would count with, and whose they are."""
+    store = GeometryStore(settings.paths.state_dir)
+    geometry, live = store.counting(settings.lines, settings.zones)
+    if not live:
+        return settings, "config"
+    copy = settings.model_copy(deep=True)
+    copy.lines, copy.zones = geometry.lines, geometry.zones
+    return copy, f"live ({store.path})"

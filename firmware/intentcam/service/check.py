@@ -69,12 +69,11 @@ def geometry_step(settings: Settings, where: str) -> Step:
     """Whose lines and zones the daemon counts with: ``set_zones`` (saved in the state dir)
     wins over the config file until it is cleared."""
     live = GeometryStore(settings.paths.state_dir)
-    geometry = live.load() if live.path.exists() else None
-    if geometry is None:
-        names = [line.id for line in settings.lines] + [zone.id for zone in settings.zones]
+    geometry, is_live = live.counting(settings.lines, settings.zones)
+    names = [line.id for line in geometry.lines] + [zone.id for zone in geometry.zones]
+    if not is_live:
         return Step("geometry", "pass", f"lines and zones of {where}: {', '.join(names) or 'none'}")
     saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(live.path.stat().st_mtime))
-    names = [line.id for line in geometry.lines] + [zone.id for zone in geometry.zones]
     return Step(
         "geometry",
         "warn",

@@ -18,7 +18,7 @@ from typing import Any
 from intentcam.analytics.scene import FrameEvents
 from intentcam.capture import detect_kind, open_source
 from intentcam.config import Settings, with_sections
-from intentcam.control.geometry_store import GeometryStore
+from intentcam.control.geometry_store import counting_geometry
 from intentcam.pipeline import build_pipeline
 from intentcam.sinks import NullSink
 
@@ -52,17 +52,6 @@ class WalkReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def counting_geometry(settings: Settings) -> tuple[Settings, str]:
-    """The settings with the lines and zones the daemon would count with, and whose they are."""
-    live = GeometryStore(settings.paths.state_dir)
-    geometry = live.load() if live.path.exists() else None
-    if geometry is None:
-        return settings, "config"
-    copy = settings.model_copy(deep=True)
-    copy.lines, copy.zones = geometry.lines, geometry.zones
-    return copy, f"live ({live.path})"
 
 
 def walk(
