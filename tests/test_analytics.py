@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from intentcam.aggregator import DailyReset
+from intentcam.aggregator import DailyReset, DayState
 from intentcam.analytics import ZoneTracker
 from intentcam.analytics.geometry import Polygon, ViewSpace
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.intent import IntentSettings, SessionSignals
 from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig
+from intentcam.records import iso
 from intentcam.view import ViewAnalytics
 from tests.cli import run_cli
 from tests.data import CONCOURSE
@@ -268,3 +269,93 @@ def test_zone_sentiment_means_need_k_sessions(visitors: int, published: bool) ->
     if published:
         assert zone["sentiment"]["sessions"] == 3 and zone["sentiment"]["expression_sessions"] == 1
         assert zone["sentiment"]["v"][8] == 127  # the one expression sample was pure "happy"
+
+
+def walkers_in(analytics: ViewAnalytics) -> list[dict]:
+    """Three people walking down across the door line (the test above), 25 s."""
+    walkers = {
+        f"w{i}": (lambda step, i=i: (0.2 + 0.1 * i, min(0.2 + 0.05 * max(step - 20 * i, 0), 0.75)))
+        for i in range(3)
+    }
+    return feed(analytics, 250, 0.1, walkers)
+
+
+def door_view(
+    restored: DayState | None = None, *, events: bool = False, wall: float = WALL
+) -> ViewAnalytics:
+    config = AnalyticsConfig(window_s=10, heatmap_window_s=30, zone_enter_s=0.5, zone_leave_s=0.5)
+    lines = [LineConfig(id="door", points=[(0.0, 0.5), (1.0, 0.5)])]
+    zones = [ZoneConfig(id="low", points=[(0.0, 0.6), (1.0, 0.6), (1.0, 1.0), (0.0, 1.0)])]
+    return ViewAnalytics(
+        config,
+        lines,
+        zones,
+        aspect=1.0,
+        k_min=2,
+        wall_origin=wall,
+        restored=restored,
+        events=events,
+    )
+
+
+def test_the_day_continues_from_a_saved_state_of_the_same_day_only() -> None:
+    since = DailyReset("04:00", None).last_at_or_before(WALL)
+    saved = DayState(since, store_occupancy=5, lines={"door": {"in": 7, "out": 2}}, zones={})
+    counts = [r for r in walkers_in(door_view(saved)) if r["type"] == "counts"]
+    assert counts[-1]["store_occupancy"] == 5 + 3
+    assert counts[-1]["today"]["lines"]["door"] == {"in": 7 + 3, "out": 2}
+    assert counts[-1]["today"]["since"] == iso(since)
+    # What a counts message carries is what the next start restores from.
+    again = DayState.from_saved(counts[-1])
+    assert again is not None and again.lines["door"]["in"] == 10 and again.store_occupancy == 8
+    yesterday = DayState(since - 86_400, store_occupancy=5, lines={"door": {"in": 7, "out": 2}})
+    counts = [r for r in walkers_in(door_view(yesterday)) if r["type"] == "counts"]
+    assert counts[-1]["store_occupancy"] == 3
+    assert counts[-1]["today"]["lines"]["door"] == {"in": 3, "out": 0}
+    assert DayState.from_saved({"today": "garbage"}) is None
+
+
+def test_the_daily_reset_starts_today_from_zero() -> None:
+    reset = DailyReset("04:00", None)
+    wall = reset.next_after(WALL) - 12.0  # the walkers cross just before the reset...
+    config = AnalyticsConfig(window_s=10, zone_enter_s=0.5, zone_leave_s=0.5)
+    lines = [LineConfig(id="door", points=[(0.0, 0.5), (1.0, 0.5)])]
+    analytics = ViewAnalytics(config, lines, [], aspect=1.0, wall_origin=wall)
+    counts = [r for r in walkers_in(analytics) if r["type"] == "counts"]
+    before = [c for c in counts if c["today"]["since"] == iso(reset.last_at_or_before(wall))]
+    after = [c for c in counts if c not in before]
+    assert before and after, "windows on both sides of the reset"
+    assert before[-1]["today"]["lines"]["door"]["in"] == sum(
+        c["lines"]["door"]["in"] for c in before
+    )
+    assert after[-1]["today"]["lines"]["door"]["in"] == sum(
+        c["lines"]["door"]["in"] for c in after
+    )  # ...and the day after the reset counts only its own windows
+    assert after[0]["today"]["since"] == iso(reset.next_after(wall))
+
+
+def test_a_window_seen_in_part_says_so() -> None:
+    analytics = door_view(wall=WALL + 3.0)  # started 3 s into a window
+    records = walkers_in(analytics)
+    counts = [r for r in records if r["type"] == "counts"]
+    first, second = counts
+    assert first["partial"] and first["covered_start"] == iso(WALL + 3.0)
+    assert first["window"]["start"] == iso(WALL)
+    assert "partial" not in second
+    last = analytics.flush(25.0)[0]
+    assert last["partial"] and last["covered_start"] == last["window"]["start"]
+
+
+def test_events_are_exactly_what_was_counted() -> None:
+    analytics = door_view(events=True)
+    records = walkers_in(analytics) + analytics.flush(25.0)
+    events = [r for r in records if r["type"] == "event"]
+    counts = [r for r in records if r["type"] == "counts"]
+    crossings = [e for e in events if e["event"] == "crossing"]
+    assert len(crossings) == sum(c["lines"]["door"]["in"] for c in counts) == 3
+    assert all(e["line"] == "door" and e["direction"] == "in" for e in crossings)
+    entries = [e for e in events if e["event"] == "zone_entry"]
+    assert len(entries) == sum(c["zones"]["low"]["entries"] for c in counts) == 3
+    assert all("token" not in e for e in events)
+    assert analytics.live_state()["today"]["lines"]["door"]["in"] == 3
+    assert not [r for r in walkers_in(door_view()) if r["type"] == "event"], "off by default"

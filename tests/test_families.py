@@ -101,7 +101,7 @@ def test_onnx_models_run_in_onnx_runtime_and_refuse_the_edge_tpu(
 ) -> None:
     detector = build_detector(make_settings(detector={"model": "yolox_nano", "threads": 1}))
     described = detector.describe()
-    assert described["runtime"].startswith("onnxruntime ") and described["threads"] == "1"
+    assert described["runtime"].startswith("onnxruntime ") and described["threads"] == 1
     with pytest.raises(ModelError, match="Edge TPU runs only compiled .tflite"):
         build_detector(make_settings(detector={"model": "yolox_nano", "delegate": "edgetpu"}))
 

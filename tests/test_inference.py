@@ -153,7 +153,7 @@ def test_real_load_reports_runtime_delegate_and_reason(manifest: Manifest, model
     model = load_model(manifest.get("ssd_mobilenet_v1_coco_quant"), model_dir, threads=2)
     described = model.describe()
     assert described["runtime"].startswith("ai-edge-litert")
-    assert described["delegate"] == "cpu" and described["threads"] == "2"
+    assert described["delegate"] == "cpu" and described["threads"] == 2
     assert "Edge TPU not used" in described["reason"]
 
 

@@ -94,7 +94,7 @@ def test_a_full_disk_holds_messages_in_memory_until_space_returns(small_fs: Path
     spool = Spool(small_fs / "spool.sqlite")
     first = put(spool, 5)
     filler = small_fs / "filler"
-    with filler.open("wb") as handle:
+    with filler.open("wb", buffering=0) as handle:  # unbuffered: close has nothing to fail on
         try:
             while True:
                 handle.write(b"\0" * 65536)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from intentcam.telemetry.health import throttled
 from intentcam.telemetry.messages import decode_heatmap, encode_heatmap, validation_errors
 from intentcam.telemetry.spool import Spool
 from tests.brokers import Broker, add_password, make_pki
@@ -59,6 +60,34 @@ def test_spool_limits_drop_the_oldest_and_count_them(tmp_path: Path) -> None:
     now[0] += 61
     spool.put("t", 1, lambda seq: b"y")
     assert spool.stats()["depth"] == 1 and spool.stats()["dropped"] == 100
+
+
+def test_the_day_state_is_stored_with_its_message_and_counters_survive(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    spool = Spool(path)
+    spool.put("t/counts", 1, lambda seq: b"first", state='{"n": 1}')
+    spool.put("t/heatmap", 1, lambda seq: b"no state")
+    assert [spool.next_number("health") for _ in range(3)] == [1, 2, 3]
+    assert spool.next_number("status") == 1
+    spool.close()
+    again = Spool(path)
+    assert again.saved_state() == '{"n": 1}'
+    assert again.next_number("health") == 4 and again.next_number("status") == 2
+    seq = again.put("t/counts", 1, lambda seq: b"second", state='{"n": 2}')
+    again.ack(seq)  # a delivered message takes nothing of the state with it
+    again.close()
+    assert Spool(path).saved_state() == '{"n": 2}'
+
+
+def test_throttling_flags_are_decoded_by_name(tmp_path: Path) -> None:
+    word = tmp_path / "get_throttled"
+    word.write_text("0x50005\n")  # under-voltage now and since boot; throttled now and since boot
+    flags = throttled(word)
+    assert flags is not None
+    assert {name for name, on in flags.items() if on} == {
+        "under_voltage", "throttled", "under_voltage_since_boot", "throttled_since_boot"
+    }  # fmt: skip
+    assert throttled(tmp_path / "absent") is None
 
 
 # --- the daemon against a real broker -------------------------------------------------------

@@ -8,7 +8,12 @@ time passes a window boundary, emits the closed window's records: ``counts`` (ev
 so that a gateway can line up cameras; a window without frames (a camera outage) is still
 emitted, with ``frames: 0``, so gaps are visible rather than silent. Aggregates describing fewer
 than ``k_min`` people are suppressed. The store occupancy from door lines lives here too, with
-its daily local reset.
+its daily local reset, and so do today's totals (per line and per zone since that reset), which
+every ``counts`` record carries so the telemetry can persist them with it: a restart continues
+from :class:`DayState` instead of from zero. A window the run did not cover from its start (the
+first after a start) or to its end (the last, at a stop) is marked ``partial`` with the instant
+its frames began (``covered_start``). With ``events`` on, every crossing and zone entry and exit
+counted is also reported as an ``event`` record, at the moment it is counted.
 """
 
 from __future__ import annotations
@@ -72,6 +77,55 @@ class _ZoneWindow:
     sentiments: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class DayState:
+    """What the store knows since the daily reset: door-line occupancy and today's totals.
+
+    ``since`` is the wall-clock time of the reset that began the day: a saved state whose
+    ``since`` is not the current day's is stale and not restored.
+    """
+
+    since: float
+    store_occupancy: int = 0
+    lines: dict[str, dict[str, int]] = field(default_factory=dict)
+    zones: dict[str, int] = field(default_factory=dict)
+
+    def today(self) -> dict[str, Any]:
+        """The ``today`` object of ``counts`` and ``state`` messages."""
+        return {
+            "since": iso(self.since),
+            "lines": {line: dict(counts) for line, counts in self.lines.items()},
+            "zones": {"entries": dict(self.zones)},
+        }
+
+    @classmethod
+    def from_saved(cls, saved: Any) -> DayState | None:
+        """The day a saved ``counts`` state describes (``store_occupancy`` and ``today`` as in
+        the message); ``None`` when it is not one (never raises)."""
+        try:
+            today = saved["today"]
+            since = datetime.fromisoformat(today["since"].replace("Z", "+00:00")).timestamp()
+            lines = {
+                str(line): {IN: int(c[IN]), OUT: int(c[OUT])} for line, c in today["lines"].items()
+            }
+            zones = {str(zone): int(n) for zone, n in today["zones"]["entries"].items()}
+            return cls(since, max(0, int(saved["store_occupancy"])), lines, zones)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    def live(self, lines: list[str], zones: list[str]) -> dict[str, Any]:
+        """A ``state`` body before the first frame: nobody seen yet, the day as saved, for the
+        configured ``lines`` and ``zones``."""
+        day = DayState(
+            self.since,
+            self.store_occupancy,
+            {line: self.lines.get(line, {IN: 0, OUT: 0}) for line in lines},
+            {zone: self.zones.get(zone, 0) for zone in zones},
+        )
+        return {"people": 0, "store_occupancy": day.store_occupancy, "today": day.today(),
+                "zones": dict.fromkeys(zones, 0)}  # fmt: skip
+
+
 class DailyReset:
     """The next local reset time (e.g. 04:00) as a wall-clock timestamp."""
 
@@ -80,17 +134,28 @@ class DailyReset:
         self._hour, self._minute = hour, minute
         self._tz = ZoneInfo(tz_name) if tz_name else None
 
-    def next_after(self, wall: float) -> float:
+    def _at_reset_time(self, wall: float, days: int) -> datetime:
         local = (
             datetime.fromtimestamp(wall, self._tz)
             if self._tz
             else datetime.fromtimestamp(wall).astimezone()
         )
-        candidate = local.replace(hour=self._hour, minute=self._minute, second=0, microsecond=0)
+        # replace() after the day shift: the reset keeps its local hour across a DST change
+        return (local + timedelta(days=days)).replace(
+            hour=self._hour, minute=self._minute, second=0, microsecond=0
+        )
+
+    def next_after(self, wall: float) -> float:
+        candidate = self._at_reset_time(wall, 0)
         if candidate.timestamp() <= wall:
-            candidate = (candidate + timedelta(days=1)).replace(
-                hour=self._hour, minute=self._minute
-            )
+            candidate = self._at_reset_time(wall, 1)
+        return candidate.timestamp()
+
+    def last_at_or_before(self, wall: float) -> float:
+        """The reset that began the day ``wall`` is in."""
+        candidate = self._at_reset_time(wall, 0)
+        if candidate.timestamp() > wall:
+            candidate = self._at_reset_time(wall, -1)
         return candidate.timestamp()
 
 
@@ -100,7 +165,9 @@ class Aggregator:
     ``heatmap`` accumulates track-seconds and is closed every ``heatmap_window_s``;
     ``wall_origin`` fixes the wall-clock time of the first frame (a clip replayed faster than
     real time still gets windows of clip time); ``k_min`` is the smallest number of people an
-    aggregate may describe.
+    aggregate may describe; ``restored`` is the day state a previous run saved (used only if it
+    is from the same day); ``events`` turns on ``event`` records, with the session token in
+    them only when ``event_tokens`` is on.
     """
 
     def __init__(
@@ -112,6 +179,9 @@ class Aggregator:
         *,
         k_min: int = 3,
         wall_origin: float | None = None,
+        restored: DayState | None = None,
+        events: bool = False,
+        event_tokens: bool = False,
     ) -> None:
         self.config = config
         self.k_min = k_min
@@ -120,7 +190,13 @@ class Aggregator:
         self._wall_offset: float | None = None
         self._reset = DailyReset(config.occupancy_reset, config.timezone)
         self._next_reset = 0.0
-        self.store_occupancy = 0
+        self._restored = restored
+        #: Whether the first frame's day took the restored state (``None``: no frame yet).
+        self.restored: bool | None = None
+        self.day = DayState(since=0.0)
+        self._events_on, self._event_tokens = events, event_tokens
+        self._events: list[Record] = []
+        self._covered_start: float | None = None
         self._ended_sessions: list[Record] = []
         self._short_sessions = 0
         self._window_start: float | None = None
@@ -135,6 +211,12 @@ class Aggregator:
         self._door_lines = {line.id for line in lines if line.door}
         self._line_counts = {line.id: {IN: 0, OUT: 0} for line in lines}
         self._zones = {zone.id: _ZoneWindow(zone.kind) for zone in zones}
+        self.day.lines = {line.id: self.day.lines.get(line.id, {IN: 0, OUT: 0}) for line in lines}
+        self.day.zones = {zone.id: self.day.zones.get(zone.id, 0) for zone in zones}
+
+    @property
+    def store_occupancy(self) -> int:
+        return self.day.store_occupancy
 
     # --- time ---------------------------------------------------------------------------
 
@@ -154,10 +236,30 @@ class Aggregator:
         wall = self.wall(timestamp)
         records = self._roll(wall)
         if wall >= self._next_reset:
-            if self._next_reset:
-                self.store_occupancy = 0
-            self._next_reset = self._reset.next_after(wall)
+            self._start_day(wall)
         return records
+
+    def _start_day(self, wall: float) -> None:
+        """At the first frame, continue the restored day if it is today's; at each daily
+        reset after that, start the new day from zero."""
+        since = self._reset.last_at_or_before(wall)
+        if self.restored is None:
+            restored, self._restored = self._restored, None
+            self.restored = restored is not None and restored.since == since
+            if restored is not None and self.restored:
+                self.day.store_occupancy = restored.store_occupancy
+                self.day.lines = {line: restored.lines.get(line, counts)
+                                  for line, counts in self.day.lines.items()}  # fmt: skip
+                self.day.zones = {zone: restored.zones.get(zone, 0) for zone in self.day.zones}
+        else:
+            self._zero_day()
+        self.day.since = since
+        self._next_reset = self._reset.next_after(wall)
+
+    def _zero_day(self) -> None:
+        self.day.store_occupancy = 0
+        self.day.lines = {line: {IN: 0, OUT: 0} for line in self.day.lines}
+        self.day.zones = dict.fromkeys(self.day.zones, 0)
 
     # --- events -------------------------------------------------------------------------
 
@@ -169,6 +271,7 @@ class Aggregator:
             self.crossing(crossing)
         for zone_id in events.entries:
             self._zones[zone_id].entries += 1
+            self._event("zone_entry", events.timestamp, zone=zone_id)
         for visit in events.visits:
             self.visit(visit)
         for zone_id, occupancy in events.zone_occupancy.items():
@@ -178,14 +281,37 @@ class Aggregator:
     def crossing(self, crossing: Crossing) -> None:
         if crossing.line in self._line_counts:
             self._line_counts[crossing.line][crossing.direction] += 1
+            self._event(
+                "crossing",
+                crossing.timestamp,
+                crossing.token,
+                line=crossing.line,
+                direction=crossing.direction,
+            )
         if crossing.line in self._door_lines:
-            self.store_occupancy = max(
-                0, self.store_occupancy + (1 if crossing.direction == IN else -1)
+            self.day.store_occupancy = max(
+                0, self.day.store_occupancy + (1 if crossing.direction == IN else -1)
             )
 
     def visit(self, visit: Visit) -> None:
         if visit.zone in self._zones:
             self._zones[visit.zone].dwell.append(visit.dwell)
+            self._event(
+                "zone_exit", visit.left, visit.token, zone=visit.zone, dwell_s=round(visit.dwell, 2)
+            )
+
+    def _event(self, kind: str, timestamp: float, token: str = "", **fields: Any) -> None:
+        if not self._events_on:
+            return
+        event: Record = {"type": "event", "event": kind, "at": iso(self.wall(timestamp)), **fields}
+        if self._event_tokens and token:
+            event["token"] = token
+        self._events.append(event)
+
+    def take_events(self) -> list[Record]:
+        """The ``event`` records counted since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
 
     def session(self, ended: EndedSession, sentiment: dict[str, Any] | None) -> None:
         """A session that ended, with its sentiment vector (``None`` for a short one)."""
@@ -212,9 +338,20 @@ class Aggregator:
         )
 
     def reset_counters(self) -> None:
-        """Zero the window's line counts and the store occupancy (``reset_counters``)."""
+        """Zero the window's line counts, today's totals and the store occupancy
+        (``reset_counters``)."""
         self._line_counts = {line: {IN: 0, OUT: 0} for line in self._line_counts}
-        self.store_occupancy = 0
+        self._zero_day()
+
+    def live_state(self) -> dict[str, Any]:
+        """Store occupancy and today's totals including the open window (the ``state`` topic)."""
+        today = self.day.today()
+        for line, counts in self._line_counts.items():
+            for direction, count in counts.items():
+                today["lines"][line][direction] += count
+        for zone, stats in self._zones.items():
+            today["zones"]["entries"][zone] += stats.entries
+        return {"store_occupancy": self.store_occupancy, "today": today}
 
     # --- windows ------------------------------------------------------------------------
 
@@ -228,6 +365,7 @@ class Aggregator:
         if self._window_start is None:
             self._window_start = self._window_of(wall, length)
             self._heatmap_start = self._window_of(wall, self.config.heatmap_window_s)
+            self._covered_start = wall
             return records
         emitted = 0
         while wall >= self._window_start + length:
@@ -270,18 +408,34 @@ class Aggregator:
         stats.occupancy.restart()
         return report
 
+    def _coverage(self, start: float, end: float) -> dict[str, Any]:
+        """``partial`` and ``covered_start`` of a window this run did not see whole: the first
+        after a start, or one cut short at a stop."""
+        covered = max(start, self._covered_start or start)
+        self._covered_start = None
+        if covered <= start and end >= start + self.config.window_s:
+            return {}
+        return {"partial": True, "covered_start": iso(covered)}
+
     def _close_window(self, start: float, end: float) -> list[Record]:
         window = {"start": iso(start), "end": iso(end)}
         lines = self._line_counts
         self._line_counts = {line: {IN: 0, OUT: 0} for line in lines}
+        for line, by_direction in lines.items():
+            for direction, count in by_direction.items():
+                self.day.lines[line][direction] += count
+        for zone_id, stats in self._zones.items():
+            self.day.zones[zone_id] += stats.entries
         zones = {zone_id: self._close_zone(stats) for zone_id, stats in self._zones.items()}
-        counts = {
+        counts: Record = {
             "type": "counts",
             "window": window,
+            **self._coverage(start, end),
             "frames": self._frames,
             "lines": lines,
             "people": self.people.report(),
             "store_occupancy": self.store_occupancy,
+            "today": self.day.today(),
             "zones": zones,
         }
         self._frames = 0
@@ -295,6 +449,7 @@ class Aggregator:
                     "sessions": self._ended_sessions,
                     "short_sessions": self._short_sessions,
                     "min_session_s": self.config.min_session_s,
+                    "plane": "metres" if self.config.homography is not None else "image_heights",
                 }
             )
             self._ended_sessions = []

@@ -476,6 +476,22 @@ class TelemetryConfig(_Section):
     max_zones: int = Field(default=32, ge=0, le=1000)
     max_lines: int = Field(default=16, ge=0, le=1000)
     max_points: int = Field(default=32, ge=3, le=MAX_POINTS)
+    #: The retained ``state`` message (occupancy, today's totals) goes out when it changes, but
+    #: at most once per this many seconds: a busy door must not flood the broker.
+    state_interval_s: float = Field(default=1.0, ge=0.1, le=3600)
+    #: Publish one ``events`` message per line crossing and zone entry or exit (spooled, QoS 1).
+    events: bool = False
+    #: Put the anonymous session token in each event (off: an event says what, where, when).
+    event_tokens: bool = False
+
+
+class HomeAssistantConfig(_Section):
+    """Home Assistant MQTT discovery: the camera appears as one device with its sensors."""
+
+    enabled: bool = False
+    discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_/-]+$")
+    #: The device's name in Home Assistant (default: the device id).
+    name: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class PathsConfig(_Section):
@@ -580,6 +596,7 @@ class Settings(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     ota: OtaConfig = Field(default_factory=OtaConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

@@ -2,8 +2,11 @@
 
 source -> detector -> camera view (tracking, analytics) -> telemetry (spool -> MQTT) and the local
 sink; commands from MQTT are validated on the network thread and applied between frames; a health
-message goes out every ``telemetry.health_interval_s``. On stop, the partial window is flushed
-into the spool, ``stopped`` is published and the spool gets a few seconds to drain.
+message goes out every ``telemetry.health_interval_s``, the retained ``state`` whenever the
+occupancy or today's totals change (at most every ``telemetry.state_interval_s``). A start
+continues the day a previous run saved in the spool (after publishing the checkpoint of a run
+that did not stop cleanly). On stop, the partial window is flushed into the spool, ``stopped``
+is published and the spool gets a few seconds to drain.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from intentcam.aggregator import DailyReset, DayState
 from intentcam.capture import open_source
 from intentcam.config import Settings
 from intentcam.control import ControlPlane, GeometryStore, Reply
@@ -81,6 +85,7 @@ class Daemon:
             apply_geometry=self._apply_geometry,
             reset_counters=self._reset_counters,
             ota_install=self._ota_install,
+            decommission=self._decommission,
         )
         self.telemetry = Telemetry(
             settings,
@@ -104,6 +109,11 @@ class Daemon:
         self.ddi = DdiClient.from_settings(settings, self.ota) if settings.ota.server_url else None
         self.source = open_source(settings.camera)
         self.health = HealthMonitor()
+        self.checkpoint = WindowCheckpoint(settings.paths.state_dir)
+        self._publish_recovered()
+        self.restored = self._todays_saved_state()
+        self._last_state: dict[str, Any] | None = None
+        self._next_state = 0.0
         self.pipeline = build_pipeline(
             settings,
             self.source,
@@ -112,10 +122,10 @@ class Daemon:
             report_every_s=report_every_s,
             frame_records=frame_records,
             tick=self._tick,
+            restored=self.restored,
         )
         self.pipeline.timings = self.health.timings
         self._next_health = time.monotonic() + settings.telemetry.health_interval_s
-        self.checkpoint = WindowCheckpoint(settings.paths.state_dir)
         self._next_checkpoint = time.monotonic() + settings.analytics.checkpoint_s
         self._status_at, self._status_frames = time.monotonic(), 0
 
@@ -132,13 +142,6 @@ class Daemon:
         self.ota.announce_start(self._rolled_back, self.degraded)
         self._status_due = False
         self.telemetry.start()
-        recovered = self.checkpoint.take()
-        if recovered:
-            log.warning(
-                "the last run did not stop cleanly: publishing its checkpointed partial window"
-            )
-            for record in recovered:
-                self.telemetry.write(record)
         if self.ddi is not None:
             self.ddi.start()
         try:
@@ -155,6 +158,43 @@ class Daemon:
             self.telemetry.close()
             self.lock.release()
 
+    def _publish_recovered(self) -> None:
+        """The checkpoint of a run that did not stop cleanly goes out first (under that run's
+        boot id), except windows whose closed ``counts`` the spool already holds."""
+        recovered = self.checkpoint.take()
+        saved = self.telemetry.saved_state() or {}
+        closed_until = str(saved.get("window_end", ""))
+        fresh = [r for r in recovered if r.get("window", {}).get("start", "") >= closed_until]
+        if recovered:
+            log.warning(
+                "the last run did not stop cleanly: publishing its checkpointed partial window "
+                "(%d record(s); %d already closed by that run)",
+                len(fresh),
+                len(recovered) - len(fresh),
+            )
+        for record in fresh:
+            self.telemetry.write(record)
+
+    def _todays_saved_state(self) -> DayState | None:
+        """The day state the spool saved, if it is of today (else the day starts from zero)."""
+        saved = self.telemetry.saved_state()
+        day = DayState.from_saved(saved) if saved is not None else None
+        if day is None:
+            return None
+        analytics = self.settings.analytics
+        today = DailyReset(analytics.occupancy_reset, analytics.timezone).last_at_or_before(
+            time.time()
+        )
+        if day.since != today:
+            log.info("the saved day state is from an earlier day; starting from zero")
+            return None
+        log.info(
+            "continuing today's counts: store occupancy %d, %d line total(s) (saved by the last run)",
+            day.store_occupancy,
+            len(day.lines),
+        )
+        return day
+
     # --- control plane (frame-loop thread) ----------------------------------------------------
 
     def _send_reply(self, reply: Reply) -> None:
@@ -168,6 +208,15 @@ class Daemon:
     def _apply_geometry(self, geometry: Geometry) -> None:
         if self.pipeline.view is not None:
             self.pipeline.view.apply_geometry(geometry.lines, geometry.zones)
+        self.telemetry.announce_homeassistant()  # sensors follow the lines and zones
+
+    def _decommission(self) -> dict[str, Any]:
+        removed = self.telemetry.withdraw_homeassistant()
+        return {
+            "homeassistant": "removed" if removed else "not enabled",
+            "next": "stop the daemon (systemctl disable --now intentcam); a restart announces "
+            "the device again",
+        }
 
     def _reset_counters(self) -> None:
         if self.pipeline.view is not None:
@@ -194,8 +243,30 @@ class Daemon:
     def _occupancy(self) -> dict[str, Any]:
         view = self.pipeline.view
         if view is None:
-            return {"people": 0, "store": 0, "zones": {zone.id: 0 for zone in self.settings.zones}}
+            store = self.restored.store_occupancy if self.restored is not None else 0
+            return {"people": 0, "store": store, "zones": {z.id: 0 for z in self.settings.zones}}
         return view.occupancy()
+
+    def _live_state(self) -> dict[str, Any]:
+        view = self.pipeline.view
+        if view is not None:
+            return view.live_state()
+        settings = self.settings
+        day = self.restored or DayState(
+            DailyReset(
+                settings.analytics.occupancy_reset, settings.analytics.timezone
+            ).last_at_or_before(time.time())
+        )
+        return day.live([line.id for line in settings.lines], [zone.id for zone in settings.zones])
+
+    def _publish_state_if_changed(self, now: float) -> None:
+        if now < self._next_state:
+            return
+        state = self._live_state()
+        if state != self._last_state:
+            self._last_state = state
+            self._next_state = now + self.settings.telemetry.state_interval_s
+            self.telemetry.publish_state(state)
 
     # --- once per loop turn ---------------------------------------------------------------------
 
@@ -210,9 +281,13 @@ class Daemon:
             self.notifier.notify_ready(f"first frame processed; {self.models[0]['reason']}")
         self.notifier.tick(heartbeat.last_alive, self._status)
         now = time.monotonic()
+        self._publish_state_if_changed(now)
         if now >= self._next_checkpoint and self.pipeline.view is not None:
             self._next_checkpoint = now + self.settings.analytics.checkpoint_s
-            self.checkpoint.save(self.pipeline.view.partial())
+            partial = self.pipeline.view.partial()
+            for record in partial:  # recovered after a crash, it keeps this run's boot id
+                record["boot_id"] = self.telemetry.boot_id
+            self.checkpoint.save(partial)
         if now >= self._next_health:
             self._next_health = now + self.settings.telemetry.health_interval_s
             self.telemetry.supervise()

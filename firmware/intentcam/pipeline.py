@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from intentcam.aggregator import DayState
 from intentcam.analytics.scene import FrameEvents
 from intentcam.capture.frame import Frame, FrameSource
 from intentcam.config import Settings
@@ -257,10 +258,12 @@ def build_pipeline(
     frame_records: bool = False,
     tick: Callable[[], None] | None = None,
     on_events: Callable[[float, FrameEvents], None] | None = None,
+    restored: DayState | None = None,
 ) -> Pipeline:
     """The frame loop as configured: the daemon, the benchmark and the tests all build it here.
 
-    ``on_events`` is told each frame's crossings and zone entries (``intentcam check --walk``).
+    ``on_events`` is told each frame's crossings and zone entries (``intentcam check --walk``);
+    ``restored`` is the day state (store occupancy, today's totals) a previous run saved.
 
     ``detector`` defaults to the configured one; ``gated`` forces the motion gate on or off
     (``None``: as ``[motion_gate] enabled`` says; on, it always uses the configured thresholds).
@@ -272,7 +275,7 @@ def build_pipeline(
         source,
         detector,
         lambda aspect, point: CameraView.from_settings(
-            settings, aspect, point, on_events=on_events
+            settings, aspect, point, on_events=on_events, restored=restored
         ),
         sink,
         fps_cap=settings.camera.fps_cap,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from intentcam.aggregator import Aggregator
+from intentcam.aggregator import Aggregator, DayState
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics, EndedSession, FootPoints, FrameEvents
 from intentcam.config import AnalyticsConfig, LineConfig, Settings, TrackerConfig, ZoneConfig
@@ -50,6 +50,9 @@ class ViewAnalytics:
         wall_origin: float | None = None,
         exclude_zones: list[str] | None = None,
         on_events: Callable[[float, FrameEvents], None] | None = None,
+        restored: DayState | None = None,
+        events: bool = False,
+        event_tokens: bool = False,
     ) -> None:
         #: Told every frame's crossings and zone entries as they happen (``check --walk``).
         self.on_events = on_events
@@ -58,7 +61,15 @@ class ViewAnalytics:
         self.heatmap = Heatmap(config.heatmap_grid, self.scene.space, k_min, floor_size)
         self.sentiment = SessionSentiment([zone.id for zone in zones])
         self.aggregator = Aggregator(
-            config, lines, zones, self.heatmap, k_min=k_min, wall_origin=wall_origin
+            config,
+            lines,
+            zones,
+            self.heatmap,
+            k_min=k_min,
+            wall_origin=wall_origin,
+            restored=restored,
+            events=events,
+            event_tokens=event_tokens,
         )
 
     def foot_points(self, boxes: np.ndarray) -> FootPoints:
@@ -72,7 +83,8 @@ class ViewAnalytics:
         boxes: np.ndarray,
         feet: FootPoints | None = None,
     ) -> list[Record]:
-        """One frame's tracked people; returns the records of windows this frame closed.
+        """One frame's tracked people; returns the records of windows this frame closed, then
+        the ``event`` records of what was counted since the last frame (when events are on).
 
         ``feet``: :meth:`foot_points` of ``boxes``, when the caller already has them.
         """
@@ -83,7 +95,7 @@ class ViewAnalytics:
         for visit in events.visits:
             self.sentiment.visit(visit.zone, visit.dwell)
         self.aggregator.frame(events)
-        return records
+        return records + self.aggregator.take_events()
 
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): summarise and queue them."""
@@ -125,9 +137,17 @@ class ViewAnalytics:
             "zones": self.scene.zone_occupancy(),
         }
 
+    def live_state(self) -> dict[str, Any]:
+        """The body of the retained ``state`` message: occupancy now and today's totals."""
+        return {
+            "people": self.aggregator.people.now,
+            **self.aggregator.live_state(),
+            "zones": self.scene.zone_occupancy(),
+        }
+
     def flush(self, timestamp: float) -> list[Record]:
-        """Close the partial windows now (shutdown)."""
-        return self.aggregator.flush(timestamp)
+        """Close the partial windows now (shutdown), after the last ``event`` records."""
+        return self.aggregator.take_events() + self.aggregator.flush(timestamp)
 
     def live_objects(self) -> int:
         return self.scene.live_objects() + len(self.sentiment) + self.aggregator.live_objects()
@@ -156,9 +176,11 @@ class CameraView:
         point: OperatingPoint,
         wall_origin: float | None = None,
         on_events: Callable[[float, FrameEvents], None] | None = None,
+        restored: DayState | None = None,
     ) -> CameraView:
         """The view for frames of ``aspect`` = width / height, as configured, tracking the
-        detections of a detector calibrated at ``point``."""
+        detections of a detector calibrated at ``point``; ``restored`` is the day state a
+        previous run saved."""
         from intentcam.sentiment.build import build_face_analyzer
 
         return cls(
@@ -178,6 +200,9 @@ class CameraView:
                 wall_origin=wall_origin,
                 exclude_zones=settings.privacy.exclude_zones,
                 on_events=on_events,
+                restored=restored,
+                events=settings.telemetry.events,
+                event_tokens=settings.telemetry.event_tokens,
             ),
             faces=build_face_analyzer(settings),
         )
@@ -285,6 +310,9 @@ class CameraView:
 
     def occupancy(self) -> dict[str, Any]:
         return self.analytics.occupancy()
+
+    def live_state(self) -> dict[str, Any]:
+        return self.analytics.live_state()
 
     def live_objects(self) -> int:
         return len(self.tracker) + len(self.sessions) + self.analytics.live_objects()

@@ -8,6 +8,7 @@
 | ``reset_counters`` | ``{}`` or empty                                     | line totals and store occupancy to 0 |
 | ``reload``       | ``{}`` or empty                                       | re-reads config file and zones; applies lines, zones, log level; names what needs a restart |
 | ``ota_install``  | ``{"url": "https://...", "sha256": "<64 hex>"}``      | downloads, verifies, self-tests and hot-swaps a model bundle; progress on the retained ``ota`` topic |
+| ``decommission`` | ``{}`` or empty                                       | removes the device from Home Assistant (empty retained discovery); counting goes on until the daemon is stopped |
 
 Anything else gets ``ok: false`` and an ``error`` naming the problem (unknown command, payload too
 large, not UTF-8, invalid JSON, not an object, unknown or mistyped field) and changes nothing.
@@ -37,7 +38,15 @@ from intentcam.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("ping", "get_config", "set_zones", "reset_counters", "reload", "ota_install")
+COMMANDS = (
+    "ping",
+    "get_config",
+    "set_zones",
+    "reset_counters",
+    "reload",
+    "ota_install",
+    "decommission",
+)
 #: Commands whose payload has fields of its own (the others take none).
 WITH_FIELDS = ("set_zones", "ota_install")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -157,6 +166,8 @@ class ControlPlane:
     #: Receives new geometry / reset requests on the frame-loop thread.
     apply_geometry: Callable[[Geometry], None] = lambda geometry: None
     reset_counters: Callable[[], None] = lambda: None
+    #: Withdraws the device from Home Assistant; returns the reply's result.
+    decommission: Callable[[], dict[str, Any]] = lambda: {"homeassistant": "not enabled"}
     #: Starts a model update; ``None`` when the daemon has no OTA agent.
     ota_install: OtaInstall | None = None
     started: float = field(default_factory=time.monotonic)
@@ -347,6 +358,8 @@ class ControlPlane:
                     self._reply(context, result={"reset": True})
                 elif name == "reload":
                     self._reply(context, result=self._reload())
+                elif name == "decommission":
+                    self._reply(context, result=self.decommission())
             except _Invalid as problem:
                 self._reply(context, error=str(problem))
             except OSError as exc:

@@ -9,7 +9,7 @@ there without touching the loop, and an OTA update can swap one for another betw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -56,6 +56,6 @@ class PersonDetector(Protocol):
         """The model's calibrated thresholds (the tracker's come from here unless configured)."""
         ...
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         """Model id, version, family, runtime, delegate, threads and why (logs, health, status)."""
         ...

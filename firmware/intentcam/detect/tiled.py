@@ -91,7 +91,7 @@ class TiledDetector:
             raise ModelError(f"model {self.model.spec.id!r} has no operating_point")
         return point
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         described = {**self.model.describe(), "family": self.FAMILY}
         if self.selection:
             described["selected"] = self.selection

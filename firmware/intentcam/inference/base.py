@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,6 @@ class Model(Protocol):
         """The manifest-named output of the last invoke."""
         ...
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         """Id, version, runtime, delegate, why, threads: for logs, health and status."""
         ...

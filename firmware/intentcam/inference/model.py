@@ -69,7 +69,7 @@ class TFLiteModel:
         """The named output of the last invoke (a copy, safe to keep)."""
         return self.interpreter.get_tensor(self._outputs[key])
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         """What runs where, for logs and the health report."""
         return {
             "id": self.spec.id,
@@ -77,7 +77,7 @@ class TFLiteModel:
             "runtime": self.runtime.describe(),
             "delegate": self.choice.kind,
             "reason": self.choice.reason,
-            "threads": str(self.threads),
+            "threads": self.threads,
         }
 
 

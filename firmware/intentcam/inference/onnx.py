@@ -87,7 +87,7 @@ class OnnxModel:
         """The named output of the last invoke."""
         return self._results[self._index[key]]
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         """What runs where, for logs and the health report."""
         return {
             "id": self.spec.id,
@@ -95,7 +95,7 @@ class OnnxModel:
             "runtime": f"onnxruntime {self.version}",
             "delegate": "cpu",
             "reason": "ONNX model: ONNX Runtime on the CPU (no Edge TPU build exists)",
-            "threads": str(self.threads),
+            "threads": self.threads,
         }
 
 

@@ -67,7 +67,7 @@ class GuardedDetector:
     def operating_point(self) -> OperatingPoint:
         return self.inner.operating_point
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         return self.inner.describe()
 
 

@@ -82,11 +82,29 @@ def temperature_c(path: Path = THERMAL_ZONE) -> float | None:
         return None
 
 
-def throttled(path: Path = PI_THROTTLED) -> str | None:
-    """The Pi's throttling bit field as hex (``0x0`` = fine); ``None`` elsewhere."""
+#: Bits of the Pi firmware's ``get_throttled`` word: the low ones are "now", the same flag 16
+#: bits up is "since boot" (``vcgencmd get_throttled`` documents the same layout).
+THROTTLE_BITS = {
+    "under_voltage": 0,
+    "frequency_capped": 1,
+    "throttled": 2,
+    "soft_temperature_limit": 3,
+}
+
+
+def decode_throttled(word: int) -> dict[str, bool]:
+    """The named flags of a ``get_throttled`` word: each now, and ``<flag>_since_boot``."""
+    flags = {name: bool(word >> bit & 1) for name, bit in THROTTLE_BITS.items()}
+    flags.update({f"{name}_since_boot": bool(word >> (bit + 16) & 1)
+                  for name, bit in THROTTLE_BITS.items()})  # fmt: skip
+    return flags
+
+
+def throttled(path: Path = PI_THROTTLED) -> dict[str, bool] | None:
+    """The Pi's throttling flags by name (all false = fine); ``None`` where there are none."""
     try:
-        return path.read_text().strip() or None
-    except OSError:
+        return decode_throttled(int(path.read_text().strip(), 16))
+    except (OSError, ValueError):
         return None
 
 
@@ -107,7 +125,7 @@ class HealthMonitor:
         spool: dict[str, int],
         source: Any,
         broker: bool,
-        models: list[dict[str, str]],
+        models: list[dict[str, Any]],
         broker_error: str = "",
     ) -> dict[str, Any]:
         now, cpu = time.monotonic(), time.process_time()

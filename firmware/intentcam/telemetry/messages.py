@@ -1,9 +1,10 @@
 """Telemetry messages (schema v1): topics, the common envelope, heatmap encoding, validation.
 
 Every message carries ``v``, ``device``, ``site``, ``boot_id`` (random per daemon start), ``seq``
-and ``ts``; windowed ones carry their ``window``. ``seq`` of ``counts``/``heatmap``/``sessions`` comes from the spool (monotonic per
-device across restarts, so a gap is visible); ``health`` and ``status``/``reply`` messages are not
-spooled and count on their own, so they never make a false gap in the data stream.
+and ``ts``; windowed ones carry their ``window``. ``seq`` of ``counts``/``heatmap``/``sessions``/``event`` comes from the spool (monotonic per
+device across restarts, so a gap is visible); ``health``, ``state``, ``ota`` and
+``status``/``reply`` messages are not spooled and count on their own (persisted too), so they
+never make a false gap in the data stream.
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ from intentcam.records import iso
 
 SCHEMA_VERSION = 1
 #: Message types that go through the spool, with their QoS.
-SPOOLED = {"counts": 1, "heatmap": 1, "sessions": 1}
-MESSAGE_TYPES = ("counts", "heatmap", "sessions", "health", "status", "reply", "ota")
+SPOOLED = {"counts": 1, "heatmap": 1, "sessions": 1, "event": 1}
+MESSAGE_TYPES = (
+    "counts",
+    "heatmap",
+    "sessions",
+    "event",
+    "state",
+    "health",
+    "status",
+    "reply",
+    "ota",
+)
+#: Topic names that differ from their message type: one ``event`` per message on ``events``.
+TOPIC_NAMES = {"event": "events"}
 HEATMAP_SCALE = 0.1  # heatmap cells are sent in tenths of a track-second
 
 
@@ -46,7 +59,7 @@ class Topics:
         return f"{self.root}/{self.site}/{self.device}"
 
     def of(self, message_type: str) -> str:
-        return f"{self.base}/{message_type}"
+        return f"{self.base}/{TOPIC_NAMES.get(message_type, message_type)}"
 
     @property
     def commands(self) -> str:

@@ -141,8 +141,11 @@ class MqttLink:
         client_id: str | None = None,
         rng: random.Random | None = None,
         retained: Callable[[], list[tuple[str, bytes]]] = list,
+        subscriptions: dict[str, Callable[[bytes], None]] | None = None,
     ) -> None:
         self.config = config
+        #: Other topics to follow (Home Assistant's birth), each with its handler.
+        self._subscriptions = subscriptions or {}
         #: Other retained messages republished on every connect (the latest ``ota`` state), so
         #: one published while the link was down is not lost.
         self._retained = retained
@@ -310,6 +313,8 @@ class MqttLink:
         self._had_session = True
         log.info("mqtt: connected to %s:%d", self.config.host, self.config.effective_port)
         client.subscribe(self.topics.commands, qos=1)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
         birth = encode(self._birth())
         client.publish(self.topics.of("status"), birth, qos=1, retain=True)
         for topic, payload in self._retained():
@@ -384,6 +389,13 @@ class MqttLink:
     def _handle_message(
         self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
     ) -> None:
+        handler = self._subscriptions.get(message.topic)
+        if handler is not None:
+            try:
+                handler(bytes(message.payload))
+            except Exception:  # noqa: BLE001 - a handler must never take the link down
+                log.exception("mqtt: handler failed for %s", message.topic)
+            return
         if self._on_command is None:
             return
         name = message.topic.rsplit("/", 1)[-1]

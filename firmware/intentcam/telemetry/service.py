@@ -1,18 +1,20 @@
 """Telemetry as a sink of the frame loop: records in, schema-v1 messages out through the spool.
 
-``counts``, ``heatmap`` and ``sessions`` records are enveloped, given the next ``seq`` by the
-spool and stored durably before anything is published; the broker link (when ``mqtt.host`` is
-set) drains the spool. Without a broker the spool still keeps everything (up to its limits), so a
+``counts``, ``heatmap``, ``sessions`` and ``event`` records are enveloped, given the next ``seq``
+by the spool and stored durably before anything is published; the broker link (when
+``mqtt.host`` is set) drains the spool. Each ``counts`` message stores the day state it carries
+(store occupancy, today's totals) in the same spool transaction: :meth:`Telemetry.saved_state`
+is what a restart continues from. ``status``, ``health``, ``ota``, ``reply`` and ``state`` are
+sent directly; their seq counters live in the spool too, so every seq survives a restart. Without a broker the spool still keeps everything (up to its limits), so a
 device installed before its gateway loses nothing. Every message is also forwarded to the local
 sink (stdout or a JSON-lines file) of ``intentcam run``.
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,22 +26,13 @@ from intentcam.records import Record, local_timezone
 from intentcam.records import encode as encode_text
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import HEALTH_FILE, HealthReport, write_health_file
+from intentcam.telemetry.homeassistant import HomeAssistantDiscovery
 from intentcam.telemetry.messages import SPOOLED, Topics, body_of, envelope
 from intentcam.telemetry.mqtt import CommandHandler, Direct, MqttLink
 from intentcam.telemetry.spool import Spool
 
 log = logging.getLogger(__name__)
 SPOOL_FILE = "spool.sqlite"
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self._numbers = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            return next(self._numbers)
 
 
 class Telemetry:
@@ -50,7 +43,7 @@ class Telemetry:
         settings: Settings,
         forward: Sink,
         *,
-        models: Callable[[], list[dict[str, str]]] = list,
+        models: Callable[[], list[dict[str, Any]]] = list,
         occupancy: Callable[[], dict[str, Any]] | None = None,
         on_command: CommandHandler | None = None,
         degraded: Callable[[], str | None] = lambda: None,
@@ -61,7 +54,7 @@ class Telemetry:
         self.device, self.site = settings.device.id, settings.device.site
         #: Random per start: with it, (boot_id, seq) and (boot_id, window.start) never repeat.
         self.boot_id = uuid.uuid4().hex
-        self.tz = local_timezone()
+        self.tz = settings.analytics.timezone or local_timezone()
         self.topics = Topics(settings.mqtt.topic_root, self.site, self.device)
         self.spool = Spool(
             settings.paths.state_dir / SPOOL_FILE,
@@ -73,10 +66,13 @@ class Telemetry:
         self._occupancy = occupancy or (lambda: {"people": 0, "store": 0, "zones": {}})
         self._degraded = degraded
         self._ota = ota
-        self._status_seq = _Counter()
-        self._health_seq = _Counter()
-        self._ota_seq = _Counter()
         self._last_ota: bytes | None = None
+        self._last_state: bytes | None = None
+        self.homeassistant = (
+            HomeAssistantDiscovery(settings.homeassistant, self.topics)
+            if settings.homeassistant.enabled
+            else None
+        )
         self._last_fault = ""
         self._runtime = settings.paths.runtime
         self._health_file_error = ""
@@ -90,6 +86,11 @@ class Telemetry:
                 last_will=self._last_will,
                 on_command=on_command,
                 retained=self._retained,
+                subscriptions=(
+                    {self.homeassistant.birth_topic: self._homeassistant_birth}
+                    if self.homeassistant is not None
+                    else {}
+                ),
             )
 
     # --- sink ------------------------------------------------------------------------------
@@ -107,7 +108,16 @@ class Telemetry:
             built["message"], built["line"] = message, encode_text(message)
             return built["line"].encode("utf-8")
 
-        self.spool.put(self.topics.of(message_type), SPOOLED[message_type], build)
+        state = None
+        if message_type == "counts" and "today" in body:
+            state = json.dumps(
+                {
+                    "store_occupancy": body["store_occupancy"],
+                    "today": body["today"],
+                    "window_end": body["window"]["end"],
+                }
+            )
+        self.spool.put(self.topics.of(message_type), SPOOLED[message_type], build, state)
         if self.spool.fault != self._last_fault:  # the disk failed or recovered: say so
             self._last_fault = self.spool.fault
             self.publish_status()
@@ -117,6 +127,17 @@ class Telemetry:
 
     def close(self) -> None:
         self.forward.close()
+
+    def saved_state(self) -> dict[str, Any] | None:
+        """What the newest spooled ``counts`` message said of the day: ``store_occupancy``,
+        ``today`` (as in the message) and ``window_end``; ``None`` if nothing was saved."""
+        text = self.spool.saved_state()
+        try:
+            saved = json.loads(text) if text else None
+        except ValueError:
+            log.error("spool: the saved day state is unreadable; starting the day from zero")
+            return None
+        return saved if isinstance(saved, dict) else None
 
     # --- direct messages -------------------------------------------------------------------
 
@@ -147,16 +168,51 @@ class Telemetry:
     def _last_will(self) -> dict[str, Any]:
         """Built at each connect: its ``ts`` is when the connection it outlives was made, and
         it takes the next status seq, so a consumer orders it among the births."""
-        return self._status("offline", self._status_seq.next())
+        return self._status("offline", self.spool.next_number("status"))
 
     def _degraded_reason(self) -> str:
         return "; ".join(r for r in (self._degraded(), self.spool.fault) if r)
 
     def _retained(self) -> list[tuple[str, bytes]]:
-        return [(self.topics.of("ota"), self._last_ota)] if self._last_ota is not None else []
+        """Retained messages published again at every connect: one made while the link was down
+        is not lost, and the broker's copy is never older than ours."""
+        latest = [
+            (self.topics.of(kind), payload)
+            for kind, payload in (("ota", self._last_ota), ("state", self._last_state))
+            if payload is not None
+        ]
+        if self.homeassistant is not None:
+            latest.append((self.homeassistant.topic, self._announcement(self.homeassistant)))
+        return latest
+
+    def _announcement(self, homeassistant: HomeAssistantDiscovery) -> bytes:
+        settings = self.settings
+        return homeassistant.announcement(
+            [line.id for line in settings.lines], [zone.id for zone in settings.zones]
+        )
+
+    def _homeassistant_birth(self, payload: bytes) -> None:
+        if payload.strip() == b"online":
+            log.info("home assistant (re)started: announcing the device again")
+            self.announce_homeassistant()
+
+    def announce_homeassistant(self) -> None:
+        """Publish the Home Assistant discovery message now (geometry changed, HA restarted)."""
+        if self.homeassistant is not None:
+            self.publish_retained(self.homeassistant.topic, self._announcement(self.homeassistant))
+
+    def withdraw_homeassistant(self) -> bool:
+        """Remove the device from Home Assistant (``decommission``): an empty retained discovery
+        message, and no announcement again in this run. False when discovery is off."""
+        homeassistant, self.homeassistant = self.homeassistant, None
+        if homeassistant is None:
+            return False
+        self.publish_retained(homeassistant.topic, b"")
+        log.warning("decommissioned: removed from home assistant (%s)", homeassistant.topic)
+        return True
 
     def _birth(self) -> dict[str, Any]:
-        return self._status("online", self._status_seq.next())
+        return self._status("online", self.spool.next_number("status"))
 
     def _send(
         self,
@@ -188,7 +244,7 @@ class Telemetry:
         correlation: bytes | None = None,
     ) -> None:
         """Answer a command: to ``response_topic`` (MQTT 5) or ``cmd/{command}/reply``."""
-        message = self._envelope("reply", body, self._status_seq.next())
+        message = self._envelope("reply", body, self.spool.next_number("status"))
         topic = response_topic or self.topics.reply(
             command[:64].replace("/", "_").replace("+", "_").replace("#", "_")
         )
@@ -200,14 +256,27 @@ class Telemetry:
 
     def publish_ota(self, body: dict[str, Any]) -> None:
         """The OTA state on the retained ``ota`` topic (and to the local sink)."""
-        message = self._envelope("ota", body, self._ota_seq.next())
+        message = self._envelope("ota", body, self.spool.next_number("ota"))
         self._last_ota = self._send(message, self.topics.of("ota"), qos=1, retain=True)
+
+    def publish_state(self, body: dict[str, Any]) -> None:
+        """The live ``state`` (occupancy now, today's totals), retained: a consumer that
+        subscribes later gets it at once."""
+        message = self._envelope("state", body, self.spool.next_number("state"))
+        self._last_state = self._send(message, self.topics.of("state"), qos=1, retain=True)
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Publish a retained message outside the device's topics (Home Assistant discovery);
+        an empty payload deletes it from the broker."""
+        if self.link is not None:
+            self.link.send_direct(Direct(topic, payload, 1, True))
 
     def publish_health(self, body: dict[str, Any]) -> None:
         """The ``health`` message, and the same body in the local health file that
         ``intentcam check`` reads (so a dead broker link is still seen on the device)."""
-        message = self._envelope("health", body, self._health_seq.next())
-        self._send(message, self.topics.of("health"), qos=0)
+        message = self._envelope("health", body, self.spool.next_number("health"))
+        # Retained: ``intentcam fleet`` reads every device's latest health at once.
+        self._send(message, self.topics.of("health"), qos=0, retain=True)
         reason = self._degraded_reason()
         report = HealthReport(
             written=time.time(),
@@ -253,7 +322,7 @@ class Telemetry:
     def stop(self) -> None:
         """Publish ``stopped`` (retained), let the spool drain briefly, close."""
         if self.link is not None:
-            self.link.stop(self._status("stopped", self._status_seq.next()))
+            self.link.stop(self._status("stopped", self.spool.next_number("status")))
         try:  # a stopped daemon has no health: ``intentcam check`` must not read an old one
             (self._runtime / HEALTH_FILE).unlink(missing_ok=True)
         except OSError as exc:

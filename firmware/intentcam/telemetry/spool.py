@@ -19,6 +19,11 @@ so it costs one write per :data:`SEQ_BLOCK` messages) lets a replaced or rewound
 above every seq ever issued; the skipped numbers show the gateway a gap, which is the truth.
 Age is measured on a clock that only advances while the daemon runs (``SpoolClock``), so a
 wall-clock jump (a Pi without RTC getting NTP after days) does not expire unsent messages.
+
+The spool also keeps what must survive a restart with the messages: a *state* text stored in the
+same transaction as the message that changed it (the day's totals with the ``counts`` message
+that carries them, so the two never disagree after a crash), and the counters of the messages
+that are not spooled (``status``, ``health``, ...), so their seq continues across restarts too.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ CREATE TABLE IF NOT EXISTS messages (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
 """
 
@@ -76,6 +82,8 @@ class _Held:
     qos: int
     payload: bytes
     created: float = field(default=0.0)
+    #: The state text this message carries to disk with it (see :meth:`Spool.put`).
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class Spool:
         self._memory_only = False
         self._held: list[_Held] = []
         self._held_bytes = 0
+        self._state: str | None = None
+        self._numbers: dict[str, int] = {}
         self.hwm_path = path.with_name(path.name + ".seq")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,11 +245,14 @@ class Spool:
         # change it. The first ``put`` stores the counter and reserves the next block.
         return stored
 
-    def put(self, topic: str, qos: int, build: Callable[[int], bytes]) -> int:
+    def put(
+        self, topic: str, qos: int, build: Callable[[int], bytes], state: str | None = None
+    ) -> int:
         """Store a message; ``build(seq)`` makes its payload with the sequence number it gets.
 
         Returns the seq. The message is durable when this returns, unless :attr:`fault` says
-        the disk refused it: then it is held in memory until the disk takes it again.
+        the disk refused it: then it is held in memory until the disk takes it again. ``state``
+        replaces the saved state (:meth:`saved_state`) in the same transaction.
         """
         with self._lock:
             seq = self._next
@@ -247,7 +260,9 @@ class Spool:
             self._next += 1
             if seq > self._reserved:
                 self._write_hwm(seq + SEQ_BLOCK - 1)
-            self._held.append(_Held(seq, topic, qos, payload, self._clock()))
+            if state is not None:
+                self._state = state
+            self._held.append(_Held(seq, topic, qos, payload, self._clock(), state))
             self._held_bytes += len(payload)
             self._flush_held()
             if self.fault and time.monotonic() >= self._retry_at:
@@ -299,6 +314,11 @@ class Spool:
                         "VALUES (?, ?, ?, ?, ?)",
                         (held.seq, held.topic, held.qos, held.payload, held.created),
                     )
+                    if held.state is not None:
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO state (key, value) VALUES ('saved', ?)",
+                            (held.state,),
+                        )
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (self._next,))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -406,6 +426,41 @@ class Spool:
                 # Read-only or full: the message stays and is sent again later (a duplicate
                 # the gateway ignores by seq), never lost.
                 log.debug("spool: cannot delete acknowledged seq %d (%s)", seq, exc)
+
+    def saved_state(self) -> str | None:
+        """The state text stored with the newest message that carried one (this run's, or the
+        last run's on disk); ``None`` if there is none."""
+        with self._lock:
+            if self._state is not None:
+                return self._state
+            try:
+                row = self._db.execute("SELECT value FROM state WHERE key = 'saved'").fetchone()
+            except sqlite3.Error:
+                return None
+            return None if row is None else str(row[0])
+
+    def next_number(self, name: str) -> int:
+        """The next value of a counter that survives restarts (the seq of a message type that
+        is not spooled). While the disk refuses writes it counts on in memory."""
+        key = f"counter.{name}"
+        with self._lock:
+            if name not in self._numbers:
+                try:
+                    row = self._db.execute(
+                        "SELECT value FROM meta WHERE key = ?", (key,)
+                    ).fetchone()
+                except sqlite3.Error:
+                    row = None
+                self._numbers[name] = 0 if row is None else int(row[0])
+            self._numbers[name] += 1
+            number = self._numbers[name]
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, number)
+                )
+            except sqlite3.Error as exc:
+                log.debug("spool: cannot store counter %s (%s)", name, exc)
+            return number
 
     def count_dropped(self, count: int = 1) -> None:
         with self._lock:
