@@ -17,8 +17,12 @@ STAMP := $(VENV)/.intentcam-installed
 GOOSEBIT_VENV ?= .venv-goosebit
 GOOSEBIT_VERSION := 0.2.12
 GOOSEBIT_STAMP := $(GOOSEBIT_VENV)/.goosebit-$(GOOSEBIT_VERSION)
+# The AsyncAPI 3.0.0 JSON Schema (npm @asyncapi/specs) that docs/asyncapi.yaml is checked against.
+ASYNCAPI_SPECS_VERSION := 6.11.1
+ASYNCAPI_SPECS_SHA256 := 01af8744dc33c0c7eb2e908f6a955319ee58b70ecadc9387d1aeb16c0cd28928
+ASYNCAPI_SPEC := .cache/asyncapi-specs-$(ASYNCAPI_SPECS_VERSION)/package/schemas/3.0.0.json
 
-.PHONY: help setup apt venv goosebit models lint test test-fast demo demo-ota eval bench dist arm64-smoke clean
+.PHONY: help setup apt venv goosebit asyncapi-spec asyncapi models lint test test-fast demo demo-ota eval bench dist arm64-smoke clean
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
@@ -31,10 +35,11 @@ help:
 	@echo "make eval    set up if needed, then accuracy on every shared ground-truth sequence"
 	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
 	@echo "make dist    build the wheel and sdist a device installs from (dist/)"
+	@echo "make asyncapi  regenerate docs/asyncapi.yaml from the message schemas"
 	@echo "make arm64-smoke  install the wheel in a Debian Bookworm arm64 root under qemu and run it"
 	@echo "make clean   remove the virtualenvs and demo output"
 
-setup: apt venv models goosebit
+setup: apt venv models goosebit asyncapi-spec
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -65,6 +70,20 @@ $(GOOSEBIT_STAMP):
 	$(GOOSEBIT_VENV)/bin/python -m pip install -q --upgrade pip
 	$(GOOSEBIT_VENV)/bin/python -m pip install -q goosebit==$(GOOSEBIT_VERSION)
 	@touch $@
+
+asyncapi-spec: $(ASYNCAPI_SPEC)
+
+$(ASYNCAPI_SPEC):
+	@mkdir -p .cache
+	curl -fsSL -o .cache/asyncapi-specs.tgz \
+	  https://registry.npmjs.org/@asyncapi/specs/-/specs-$(ASYNCAPI_SPECS_VERSION).tgz
+	echo "$(ASYNCAPI_SPECS_SHA256)  .cache/asyncapi-specs.tgz" | sha256sum -c --quiet
+	mkdir -p .cache/asyncapi-specs-$(ASYNCAPI_SPECS_VERSION)
+	tar -xzf .cache/asyncapi-specs.tgz -C .cache/asyncapi-specs-$(ASYNCAPI_SPECS_VERSION) package/schemas/3.0.0.json
+	@rm -f .cache/asyncapi-specs.tgz
+
+asyncapi: venv
+	$(BIN)/python -m intentcam.telemetry.asyncapi > docs/asyncapi.yaml
 
 models: venv
 	$(BIN)/intentcam models fetch $(if $(MIRROR),--mirror $(MIRROR))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from intentcam.telemetry.messages import validation_errors
 from tests.brokers import Broker
+from tests.cli import intentcam_argv
 from tests.data import CONCOURSE
-from tests.test_telemetry import start_daemon, write_config
+from tests.test_telemetry import ENV, start_daemon, write_config
 
 DISCOVERY = "homeassistant/device/intentcam_cam1/config"
 BASE = "intentcam/v1/store1/cam1"
@@ -276,3 +278,60 @@ def test_home_assistant_discovers_the_camera_and_decommission_removes_it(
         assert late.messages("state"), "the retained state stays for gateways"
     finally:
         late.close()
+
+
+# --- fleet inventory ------------------------------------------------------------------------
+
+
+def fleet(broker: Broker, *args: str) -> tuple[int, str]:
+    done = subprocess.run(
+        intentcam_argv("fleet", "--broker", f"127.0.0.1:{broker.port}", "--site", "store1", *args),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr
+    return done.returncode, done.stdout
+
+
+@pytest.mark.broker
+def test_fleet_lists_every_camera_and_fails_on_a_stale_or_dead_one(
+    tmp_path: Path, model_dir: Path, broker: Broker
+) -> None:
+    config = contract_config(tmp_path, model_dir, broker)
+    gateway = Listener(broker.port)
+    daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
+    try:
+        gateway.wait(lambda: gateway.messages("health"))
+        code, out = fleet(broker, "--json")
+        assert code == 0, out
+        (row,) = json.loads(out)
+        status = gateway.messages("status")[0]
+        assert row["device"] == "cam1" and row["verdict"] == "ok" and row["state"] == "online"
+        assert row["firmware"] == status["firmware"] and row["config_hash"] == status["config_hash"]
+        assert row["models"].startswith(status["models"][0]["id"])
+        assert row["fps"] is not None and row["spool_depth"] is not None
+        assert row["last_seen_s"] is not None and row["last_seen_s"] < 30
+        # A second camera whose last health is an hour old (its link died, its birth stayed).
+        old = {**gateway.messages("health")[-1], "device": "cam2", "ts": "2020-01-01T00:00:00Z"}
+        born = {**status, "device": "cam2"}
+        for kind, message in (("status", born), ("health", old)):
+            topic = f"intentcam/v1/store1/cam2/{kind}"
+            gateway.client.publish(
+                topic, json.dumps(message), qos=1, retain=True
+            ).wait_for_publish()
+        code, out = fleet(broker)
+        assert code == 1
+        assert "cam2: stale: last health" in out and "store1/cam1" in out
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=10)
+        gateway.wait(lambda: any(m["state"] == "offline" for m in gateway.messages("status")))
+        code, out = fleet(broker, "--json")
+        rows = {r["device"]: r for r in json.loads(out)}
+        assert code == 1 and rows["cam1"]["verdict"] == "offline"
+        assert rows["cam1"]["firmware"], "the last will carries the inventory"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        gateway.close()

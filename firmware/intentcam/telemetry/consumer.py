@@ -1,9 +1,10 @@
 """The consuming side: validate what a camera publishes and account for every sequence number.
 
-Per device, the spooled stream (``counts``, ``heatmap``, ``sessions``) must be gap-free: each
-``seq`` is the previous + 1. A seq seen twice is a duplicate (allowed by QoS 1); a jump leaves the
-skipped numbers *missing* until they arrive late. ``health``, ``status`` and ``reply`` count on
-their own and restart with the daemon, so they are only checked against their schema.
+Per device, the spooled stream (``counts``, ``heatmap``, ``sessions``, ``event``) must be
+gap-free: each ``seq`` is the previous + 1. A seq seen twice is a duplicate (allowed by QoS 1); a
+jump leaves the skipped numbers *missing* until they arrive late. ``health``, ``status``,
+``state``, ``ota`` and ``reply`` count on their own (QoS 0 health may be lost, retained ones are
+replaced), so they are only checked against their schema.
 """
 
 from __future__ import annotations
@@ -142,6 +143,14 @@ def describe(message: dict[str, Any]) -> str:
         )
     if kind == "status":
         return f"{head} {message.get('state')}"
+    if kind == "state":
+        lines = " ".join(
+            f"{name} in {c['in']} out {c['out']}" for name, c in message["today"]["lines"].items()
+        )
+        return f"{head} people {message['people']} store {message['store_occupancy']} today {lines}"
+    if kind == "event":
+        where = message.get("line") or message.get("zone")
+        return f"{head} {message['at']} {message['event']} {where} {message.get('direction', '')}"
     if kind == "reply":
         outcome = "ok" if message.get("ok") else f"error: {message.get('error')}"
         return f"{head} {message.get('command')} {outcome}"

@@ -24,19 +24,38 @@ from intentcam.records import encode as encode_text
 from intentcam.records import iso
 
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one message type travels: the one place its QoS and retain flag are decided."""
+
+    qos: int
+    retained: bool
+    #: Stored in the spool first (and numbered by the device seq).
+    spooled: bool
+    #: When it is published (for the docs and the AsyncAPI document).
+    when: str
+
+
+DELIVERY = {
+    "counts": Delivery(1, False, True, "Every analytics.window_s (60 s): footfall, occupancy, "
+                       "zones, and the day's totals."),
+    "heatmap": Delivery(1, False, True, "Every analytics.heatmap_window_s (300 s)."),
+    "sessions": Delivery(1, False, True, "Sessions that ended in a window, at its end."),
+    "event": Delivery(1, False, True, "Opt-in (telemetry.events): each line crossing and zone "
+                      "entry or exit as it is counted."),
+    "state": Delivery(1, True, False, "Occupancy now and today's totals, on change (at most every "
+                      "telemetry.state_interval_s) and at start."),
+    "health": Delivery(0, True, False, "Every telemetry.health_interval_s (30 s)."),
+    "status": Delivery(1, True, False, "Birth at every connect, after OTA transitions, stopped at a "
+                       "clean exit; the last will (offline) after a crash."),
+    "reply": Delivery(1, False, False, "The answer to a command (or on the MQTT 5 response topic)."),
+    "ota": Delivery(1, True, False, "Every model-update transition."),
+}  # fmt: skip
 #: Message types that go through the spool, with their QoS.
-SPOOLED = {"counts": 1, "heatmap": 1, "sessions": 1, "event": 1}
-MESSAGE_TYPES = (
-    "counts",
-    "heatmap",
-    "sessions",
-    "event",
-    "state",
-    "health",
-    "status",
-    "reply",
-    "ota",
-)
+SPOOLED = {kind: delivery.qos for kind, delivery in DELIVERY.items() if delivery.spooled}
+MESSAGE_TYPES = tuple(DELIVERY)
 #: Topic names that differ from their message type: one ``event`` per message on ``events``.
 TOPIC_NAMES = {"event": "events"}
 HEATMAP_SCALE = 0.1  # heatmap cells are sent in tenths of a track-second
@@ -122,7 +141,8 @@ def body_of(record: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _schema(message_type: str) -> dict[str, Any]:
+def schema(message_type: str) -> dict[str, Any]:
+    """The JSON Schema of one message type, as shipped in telemetry/schemas."""
     text = (
         resources.files("intentcam.telemetry")
         .joinpath(f"schemas/{message_type}.schema.json")
@@ -138,13 +158,13 @@ def validator(message_type: str) -> Any:
     from jsonschema import Draft202012Validator, FormatChecker
     from referencing import Registry, Resource
 
-    schemas = {name: _schema(name) for name in MESSAGE_TYPES}
+    schemas = {name: schema(name) for name in MESSAGE_TYPES}
     registry: Registry[Any] = Registry().with_resources(
         (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
     )
-    schema = schemas[message_type]
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, registry=registry, format_checker=FormatChecker())
+    checked = schemas[message_type]
+    Draft202012Validator.check_schema(checked)
+    return Draft202012Validator(checked, registry=registry, format_checker=FormatChecker())
 
 
 def validation_errors(message: Any) -> list[str]:

@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from intentcam.config import MqttConfig
-from intentcam.telemetry.messages import Topics, encode
+from intentcam.telemetry.messages import DELIVERY, Topics, encode
 from intentcam.telemetry.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,9 @@ class MqttLink:
         """Drain the spool (up to ``flush_s``), publish ``final_status`` retained, disconnect."""
         self._wait(lambda: self.spool.stats()["depth"] == 0, flush_s)
         if final_status is not None and self.connected:
-            self._direct.put(Direct(self.topics.of("status"), encode(final_status), 1, True))
+            status = DELIVERY["status"]
+            payload = encode(final_status)
+            self._direct.put(Direct(self.topics.of("status"), payload, status.qos, status.retained))
             self._wake.set()
             self._wait(lambda: self._direct.empty() and not self._direct_inflight, 2.0)
         self._stop.set()
@@ -239,7 +241,10 @@ class MqttLink:
 
     def _new_client(self) -> mqtt.Client:
         client = make_client(self.config, self._client_id, self._password)
-        client.will_set(self.topics.of("status"), encode(self._last_will()), qos=1, retain=True)
+        status = DELIVERY["status"]
+        client.will_set(
+            self.topics.of("status"), encode(self._last_will()), status.qos, status.retained
+        )
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
@@ -316,7 +321,8 @@ class MqttLink:
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
         birth = encode(self._birth())
-        client.publish(self.topics.of("status"), birth, qos=1, retain=True)
+        status = DELIVERY["status"]
+        client.publish(self.topics.of("status"), birth, status.qos, status.retained)
         for topic, payload in self._retained():
             client.publish(topic, payload, qos=1, retain=True)
         self._connected.set()

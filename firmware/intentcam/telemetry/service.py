@@ -27,7 +27,7 @@ from intentcam.records import encode as encode_text
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import HEALTH_FILE, HealthReport, write_health_file
 from intentcam.telemetry.homeassistant import HomeAssistantDiscovery
-from intentcam.telemetry.messages import SPOOLED, Topics, body_of, envelope
+from intentcam.telemetry.messages import DELIVERY, SPOOLED, Topics, body_of, envelope
 from intentcam.telemetry.mqtt import CommandHandler, Direct, MqttLink
 from intentcam.telemetry.spool import Spool
 
@@ -215,15 +215,10 @@ class Telemetry:
         return self._status("online", self.spool.next_number("status"))
 
     def _send(
-        self,
-        message: dict[str, Any],
-        topic: str,
-        *,
-        qos: int,
-        retain: bool = False,
-        correlation: bytes | None = None,
+        self, message: dict[str, Any], topic: str | None = None, correlation: bytes | None = None
     ) -> bytes:
-        """A message that skips the spool: to the local sink, then to the broker if connected.
+        """A message that skips the spool: to the local sink, then to the broker if connected,
+        on its type's topic (unless ``topic`` says otherwise) with its type's QoS and retain.
 
         Returns its bytes. Text is encoded with backslashreplace: replies echo what a sender
         wrote, and a stray surrogate must never break the encoding.
@@ -231,8 +226,17 @@ class Telemetry:
         line = encode_text(message).encode("utf-8", "backslashreplace").decode("utf-8")
         self.forward.write(message, line)
         payload = line.encode("utf-8")
+        delivery = DELIVERY[message["type"]]
         if self.link is not None:
-            self.link.send_direct(Direct(topic, payload, qos, retain, correlation))
+            self.link.send_direct(
+                Direct(
+                    topic or self.topics.of(message["type"]),
+                    payload,
+                    delivery.qos,
+                    delivery.retained,
+                    correlation,
+                )
+            )
         return payload
 
     def send_reply(
@@ -248,22 +252,22 @@ class Telemetry:
         topic = response_topic or self.topics.reply(
             command[:64].replace("/", "_").replace("+", "_").replace("#", "_")
         )
-        self._send(message, topic, qos=1, correlation=correlation)
+        self._send(message, topic, correlation)
 
     def publish_status(self) -> None:
         """Publish the current status again (retained): after a model swap or rollback."""
-        self._send(self._birth(), self.topics.of("status"), qos=1, retain=True)
+        self._send(self._birth())
 
     def publish_ota(self, body: dict[str, Any]) -> None:
         """The OTA state on the retained ``ota`` topic (and to the local sink)."""
         message = self._envelope("ota", body, self.spool.next_number("ota"))
-        self._last_ota = self._send(message, self.topics.of("ota"), qos=1, retain=True)
+        self._last_ota = self._send(message)
 
     def publish_state(self, body: dict[str, Any]) -> None:
         """The live ``state`` (occupancy now, today's totals), retained: a consumer that
         subscribes later gets it at once."""
         message = self._envelope("state", body, self.spool.next_number("state"))
-        self._last_state = self._send(message, self.topics.of("state"), qos=1, retain=True)
+        self._last_state = self._send(message)
 
     def publish_retained(self, topic: str, payload: bytes) -> None:
         """Publish a retained message outside the device's topics (Home Assistant discovery);
@@ -275,8 +279,8 @@ class Telemetry:
         """The ``health`` message, and the same body in the local health file that
         ``intentcam check`` reads (so a dead broker link is still seen on the device)."""
         message = self._envelope("health", body, self.spool.next_number("health"))
-        # Retained: ``intentcam fleet`` reads every device's latest health at once.
-        self._send(message, self.topics.of("health"), qos=0, retain=True)
+        # Retained (DELIVERY): ``intentcam fleet`` reads every device's latest health at once.
+        self._send(message)
         reason = self._degraded_reason()
         report = HealthReport(
             written=time.time(),

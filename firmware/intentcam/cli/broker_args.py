@@ -1,0 +1,101 @@
+"""How the gateway-side commands (``tail``, ``fleet``) reach a broker: one set of options, one
+client builder, so both speak TLS, passwords and MQTT 5 the same way."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from intentcam.errors import UserError
+
+if TYPE_CHECKING:  # paho is loaded by the command, not by `intentcam --help`
+    import paho.mqtt.client as mqtt
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--broker``, protocol, topic root, site and the TLS and password options."""
+    parser.add_argument(
+        "--broker",
+        default="localhost",
+        metavar="HOST[:PORT]",
+        help="broker address (default localhost, port 1883 or 8883 with TLS)",
+    )
+    parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    parser.add_argument("--topic-root", default="intentcam/v1")
+    parser.add_argument("--site", default="+", help="only this site (default: every site)")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument("--ca-file", type=Path, help="CA certificate(s) to trust")
+    parser.add_argument("--cert-file", type=Path, help="client certificate")
+    parser.add_argument("--key-file", type=Path, help="client key")
+    parser.add_argument("--username")
+    parser.add_argument("--password-file", type=Path, help="file whose first line is the password")
+
+
+def address(broker: str, tls: bool) -> tuple[str, int]:
+    """``HOST[:PORT]`` with the default port for plain or TLS."""
+    host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "")
+    try:
+        return host, int(port) if port else (8883 if tls else 1883)
+    except ValueError:
+        raise UserError(f"--broker {broker!r}: expected HOST or HOST:PORT", exit_code=2) from None
+
+
+def make_client(
+    args: argparse.Namespace, client_id: str = "", persistent: bool = False
+) -> mqtt.Client:
+    """A paho client with the credentials and TLS files of ``args`` (not connected yet);
+    ``persistent`` keeps the session (with a ``client_id``) across reconnects."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from intentcam.telemetry.mqtt import describe_connect_error
+
+    v5 = args.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not persistent,
+    )
+    if args.username:
+        password = None
+        if args.password_file:
+            try:
+                password = args.password_file.read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, IndexError):
+                raise UserError(f"--password-file {args.password_file}: cannot read") from None
+        client.username_pw_set(args.username, password)
+    if args.tls or args.ca_file:
+        try:
+            client.tls_set(
+                ca_certs=str(args.ca_file) if args.ca_file else None,
+                certfile=str(args.cert_file) if args.cert_file else None,
+                keyfile=str(args.key_file) if args.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise UserError(f"TLS files: {describe_connect_error(exc)}") from None
+    return client
+
+
+def connect(client: mqtt.Client, args: argparse.Namespace, persistent: bool = False) -> None:
+    """Connect to ``args.broker``; a failure is one line naming the broker."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from intentcam.telemetry.mqtt import describe_connect_error
+
+    host, port = address(args.broker, args.tls)
+    try:
+        if args.protocol == "5":
+            properties = None
+            if persistent:
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = 3600
+            client.connect(host, port, clean_start=not persistent, properties=properties)
+        else:
+            client.connect(host, port)
+    except Exception as exc:  # noqa: BLE001 - one line, whatever went wrong
+        raise UserError(f"mqtt {host}:{port}: {describe_connect_error(exc)}", exit_code=2) from None
