@@ -83,7 +83,7 @@ $(ASYNCAPI_SPEC):
 	@rm -f .cache/asyncapi-specs.tgz
 
 asyncapi: venv
-	$(BIN)/python -m intentcam.telemetry.asyncapi > docs/asyncapi.yaml
+	$(BIN)/python -m intentcam.asyncapi > docs/asyncapi.yaml
 
 models: venv
 	$(BIN)/intentcam models fetch $(if $(MIRROR),--mirror $(MIRROR))

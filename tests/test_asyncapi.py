@@ -10,8 +10,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from intentcam.asyncapi import SCHEMA_DIR, document
 from intentcam.control.commands import COMMANDS
-from intentcam.telemetry.asyncapi import SCHEMA_DIR, document
 from intentcam.telemetry.messages import DELIVERY, MESSAGE_TYPES, Topics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -335,3 +335,36 @@ def test_fleet_lists_every_camera_and_fails_on_a_stale_or_dead_one(
         if daemon.poll() is None:
             daemon.kill()
         gateway.close()
+
+
+def test_the_inventory_judges_each_device_from_its_messages() -> None:
+    from intentcam.telemetry.fleet import Inventory, table
+
+    now = 1_800_000_000.0
+    fresh, old = "2027-01-15T08:00:00Z", "2027-01-15T07:00:00Z"  # now = 08:00:00 UTC
+    inventory = Inventory()
+
+    def add(device: str, kind: str, **body: Any) -> None:
+        message = {"type": kind, "site": "s", "device": device, **body}
+        inventory.add(f"intentcam/v1/s/{device}/{kind}", json.dumps(message).encode())
+
+    models = [{"id": "yolox_nano", "version": "1.0.0"}]
+    for device in ("a", "b", "c", "d"):
+        add(device, "status", state="online", firmware="0.1.0", models=models, config_hash="f" * 16)
+    add("a", "health", ts=fresh, fps=9.5, temperature_c=61.2, spool={"depth": 0},
+        throttled={"under_voltage": False, "throttled": True})  # fmt: skip
+    add("b", "health", ts=old, fps=9.5, spool={"depth": 12})
+    add("c", "status", state="degraded", reason="spool cannot write", firmware="0.1.0")
+    add("c", "health", ts=fresh, fps=9.0, spool={"depth": 3})
+    add("d", "status", state="offline", firmware="0.1.0")
+    inventory.add("intentcam/v1/s/e/status", b"not json")  # ignored, never fatal
+    rows = {row.device: row for row in inventory.rows(now, stale_after_s=90)}
+    assert set(rows) == {"a", "b", "c", "d"}
+    assert rows["a"].verdict == "ok" and rows["a"].throttled == ["throttled"]
+    assert rows["a"].models == "yolox_nano 1.0.0" and rows["a"].last_seen_s == 0.0
+    assert rows["b"].verdict == "stale" and "3600 s ago" in rows["b"].why
+    assert rows["c"].verdict == "degraded" and "spool cannot write" in rows["c"].why
+    assert rows["d"].verdict == "offline"
+    text = table(list(rows.values()))
+    assert text.splitlines()[0].split()[:3] == ["SITE/DEVICE", "VERDICT", "STATE"]
+    assert "s/b: stale: last health 3600 s ago" in text

@@ -351,7 +351,7 @@ def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -
             text=True,
             timeout=60,
         )
-        assert wrong.returncode == 1
+        assert wrong.returncode == 2  # cannot connect: not a verdict on the stream
         assert wrong.stderr.strip().splitlines() == [
             line
             for line in wrong.stderr.strip().splitlines()
