@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,23 @@ def contract_config(tmp_path: Path, model_dir: Path, broker: Broker, window: flo
     text = text.replace("[telemetry]\n", "[telemetry]\nevents = true\nstate_interval_s = 0.2\n")
     config.write_text(text + "\n[homeassistant]\nenabled = true\n", encoding="utf-8")
     return config
+
+
+@contextmanager
+def camera_on_clip(
+    tmp_path: Path, model_dir: Path, broker: Broker
+) -> Iterator[tuple[Listener, subprocess.Popen]]:
+    """A camera daemon on the concourse clip at real-time pace, and a gateway listening."""
+    config = contract_config(tmp_path, model_dir, broker)
+    gateway = Listener(broker.port)
+    daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
+    try:
+        yield gateway, daemon
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=60)
+        gateway.close()
 
 
 def crossed(counts: dict[str, Any]) -> int:
@@ -224,10 +242,7 @@ def render(template: str, message: dict[str, Any]) -> str:
 def test_home_assistant_discovers_the_camera_and_decommission_removes_it(
     tmp_path: Path, model_dir: Path, broker: Broker
 ) -> None:
-    config = contract_config(tmp_path, model_dir, broker)
-    gateway = Listener(broker.port)
-    daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
-    try:
+    with camera_on_clip(tmp_path, model_dir, broker) as (gateway, daemon):
         gateway.wait(lambda: gateway.messages("health") and gateway.messages("state"))
         announced = gateway.payloads(DISCOVERY)
         assert announced, "no discovery message"
@@ -239,10 +254,6 @@ def test_home_assistant_discovers_the_camera_and_decommission_removes_it(
         gateway.client.publish(f"{BASE}/cmd/decommission", command, qos=1)
         gateway.wait(lambda: b"" in gateway.payloads(DISCOVERY))
         gateway.wait(lambda: gateway.messages("reply"))
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=60)
-        gateway.close()
 
     assert home_assistant_problems(discovery) == []
     components = discovery["cmps"]
@@ -299,10 +310,7 @@ def fleet(broker: Broker, *args: str) -> tuple[int, str]:
 def test_fleet_lists_every_camera_and_fails_on_a_stale_or_dead_one(
     tmp_path: Path, model_dir: Path, broker: Broker
 ) -> None:
-    config = contract_config(tmp_path, model_dir, broker)
-    gateway = Listener(broker.port)
-    daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
-    try:
+    with camera_on_clip(tmp_path, model_dir, broker) as (gateway, daemon):
         gateway.wait(lambda: gateway.messages("health"))
         code, out = fleet(broker, "--json")
         assert code == 0, out
@@ -331,10 +339,6 @@ def test_fleet_lists_every_camera_and_fails_on_a_stale_or_dead_one(
         rows = {r["device"]: r for r in json.loads(out)}
         assert code == 1 and rows["cam1"]["verdict"] == "offline"
         assert rows["cam1"]["firmware"], "the last will carries the inventory"
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-        gateway.close()
 
 
 def test_the_inventory_judges_each_device_from_its_messages() -> None:
