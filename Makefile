@@ -30,7 +30,7 @@ help:
 	@echo "make setup   install system packages, the virtualenv (.venv) and the models (idempotent)"
 	@echo "make test    set up if needed, then lint (ruff, mypy) and run the whole test suite"
 	@echo "make test-fast  the suite without the slow and broker tests (about a minute)"
-	@echo "make demo    set up if needed, then run the daemon on a sample clip"
+	@echo "make demo    set up if needed, then run the daemon on a sample clip and write its store report"
 	@echo "make demo-ota  build, sign and hot-swap a model bundle into a daemon running on a clip"
 	@echo "make eval    set up if needed, then accuracy on every shared ground-truth sequence"
 	@echo "make bench   set up if needed, then benchmark on the sample clips (hw_bench/results)"
@@ -103,9 +103,15 @@ demo: setup
 	@test -f $(DEMO_CLIP) || { echo "error: demo clip $(DEMO_CLIP) not found (set DEMO_CLIP=...)" >&2; exit 1; }
 	@mkdir -p $(DEMO_OUT)
 	$(BIN)/intentcam detect $(SHARED)/data/kite_and_cold.jpg
-	$(BIN)/intentcam run --source $(DEMO_CLIP) --max-frames 150 --report-every 2 \
+	@rm -f $(DEMO_OUT)/records.jsonl
+	$(BIN)/intentcam run --config config/demo.toml --source $(DEMO_CLIP) --report-every 5 \
 	  --sink jsonl:$(DEMO_OUT)/records.jsonl
-	@echo "records written to $(DEMO_OUT)/records.jsonl"
+	$(BIN)/intentcam preview --config config/demo.toml --source $(DEMO_CLIP) --seconds 10 \
+	  --out $(DEMO_OUT)/view.png --plate $(DEMO_OUT)/plate.png
+	$(BIN)/intentcam report --from $(DEMO_OUT)/records.jsonl --out $(DEMO_OUT)/report \
+	  --plate demo-cam=$(DEMO_OUT)/plate.png
+	@echo "records: $(DEMO_OUT)/records.jsonl; the scene: $(DEMO_OUT)/view.png"
+	@echo "the store report: $(abspath $(DEMO_OUT))/report/index.html"
 
 demo-ota: setup
 	@test -f $(DEMO_CLIP) || { echo "error: demo clip $(DEMO_CLIP) not found (set DEMO_CLIP=...)" >&2; exit 1; }

@@ -76,7 +76,8 @@ state_dir = "{tmp_path / "state"}"
         assert "self_test" in log and "exceeds the 0.01 ms budget" in log
         failed = ota_records(records)[-1]
         assert failed["state"] == "failed" and failed["current"]["version"] == "1.1.0"
-        time.sleep(1)
+        time.sleep(3)  # polls meanwhile (every 2 s) must not run the failed action again
+        assert ota_records(records)[-1] == failed
         assert daemon.poll() is None, "the camera must keep running"
     finally:
         daemon.send_signal(signal.SIGTERM)

@@ -236,6 +236,29 @@ def test_a_filesystem_failing_mid_run_holds_messages_until_it_is_back(
     assert [m.seq for m in reopened.pending(limit=100)] == before + during + after
 
 
+def test_the_spool_never_opens_again_on_the_bare_mount_point(ext4: Ext4) -> None:
+    """Between the filesystem going away and coming back, the mount point is an empty folder of
+    the root filesystem: a spool opened there would be hidden by the next mount (found by CI: a
+    slow e2fsck left time for it, and five held messages vanished under the remount)."""
+    spool = Spool(ext4.mount / "spool.sqlite", retry_s=0.05)
+    before = put(spool, 3)
+    ext4.shut_down()
+    during = put(spool, 3)
+    subprocess.run(["umount", "-l", str(ext4.mount)], check=True)  # unmounted, not yet back
+    time.sleep(0.1)
+    during += put(spool, 3)
+    assert "cannot write" in spool.fault
+    assert not (ext4.mount / "spool.sqlite").exists(), "opened on the bare mount point"
+    subprocess.run(["e2fsck", "-fy", str(ext4.image)], capture_output=True)
+    ext4.attach()
+    time.sleep(0.1)
+    after = put(spool, 1)
+    assert spool.fault == ""
+    spool.close()
+    reopened = Spool(ext4.mount / "spool.sqlite")
+    assert [m.seq for m in reopened.pending(limit=100)] == before + during + after
+
+
 def test_a_spool_started_in_memory_moves_to_disk_when_the_filesystem_is_writable(
     small_fs: Path,
 ) -> None:

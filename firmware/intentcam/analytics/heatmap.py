@@ -89,6 +89,9 @@ class Heatmap:
             "suppressed_cells": int(suppressed.sum()),
             "k_min": self.k_min,
         }
+        if self.coordinate_space == "floor_m" and self.floor_size is not None:
+            # The grid spans [0, w] x [0, h] floor metres: a report needs it to draw the cells.
+            result["extent_m"] = [float(self.floor_size[0]), float(self.floor_size[1])]
         self._seconds[:] = 0.0
         self._visitors.clear()
         self._token_ids.clear()

@@ -21,6 +21,7 @@ from intentcam.cli import (
     models_cmd,
     ota_cmd,
     preview_cmd,
+    report_cmd,
     run_cmd,
     tail_cmd,
 )
@@ -37,6 +38,7 @@ COMMANDS = (
     faces_cmd,
     eval_cmd,
     tail_cmd,
+    report_cmd,
     fleet_cmd,
     bench_cmd,
     models_cmd,

@@ -14,14 +14,16 @@ if TYPE_CHECKING:  # paho is loaded by the command, not by `intentcam --help`
     import paho.mqtt.client as mqtt
 
 
-def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--broker``, protocol, topic root, site and the TLS and password options."""
-    parser.add_argument(
-        "--broker",
-        default="localhost",
-        metavar="HOST[:PORT]",
-        help="broker address (default localhost, port 1883 or 8883 with TLS)",
-    )
+def add_broker_arguments(parser: argparse.ArgumentParser, *, broker: bool = True) -> None:
+    """``--broker`` (unless the command names the broker otherwise), protocol, topic root, site
+    and the TLS and password options."""
+    if broker:
+        parser.add_argument(
+            "--broker",
+            default="localhost",
+            metavar="HOST[:PORT]",
+            help="broker address (default localhost, port 1883 or 8883 with TLS)",
+        )
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
     parser.add_argument("--topic-root", default="intentcam/v1")
     parser.add_argument("--site", default="+", help="only this site (default: every site)")

@@ -29,6 +29,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, metavar="N",
                         help="how long to watch (default 10; clip time for files)")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, metavar="PNG", help="the picture")
+    parser.add_argument(
+        "--plate",
+        type=Path,
+        metavar="PNG",
+        help="also write the bare plate (blurred, nothing drawn): the background `intentcam "
+        "report` draws this camera's heatmap on",
+    )
     parser.add_argument("--json", action="store_true", help="print what was done as JSON")
     parser.set_defaults(handler=run)
 
@@ -46,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.seconds <= 600:
         raise UserError("--seconds must be between 1 and 600", exit_code=2)
-    if args.out.suffix.lower() != ".png":
-        raise UserError(f"--out {args.out}: expected a .png file name", exit_code=2)
+    for option, path in (("--out", args.out), ("--plate", args.plate)):
+        if path is not None and path.suffix.lower() != ".png":
+            raise UserError(f"{option} {path}: expected a .png file name", exit_code=2)
     settings = settings_from(args, nested(camera={"source": args.source}))
     detector = build_detector(settings)
     source = open_source(settings.camera)
@@ -66,8 +74,13 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(args.out), preview.image):
         raise UserError(f"--out {args.out}: cannot write the picture")
+    if args.plate is not None:
+        args.plate.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(args.plate), preview.plate):
+            raise UserError(f"--plate {args.plate}: cannot write the picture")
     report = {
         "out": str(args.out),
+        "plate": str(args.plate) if args.plate else None,
         "frames": preview.frames,
         "plate_samples": preview.samples,
         "people_blurred": preview.blurred,

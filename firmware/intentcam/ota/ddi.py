@@ -52,6 +52,8 @@ class DdiClient:
     _thread: threading.Thread | None = None
     #: The action being installed, so a repeated poll does not start it twice.
     _action: str | None = None
+    #: Actions this client reported closed (success or failure); never run again.
+    _closed: set[str] = field(default_factory=set)
     last_error: str = ""
 
     @classmethod
@@ -130,8 +132,10 @@ class DdiClient:
     def deploy(self, href: str) -> None:
         deployment = self._call("GET", href)
         action = str(deployment["id"])
-        if action == self._action:
-            return  # already installing this one
+        if action == self._action or action in self._closed:
+            # Installing it, or done with it and the server has not read our feedback yet: a
+            # poll in between must not run a failed update a second time.
+            return
         chunks = deployment["deployment"]["chunks"]
         artifact = chunks[0]["artifacts"][0]
         links = artifact["_links"]
@@ -141,6 +145,7 @@ class DdiClient:
         self._feedback(feedback, action, "proceeding", "none", ["intentcam: download started"])
 
         def done(ok: bool, reason: str) -> None:
+            self._closed.add(action)
             # Called on the frame loop's thread: the HTTP round trip must not stall a frame.
             threading.Thread(
                 target=self._feedback,

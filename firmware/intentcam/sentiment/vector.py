@@ -130,3 +130,16 @@ def mean_vector(vectors: list[dict[str, Any]]) -> dict[str, Any]:
         "expression_sessions": int(with_expression.sum()),
         "v": values,
     }
+
+
+def decode(values: list[int]) -> dict[str, float | None]:
+    """A v1 vector's slots by name, back in their float ranges; ``None`` where absent."""
+    decoded: dict[str, float | None] = {}
+    for name, value in zip(LAYOUT, values):
+        if value == ABSENT:
+            decoded[name] = None
+        elif name == "samples":
+            decoded[name] = float(value)
+        else:
+            decoded[name] = round(value / 127, 3)
+    return decoded

@@ -12,7 +12,9 @@ error strikes, new messages are kept in memory (bounded by ``max_bytes``) with t
 :attr:`Spool.fault` says why (the daemon reports ``degraded``), and every later ``put`` tries to
 move them to disk again; every ``retry_s`` it also opens the file afresh, because a filesystem that
 was repaired or mounted again is not seen through the old connection. A spool that could not be
-opened at all starts in memory and moves to disk the same way once the file opens.
+opened at all starts in memory and moves to disk the same way once the file opens. It is never
+opened again while the filesystem it lived on is not mounted: the bare mount point underneath
+would take the messages, and the filesystem mounted again would hide them.
 A corrupt spool file is moved aside (kept for forensics) and replaced.
 ``seq`` never goes back: a high-water mark in a separate file (``<spool>.seq``, reserved in blocks
 so it costs one write per :data:`SEQ_BLOCK` messages) lets a replaced or rewound spool continue
@@ -58,6 +60,14 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
 
 #: Seqs reserved per write of the high-water mark file.
 SEQ_BLOCK = 1000
+
+
+def mount_point(folder: Path) -> Path:
+    """The mount point of the filesystem ``folder`` is on."""
+    current = folder.resolve()
+    while not os.path.ismount(current) and current != current.parent:
+        current = current.parent
+    return current
 
 
 class SpoolClock:
@@ -128,6 +138,7 @@ class Spool:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"spool {path}: cannot create its folder ({exc})") from None
+        self._mount = mount_point(path.parent)
         try:
             self._open(str(path))
         except sqlite3.OperationalError as exc:  # cannot open or write: storage, not content
@@ -274,6 +285,9 @@ class Spool:
     def _reopen(self) -> bool:
         """Open the spool file afresh, moving what the old connection held into memory first
         (caller holds the lock). False, and nothing changed, while the file still fails."""
+        if not os.path.ismount(self._mount):
+            log.debug("spool %s: %s is not mounted; not opening it there", self.path, self._mount)
+            return False
         try:
             fresh, _ = self._connect(str(self.path))  # a lost counter: ``_next`` stands above it
         except (sqlite3.Error, OSError) as exc:
