@@ -1,0 +1,87 @@
+"""``intentcam eval-shelf DIR``: shelf interactions against the hand labels in evaluation/shelf."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from intentcam.cli.common import add_config_option, settings_from
+
+NAME = "eval-shelf"
+DEFAULT_LABELS = Path(__file__).resolve().parents[3] / "evaluation" / "shelf"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        NAME,
+        help="measure reach / inspect / put-back detection against hand labels",
+        description="Run the person detector, the tracker and MoveNet over the shelf clips in "
+        "DIR (e.g. ../shared/data/shelf), choose the interaction thresholds on the clips labelled "
+        "'tune' and report event-level precision and recall (start within 0.5 s) per kind on the "
+        "'test' clips, with false events per minute of quiet video. Labels and their protocol: "
+        "evaluation/shelf/.",
+    )
+    parser.add_argument("clips", type=Path, metavar="DIR", help="the folder of the labelled clips")
+    parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS, metavar="DIR",
+                        help="folder of labels.json (default: evaluation/shelf)")  # fmt: skip
+    add_config_option(parser)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from intentcam.detect import build_detector
+    from intentcam.evaluation.shelf import evaluate, extract_poses, load_labels
+    from intentcam.inference.model import load_model
+    from intentcam.models.manifest import load_manifest
+    from intentcam.pose.movenet import PoseModel
+    from intentcam.track.bytetrack import ByteTracker, TrackerSettings
+
+    settings = settings_from(args, {})
+    clips = load_labels(args.labels, args.clips)
+    detector = build_detector(settings)
+    manifest = load_manifest(settings.paths.manifest)
+    pose = PoseModel(load_model(manifest.get("movenet_lightning"), settings.paths.models,
+                                threads=settings.detector.threads, delegate="cpu"))  # fmt: skip
+    low = detector.operating_point.low_score
+
+    def poses_of(clip: Any) -> Any:
+        tracker = ByteTracker(TrackerSettings.from_config(settings.tracker, detector.operating_point),
+                              aspect=4 / 3)  # fmt: skip
+        return extract_poses(
+            clip, lambda image: detector.detect(image, min_score=low), tracker, pose
+        )
+
+    bar = tqdm(total=len(clips), desc="clips", unit="clip", leave=False, disable=None)
+
+    def progress(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    try:
+        result = evaluate(clips, poses_of, progress)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"thresholds (chosen on {', '.join(result['tune']['clips'])}): {result['settings']}")
+    print(f"{'clip':32} {'split':5} {'reach m/d/l':>12} {'inspect':>9} {'put_back':>9} false")
+    for row in result["all"]["clips"]:
+        cells = ["/".join(map(str, row[kind])) for kind in ("reach", "inspect", "put_back")]
+        print(f"{row['clip']:32} {row['split']:5} {cells[0]:>12} {cells[1]:>9} {cells[2]:>9} "
+              f"{row['false_in_quiet']}")  # fmt: skip
+    for kind, totals in result["test"]["total"].items():
+        if isinstance(totals, dict):
+            print(f"test {kind}: precision {totals['precision']} recall {totals['recall']} "
+                  f"({totals['matched']}/{totals['detected']} detected, {totals['labelled']} "
+                  "labelled)", file=sys.stdout)  # fmt: skip
+    print(
+        f"test false events per quiet minute: {result['test']['total']['false_per_quiet_minute']}"
+    )
+    return 0

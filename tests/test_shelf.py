@@ -1,0 +1,127 @@
+"""Shelf interactions: the reach / inspect / put-back state machine on poses made to order, MoveNet
+on a real shelf clip, and intentcam eval-shelf against the hand labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from intentcam.analytics.geometry import Polygon
+from intentcam.analytics.shelf import ShelfInteractions, ShelfSettings
+from tests.cli import run_cli
+from tests.data import DATA
+
+SHELF = Polygon(np.array([[0.6, 0.4], [0.9, 0.4], [0.9, 0.8], [0.6, 0.8]]))
+FPS = 15.0
+
+
+def pose(wrist: tuple[float, float], score: float = 0.9) -> np.ndarray:
+    """A person standing at x = 0.4 (shoulders at y 0.3, hips at 0.6) with the right wrist at
+    ``wrist`` and the left hand hanging by the hip."""
+    points = np.zeros((17, 3))
+    points[:, 2] = score
+    points[5, :2], points[6, :2] = (0.38, 0.3), (0.42, 0.3)  # shoulders
+    points[11, :2], points[12, :2] = (0.38, 0.6), (0.42, 0.6)  # hips
+    points[9, :2] = (0.36, 0.62)  # left wrist by the hip
+    points[10, :2] = wrist
+    return points
+
+
+AT_CHEST = (0.5, 0.35)
+ON_SHELF = (0.7, 0.5)  # arm extended: 0.35 from the shoulder, torso 0.3
+AWAY = (0.45, 0.4)
+
+
+def run(
+    script: list[tuple[float, tuple[float, float]]], shelf: Polygon = SHELF
+) -> list[tuple[str, float, float]]:
+    """``script``: (seconds, wrist position) steps, each held for that long at 15 fps."""
+    person = ShelfInteractions(shelf, ShelfSettings())
+    t = 0.0
+    for seconds, wrist in script:
+        for _ in range(round(seconds * FPS)):
+            person.observe(t, pose(wrist))
+            t += 1 / FPS
+    person.finish(t)
+    return [(e.kind, round(e.start, 2), round(e.end, 2)) for e in person.events]
+
+
+def test_a_reach_is_a_hand_on_the_shelf_with_the_arm_extended() -> None:
+    events = run([(1.0, AT_CHEST), (0.6, ON_SHELF), (0.5, AT_CHEST)])  # then walks off
+    assert [kind for kind, _, _ in events] == ["reach"]
+    _, start, end = events[0]
+    assert start == pytest.approx(1.0, abs=0.1) and end == pytest.approx(1.6, abs=0.1)
+
+
+def test_a_bent_arm_over_the_shelf_edge_is_not_a_reach() -> None:
+    counter = Polygon(np.array([[0.45, 0.35], [0.9, 0.35], [0.9, 0.8], [0.45, 0.8]]))
+    over_edge_at_chest = (0.5, 0.38)  # inside the polygon, 0.11 from the shoulder (torso 0.3)
+    assert run([(2.0, over_edge_at_chest)], counter) == []
+    assert [k for k, _, _ in run([(1.0, (0.75, 0.5))], counter)] == ["reach"]  # arm out: a reach
+
+
+def test_flickers_are_ignored_and_short_gaps_do_not_split_a_reach() -> None:
+    assert run([(1.0, AT_CHEST), (0.05, ON_SHELF), (1.0, AT_CHEST)]) == []
+    events = run([(0.5, ON_SHELF), (0.15, AT_CHEST), (0.5, ON_SHELF), (0.5, AT_CHEST)])
+    assert [kind for kind, _, _ in events] == ["reach"]
+
+
+def test_take_look_and_put_back() -> None:
+    events = run([(0.5, AT_CHEST), (0.5, ON_SHELF), (2.0, AWAY), (0.5, ON_SHELF), (0.5, AT_CHEST)])
+    assert [kind for kind, _, _ in events] == ["reach", "inspect", "reach", "put_back"]
+    inspect = events[1]
+    assert inspect[1] == pytest.approx(events[0][2], abs=0.01)  # from the end of the pick...
+    assert inspect[2] == pytest.approx(events[2][1], abs=0.01)  # ...to the start of the return
+    # A quick second reach (no inspecting in between) is not a put back.
+    quick = run([(0.5, ON_SHELF), (0.4, AWAY), (0.5, ON_SHELF), (0.5, AT_CHEST)])
+    assert [kind for kind, _, _ in quick] == ["reach", "reach"]
+
+
+def test_movenet_finds_the_shopper_on_a_real_shelf_clip(model_dir: Path) -> None:
+    from intentcam.config import load_config
+    from intentcam.detect import build_detector
+    from intentcam.inference.model import load_model
+    from intentcam.models.manifest import load_manifest
+    from intentcam.pose.movenet import PoseModel
+
+    settings = load_config(None, overrides={"paths": {"model_dir": str(model_dir)}})
+    detector = build_detector(settings)
+    model = load_model(load_manifest(None).get("movenet_lightning"), model_dir, delegate="cpu")
+    capture = cv2.VideoCapture(str(DATA / "shelf" / "set-a-normal-6.mp4"))
+    ok, image = capture.read()
+    assert ok
+    (box,) = [b for b in detector.detect(image).boxes if (b[3] - b[1]) > 0.4]  # the shopper
+    points = PoseModel(model).keypoints(image, box)
+    confident = points[:, 2] >= 0.3
+    assert confident.sum() >= 10
+    inside = (points[confident, 0] >= box[0] - 0.05) & (points[confident, 0] <= box[2] + 0.05)
+    assert inside.all(), "keypoints belong to the person in the box"
+    shoulders, hips, ankles = (
+        points[5:7, 1].mean(),
+        points[11:13, 1].mean(),
+        points[15:17, 1].mean(),
+    )
+    assert shoulders < hips < ankles, "upright: shoulders above hips above ankles"
+
+
+@pytest.mark.slow
+def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[paths]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")
+    result = run_cli("eval-shelf", str(DATA / "shelf"), "--config", str(config), "--json",
+                     timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    labels = json.loads((Path(__file__).parents[1] / "evaluation/shelf/labels.json").read_text())
+    assert {row["clip"] for row in report["all"]["clips"]} == set(labels["clips"])
+    assert {row["clip"] for row in report["test"]["clips"]} == {
+        name for name, clip in labels["clips"].items() if clip["split"] == "test"
+    }
+    labelled = sum(1 for c in labels["clips"].values() for e in c["events"] if e["kind"] == "reach")
+    assert report["all"]["total"]["reach"]["labelled"] == labelled
+    walking_past = next(r for r in report["all"]["clips"] if r["clip"] == "set-c-normal-11")
+    assert walking_past["reach"][1] == 0, "people walking past the shelf reach for nothing"
