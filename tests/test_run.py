@@ -56,11 +56,12 @@ def test_run_writes_readable_jsonl_records(tmp_path: Path, config_file) -> None:
     assert all(len(r["tracks"]) == len(r["track_boxes"]) for r in frames)
     assert sum(len(r["tracks"]) for r in frames) / 100 > 5  # a busy concourse, tracked
     assert all(0 <= v <= 1 for r in frames for box in r["boxes"] for v in box)
-    # The run ended mid-window: the partial window was flushed, not lost.
-    assert [r["type"] for r in records if r["type"] in ("counts", "heatmap")] == [
-        "counts",
-        "heatmap",
-    ]
+    # The run ended mid-window: the partial window was flushed, not lost. (Windows follow the
+    # wall clock: a run that starts a few seconds before a minute boundary closes one more.)
+    counts = [r for r in records if r["type"] == "counts"]
+    assert 1 <= len(counts) <= 2 and counts[-1]["partial"]
+    assert sum(c["frames"] for c in counts) == 100
+    assert [r["type"] for r in records if r["type"] in ("counts", "heatmap")][-1] == "heatmap"
     summary = records[-1]
     assert summary["type"] == "summary" and summary["frames"] == 100 and summary["fps"] > 0
     assert any(r["type"] == "progress" for r in records)
