@@ -200,8 +200,9 @@ def test_blurring_leaves_nobody_the_detector_can_find(model_dir: Path) -> None:
 
 
 def test_pictures_are_never_made_by_the_service_or_the_daemon(tmp_path: Path) -> None:
-    """Only preview and calibrate encode images, only by hand: as a systemd service they refuse,
-    and the daemon never even imports them."""
+    """Only preview and calibrate encode images of the camera, only by hand: as a systemd service
+    they refuse (the plate of ``preview --plate`` too), and the daemon never even imports them, nor
+    the gateway-side report (which draws plates and charts)."""
     from intentcam.errors import UserError
     from intentcam.preview import refuse_as_a_service
     from tests.cli import run_cli
@@ -209,14 +210,15 @@ def test_pictures_are_never_made_by_the_service_or_the_daemon(tmp_path: Path) ->
     refuse_as_a_service({})
     with pytest.raises(UserError, match="privacy rule 1"):
         refuse_as_a_service({"NOTIFY_SOCKET": "/run/systemd/notify"})
-    out = tmp_path / "view.png"
+    out, plate = tmp_path / "view.png", tmp_path / "plate.png"
     done = run_cli("preview", "--source", str(CONCOURSE), "--seconds", "2", "--out", str(out),
-                   env={"INVOCATION_ID": "0123abcd"})  # fmt: skip
+                   "--plate", str(plate), env={"INVOCATION_ID": "0123abcd"})  # fmt: skip
     assert done.returncode == 1 and "privacy rule 1" in done.stderr and not out.exists()
+    assert not plate.exists()
     imported = subprocess.run(
         [sys.executable, "-c", "import sys, intentcam.daemon, intentcam.cli.run_cmd; "
          "print(sorted(m for m in sys.modules if m.startswith(('intentcam.preview', "
-         "'intentcam.calibrate'))))"],
+         "'intentcam.calibrate', 'intentcam.report'))))"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert imported.stdout.strip() == "[]"

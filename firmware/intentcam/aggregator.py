@@ -33,7 +33,7 @@ from intentcam.analytics.lines import IN, OUT, Crossing
 from intentcam.analytics.scene import EndedSession, FrameEvents
 from intentcam.analytics.zones import Visit
 from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig
-from intentcam.records import Record, iso
+from intentcam.records import Record, iso, wall_of
 from intentcam.sentiment.vector import mean_vector
 
 #: At most this many empty windows are emitted after a long gap (the rest are summarised).
@@ -104,7 +104,7 @@ class DayState:
         the message); ``None`` when it is not one (never raises)."""
         try:
             today = saved["today"]
-            since = datetime.fromisoformat(today["since"].replace("Z", "+00:00")).timestamp()
+            since = wall_of(today["since"])
             lines = {
                 str(line): {IN: int(c[IN]), OUT: int(c[OUT])} for line, c in today["lines"].items()
             }
@@ -133,6 +133,10 @@ class DailyReset:
         hour, minute = (int(part) for part in at.split(":"))
         self._hour, self._minute = hour, minute
         self._tz = ZoneInfo(tz_name) if tz_name else None
+
+    @classmethod
+    def from_config(cls, config: AnalyticsConfig) -> DailyReset:
+        return cls(config.occupancy_reset, config.timezone)
 
     def _at_reset_time(self, wall: float, days: int) -> datetime:
         local = (
@@ -188,7 +192,7 @@ class Aggregator:
         self.heatmap = heatmap
         self._wall_origin = wall_origin
         self._wall_offset: float | None = None
-        self._reset = DailyReset(config.occupancy_reset, config.timezone)
+        self._reset = DailyReset.from_config(config)
         self._next_reset = 0.0
         self._restored = restored
         #: Whether the first frame's day took the restored state (``None``: no frame yet).

@@ -175,17 +175,17 @@ class Daemon:
         for record in fresh:
             self.telemetry.write(record)
 
+    def _day_began(self) -> float:
+        """When today's day began (the last daily reset), wall clock."""
+        return DailyReset.from_config(self.settings.analytics).last_at_or_before(time.time())
+
     def _todays_saved_state(self) -> DayState | None:
         """The day state the spool saved, if it is of today (else the day starts from zero)."""
         saved = self.telemetry.saved_state()
         day = DayState.from_saved(saved) if saved is not None else None
         if day is None:
             return None
-        analytics = self.settings.analytics
-        today = DailyReset(analytics.occupancy_reset, analytics.timezone).last_at_or_before(
-            time.time()
-        )
-        if day.since != today:
+        if day.since != self._day_began():
             log.info("the saved day state is from an earlier day; starting from zero")
             return None
         log.info(
@@ -252,20 +252,18 @@ class Daemon:
         if view is not None:
             return view.live_state()
         settings = self.settings
-        day = self.restored or DayState(
-            DailyReset(
-                settings.analytics.occupancy_reset, settings.analytics.timezone
-            ).last_at_or_before(time.time())
-        )
+        day = self.restored or DayState(self._day_began())
         return day.live([line.id for line in settings.lines], [zone.id for zone in settings.zones])
 
     def _publish_state_if_changed(self, now: float) -> None:
+        """Looked at once per ``state_interval_s``, not every loop turn: building and comparing
+        the state is per-frame work otherwise, for a message that may only change that often."""
         if now < self._next_state:
             return
+        self._next_state = now + self.settings.telemetry.state_interval_s
         state = self._live_state()
         if state != self._last_state:
             self._last_state = state
-            self._next_state = now + self.settings.telemetry.state_interval_s
             self.telemetry.publish_state(state)
 
     # --- once per loop turn ---------------------------------------------------------------------

@@ -50,6 +50,13 @@ def local_timezone(
         return "UTC"
 
 
+def wall_of(text: str) -> float:
+    """The wall-clock seconds of an ISO 8601 time as :func:`iso` writes it (``Z`` or an offset).
+
+    Raises ``ValueError`` for anything else."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def iso(wall: float) -> str:
     """UTC ISO 8601 with milliseconds, e.g. ``2026-11-21T12:00:00.000Z``."""
     return (

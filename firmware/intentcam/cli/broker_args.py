@@ -101,3 +101,53 @@ def connect(client: mqtt.Client, args: argparse.Namespace, persistent: bool = Fa
             client.connect(host, port)
     except Exception as exc:  # noqa: BLE001 - one line, whatever went wrong
         raise UserError(f"mqtt {host}:{port}: {describe_connect_error(exc)}", exit_code=2) from None
+
+
+def collect(
+    args: argparse.Namespace,
+    topics: list[str],
+    seconds: float,
+    *,
+    persistent: bool = False,
+    progress: bool = False,
+) -> list[tuple[str, bytes]]:
+    """Subscribe to ``topics`` on ``args.broker`` and return every (topic, payload) received
+    within ``seconds`` (retained ones first); a refused connection is one line, exit 2."""
+    import queue
+    import time
+
+    from tqdm import tqdm
+
+    host, port = address(args.broker, args.tls)
+    received: queue.Queue = queue.Queue()
+    client = make_client(args, getattr(args, "session", None) or "", persistent=persistent)
+
+    def on_connect(client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            received.put(("error", f"broker refused the connection: {reason}"))
+        else:
+            client.subscribe([(topic, 1) for topic in topics])
+
+    client.on_connect = on_connect
+    client.on_message = lambda c, u, message: received.put(("message", message))
+    connect(client, args, persistent=persistent)
+    client.loop_start()
+    found: list[tuple[str, bytes]] = []
+    deadline = time.monotonic() + seconds
+    bar = tqdm(total=round(seconds), desc="collecting", unit="s", leave=False,
+               disable=None if progress else True)  # fmt: skip
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            bar.update(max(round(seconds - remaining) - bar.n, 0))
+            try:
+                kind, item = received.get(timeout=min(remaining, 0.1))
+            except queue.Empty:
+                continue
+            if kind == "error":
+                raise UserError(f"mqtt {host}:{port}: {item}", exit_code=2)
+            found.append((item.topic, bytes(item.payload)))
+    finally:
+        bar.close()
+        client.loop_stop()
+        client.disconnect()
+    return found

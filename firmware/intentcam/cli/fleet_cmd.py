@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import time
 
-from intentcam.cli.broker_args import add_broker_arguments, address, connect, make_client
+from intentcam.cli.broker_args import add_broker_arguments, collect
 from intentcam.errors import UserError
 
 NAME = "fleet"
@@ -48,35 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.wait <= 0 or args.stale_after <= 0:
         raise UserError("--wait and --stale-after must be positive", exit_code=2)
-    received: queue.Queue = queue.Queue()
-    client = make_client(args)
-    topics = [(f"{args.topic_root}/{args.site}/+/{kind}", 1) for kind in READ]
-
-    def on_connect(client, userdata, flags, reason, properties) -> None:
-        if reason.is_failure:
-            received.put(("error", f"broker refused the connection: {reason}"))
-        else:
-            client.subscribe(topics)
-
-    client.on_connect = on_connect
-    client.on_message = lambda c, u, message: received.put(("message", message))
-    connect(client, args)
-    client.loop_start()
     inventory = Inventory()
-    deadline = time.monotonic() + args.wait
-    try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                kind, item = received.get(timeout=min(remaining, 0.1))
-            except queue.Empty:
-                continue
-            if kind == "error":
-                host, port = address(args.broker, args.tls)
-                raise UserError(f"mqtt {host}:{port}: {item}", exit_code=2)
-            inventory.add(item.topic, bytes(item.payload))
-    finally:
-        client.loop_stop()
-        client.disconnect()
+    topics = [f"{args.topic_root}/{args.site}/+/{kind}" for kind in READ]
+    for topic, payload in collect(args, topics, args.wait):
+        inventory.add(topic, payload)
     rows = inventory.rows(time.time(), args.stale_after)
     if args.json:
         print(json.dumps(as_json(rows), indent=2))

@@ -96,48 +96,20 @@ def _floor_plan(args: argparse.Namespace) -> Any:
 
 def _collect(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Messages from the broker named by ``--from mqtt://...`` for ``--collect`` seconds."""
-    import queue
-    import time
-
-    from tqdm import tqdm
-
-    from intentcam.cli.broker_args import connect, make_client
+    from intentcam.cli.broker_args import collect
     from intentcam.report.source import message_of
 
     args.broker = args.source.removeprefix("mqtt://").rstrip("/") or "localhost"
-    received: queue.Queue = queue.Queue()
-    client = make_client(args, args.session or "", persistent=bool(args.session))
-    topic = f"{args.topic_root}/{args.site}/+/#"
-    client.on_connect = lambda c, u, f, reason, p: (
-        received.put(("error", str(reason))) if reason.is_failure else c.subscribe(topic, qos=1)
-    )
-    client.on_message = lambda c, u, message: received.put(("message", message))
-    connect(client, args, persistent=bool(args.session))
-    client.loop_start()
+    topics = [f"{args.topic_root}/{args.site}/+/#"]
     messages = []
-    deadline = time.monotonic() + args.collect
-    bar = tqdm(total=round(args.collect), desc="collecting", unit="s", leave=False, disable=None)
-    try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            bar.update(max(round(args.collect - remaining) - bar.n, 0))
-            try:
-                kind, item = received.get(timeout=min(remaining, 0.2))
-            except queue.Empty:
-                continue
-            if kind == "error":
-                raise UserError(
-                    f"{args.source}: broker refused the connection: {item}", exit_code=2
-                )
-            try:
-                message = message_of(json.loads(item.payload))
-            except ValueError:
-                continue
-            if message is not None:
-                messages.append(message)
-    finally:
-        bar.close()
-        client.loop_stop()
-        client.disconnect()
+    for _, payload in collect(args, topics, args.collect, persistent=bool(args.session),
+                              progress=True):  # fmt: skip
+        try:
+            message = message_of(json.loads(payload))
+        except ValueError:
+            continue
+        if message is not None:
+            messages.append(message)
     return messages
 
 

@@ -29,7 +29,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (Jetson)
     import tomli as tomllib
 
+from intentcam.aggregator import percentile
 from intentcam.errors import UserError
+from intentcam.records import wall_of
 from intentcam.sentiment.vector import decode
 from intentcam.telemetry.messages import decode_heatmap
 
@@ -160,11 +162,7 @@ class Day:
 
 
 def _local(ts: str, zone: ZoneInfo) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(zone)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    return round(float(np.percentile(np.asarray(values), q)), 1)
+    return datetime.fromtimestamp(wall_of(ts), zone)
 
 
 def pick_site(messages: list[dict[str, Any]], site: str | None) -> str:
@@ -335,8 +333,8 @@ def _zones(
         dwell = stays.get(zone_name, [])
         if len(dwell) >= k_min:
             long_share = round(sum(d > long_visit_s for d in dwell) / len(dwell), 3)
-            rows.append([zone_name, visits[zone_name], len(dwell), _percentile(dwell, 50),
-                         _percentile(dwell, 90), long_share])  # fmt: skip
+            rows.append([zone_name, visits[zone_name], len(dwell), round(percentile(dwell, 50), 1),
+                         round(percentile(dwell, 90), 1), long_share])  # fmt: skip
         else:
             rows.append([zone_name, visits[zone_name], len(dwell), "", "", ""])
     return Table(

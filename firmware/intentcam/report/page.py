@@ -67,12 +67,14 @@ def _figure(draw: Any, size: tuple[float, float] = (9.0, 3.2), fmt: str = "svg")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams["svg.hashsalt"] = "intentcam"  # the same day draws the same bytes
-    figure, axes = plt.subplots(figsize=size, layout="constrained")
-    draw(figure, axes)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
-    plt.close(figure)
+    # The same day draws the same bytes; set for this figure only, not matplotlib's globals.
+    with plt.rc_context({"svg.hashsalt": "intentcam"}):
+        figure, axes = plt.subplots(figsize=size, layout="constrained")
+        draw(figure, axes)
+        buffer = io.BytesIO()
+        metadata = {"Date": None} if fmt == "svg" else None
+        figure.savefig(buffer, format=fmt, dpi=110, metadata=metadata)
+        plt.close(figure)
     return buffer.getvalue()
 
 

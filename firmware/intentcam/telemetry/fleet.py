@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
+
+from intentcam.records import wall_of
 
 #: The message types the inventory reads, by the last part of their topic.
 READ = ("status", "health", "ota")
@@ -19,7 +20,7 @@ READ = ("status", "health", "ota")
 
 def _age_s(ts: Any, now: float) -> float | None:
     try:
-        return round(now - datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp(), 1)
+        return round(now - wall_of(str(ts)), 1)
     except ValueError:
         return None
 

@@ -59,7 +59,9 @@ class HomeAssistantDiscovery:
         """Home Assistant says ``online`` here when it (re)starts: announce again then."""
         return f"{self.config.discovery_prefix}/status"
 
-    def _sensor(self, key: str, name: str, source: str, template: str, **extra: Any) -> Any:
+    def _sensor(
+        self, key: str, name: str, source: str, template: str, **extra: Any
+    ) -> tuple[str, dict[str, Any]]:
         return key, {
             "p": "sensor",
             "name": name,
