@@ -78,6 +78,25 @@ def test_draw_flip_and_save_a_line_in_a_real_browser(tmp_path: Path, model_dir: 
         driver.save_screenshot(str(tmp_path / "calibrate.png"))
         print(f"screenshot: {tmp_path / 'calibrate.png'}")
 
+        # A shelf zone: the kind chosen in the editor is what is saved.
+        from selenium.webdriver.support.ui import Select
+
+        field.clear()
+        field.send_keys("table")
+        Select(driver.find_element(By.ID, "zone-kind")).select_by_value("shelf")
+        driver.find_element(By.ID, "new-zone").click()
+        for x, y in ((0.5, 0.5), (0.7, 0.5), (0.8, 0.9), (0.5, 0.9)):
+            click_at(x, y)
+        driver.find_element(By.ID, "finish").click()
+        driver.find_element(By.ID, "save").click()
+        wait.until(
+            lambda d: "saved to" in status.text and "table" in (state / "zones.json").read_text()
+        )
+        table = next(z for z in json.loads((state / "zones.json").read_text())["zones"]
+                     if z["id"] == "table")  # fmt: skip
+        assert table["kind"] == "shelf" and len(table["points"]) == 4
+        Select(driver.find_element(By.ID, "zone-kind")).select_by_value("area")
+
         # A bow-tie zone is refused with the reason, and nothing is saved.
         before = (state / "zones.json").read_bytes()
         field.clear()

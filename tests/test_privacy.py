@@ -54,6 +54,34 @@ def image_like(blob: bytes, where: str) -> list[str]:
     return problems
 
 
+def keypoint_like(message: object, where: str) -> list[str]:
+    """Pose or face landmark sets in a decoded JSON message: keys that name them, or arrays the
+    shape of MoveNet's 17 keypoints (17 points of 2 or 3 numbers). A flat list of 34 or 51
+    numbers is not flagged: a frame's detection scores or track ids can be that long."""
+    problems: list[str] = []
+
+    def numbers(items: list[object]) -> bool:
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if re.search(r"keypoint|landmark|wrist|shoulder|elbow|ankle", str(key), re.I):
+                    problems.append(f"{where}: key {path}/{key}")
+                walk(item, f"{path}/{key}")
+        elif isinstance(value, list):
+            points = len(value) == 17 and all(
+                isinstance(v, list) and len(v) in (2, 3) and numbers(v) for v in value
+            )
+            if points:
+                problems.append(f"{where}: keypoint-shaped array at {path}")
+            for index, item in enumerate(value):
+                walk(item, f"{path}/{index}")
+
+    walk(message, "")
+    return problems
+
+
 @pytest.mark.broker
 def test_nothing_written_or_published_contains_image_data(tmp_path: Path, model_dir: Path) -> None:
     folder = tmp_path / "broker"
@@ -72,10 +100,25 @@ def test_nothing_written_or_published_contains_image_data(tmp_path: Path, model_
 [analytics]
 window_s = 2
 heatmap_window_s = 4
+[privacy]
+k_min = 1
+[telemetry]
+events = true
+event_tokens = true
+health_interval_s = 1
 [[zones]]
 id = "left"
 kind = "display"
 points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+[[zones]]
+id = "middle"
+kind = "shelf"
+points = [[0.35, 0.3], [0.65, 0.3], [0.65, 0.7], [0.35, 0.7]]
+[[alerts.rules]]
+id = "help"
+kind = "shelf_help"
+linger_s = 0
+min_reaches = 0
 [mqtt]
 host = "127.0.0.1"
 port = {broker.port}
@@ -111,14 +154,22 @@ state_dir = "{state}"
     assert result.returncode == 0, result.stderr
     assert len(payloads) > 10 and sink.stat().st_size > 10_000
     problems = []
+    messages = []
     for index, payload in enumerate(payloads):
         problems += image_like(payload, f"published message {index}")
-        json.loads(payload)  # every message is JSON, nothing binary
+        messages.append(json.loads(payload))  # every message is JSON, nothing binary
+        problems += keypoint_like(messages[-1], f"published message {index}")
+    for line in sink.read_text(encoding="utf-8").splitlines():
+        problems += keypoint_like(json.loads(line), "sink")
     for path in [sink, *state.rglob("*")]:
         if path.is_file():
             problems += image_like(path.read_bytes(), str(path.relative_to(tmp_path)))
     problems += image_like(result.stdout.encode() + result.stderr.encode(), "console output")
     assert problems == []
+    # The shelf pipeline ran (MoveNet on the people at the shelf zone) and alerted.
+    assert any("pose" in m["stages"] for m in messages
+               if m.get("type") == "health"), "no pose stage in any health message"  # fmt: skip
+    assert any(m.get("type") == "alert" for m in messages)
 
 
 def test_the_scanner_finds_image_data() -> None:
@@ -132,6 +183,15 @@ def test_the_scanner_finds_image_data() -> None:
     assert image_like(message, "m")
     assert image_like(b"x" + jpeg.tobytes(), "raw")
     assert image_like(json.dumps({"grid": [1] * 10}).encode(), "clean") == []
+
+
+def test_the_scanner_finds_keypoints() -> None:
+    """...and so is a pose, by name or by shape."""
+    pose = np.random.default_rng(0).random((17, 3)).round(3).tolist()
+    assert keypoint_like({"zones": {"shelf": {"p": pose}}}, "m")
+    assert keypoint_like({"x": [[x, y] for x, y, _ in pose]}, "m")
+    assert keypoint_like({"left_wrist": 1}, "m")
+    assert keypoint_like({"zones": {"shelf": {"reach": 2, "inspect": 1}}, "v": [0] * 16}, "m") == []
 
 
 # --- intentcam preview: the one command that writes a picture --------------------------------

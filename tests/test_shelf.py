@@ -40,7 +40,7 @@ def run(
     script: list[tuple[float, tuple[float, float]]], shelf: Polygon = SHELF
 ) -> list[tuple[str, float, float]]:
     """``script``: (seconds, wrist position) steps, each held for that long at 15 fps."""
-    person = ShelfInteractions(shelf, ShelfSettings())
+    person = ShelfInteractions(shelf, ShelfSettings.from_config())
     t = 0.0
     for seconds, wrist in script:
         for _ in range(round(seconds * FPS)):

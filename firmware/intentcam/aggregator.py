@@ -13,7 +13,10 @@ every ``counts`` record carries so the telemetry can persist them with it: a res
 from :class:`DayState` instead of from zero. A window the run did not cover from its start (the
 first after a start) or to its end (the last, at a stop) is marked ``partial`` with the instant
 its frames began (``covered_start``). With ``events`` on, every crossing and zone entry and exit
-counted is also reported as an ``event`` record, at the moment it is counted.
+counted is also reported as an ``event`` record, at the moment it is counted, and so is every
+shelf interaction as it ends. ``shelf`` zones also report their interactions per window
+(reaches, inspects, put-backs, and the share of completed visits with one, withheld below
+``k_min`` visits).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +35,7 @@ import numpy as np
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.lines import IN, OUT, Crossing
 from intentcam.analytics.scene import EndedSession, FrameEvents
+from intentcam.analytics.shelf import KINDS, ZoneInteraction
 from intentcam.analytics.zones import Visit
 from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig
 from intentcam.records import Record, iso, wall_of
@@ -75,6 +80,10 @@ class _ZoneWindow:
     dwell: list[float] = field(default_factory=list)
     #: Sentiment vectors of the sessions that ended in the window having visited the zone.
     sentiments: list[dict[str, Any]] = field(default_factory=list)
+    #: Shelf zones: interactions that ended in the window, by kind.
+    interactions: Counter[str] = field(default_factory=Counter)
+    #: Shelf zones: completed visits with at least one interaction.
+    engaged: int = 0
 
 
 @dataclass
@@ -280,6 +289,7 @@ class Aggregator:
             self.visit(visit)
         for zone_id, occupancy in events.zone_occupancy.items():
             self._zones[zone_id].occupancy.add(occupancy, events.dt)
+        self.interactions(events.interactions)
         self.heatmap.add(events.tokens, events.feet.image, events.dt, events.feet.plane)
 
     def crossing(self, crossing: Crossing) -> None:
@@ -300,9 +310,19 @@ class Aggregator:
     def visit(self, visit: Visit) -> None:
         if visit.zone in self._zones:
             self._zones[visit.zone].dwell.append(visit.dwell)
+            self._zones[visit.zone].engaged += visit.interactions > 0
             self._event(
                 "zone_exit", visit.left, visit.token, zone=visit.zone, dwell_s=round(visit.dwell, 2)
             )
+
+    def interactions(self, items: list[ZoneInteraction]) -> None:
+        """Shelf interactions that ended (at the moment they ended)."""
+        for item in items:
+            if item.zone in self._zones:
+                self._zones[item.zone].interactions[item.event.kind] += 1
+                self._event("interaction", item.event.end, item.token, zone=item.zone,
+                            interaction=item.event.kind,
+                            duration_s=round(item.event.end - item.event.start, 2))  # fmt: skip
 
     def _event(self, kind: str, timestamp: float, token: str = "", **fields: Any) -> None:
         if not self._events_on:
@@ -321,6 +341,7 @@ class Aggregator:
         """A session that ended, with its sentiment vector (``None`` for a short one)."""
         for crossing in ended.crossings:
             self.crossing(crossing)
+        self.interactions(ended.interactions)
         for visit in ended.visits:
             self.visit(visit)
         if ended.short:
@@ -406,10 +427,27 @@ class Aggregator:
         }
         if len(stats.sentiments) >= self.k_min:  # a mean over fewer sessions is not published
             report["sentiment"] = mean_vector(stats.sentiments)
+        if stats.kind == "shelf":
+            report["interactions"] = self._shelf_report(stats)
+        stats.interactions, stats.engaged = Counter(), 0
         stats.entries = 0
         stats.dwell = []
         stats.sentiments = []
         stats.occupancy.restart()
+        return report
+
+    def _shelf_report(self, stats: _ZoneWindow) -> dict[str, Any]:
+        """A shelf zone's interactions that ended in the window (counts, like ``entries``), and
+        the share of its completed visits with one: withheld (``engagement_suppressed``) when
+        fewer than ``k_min`` visits completed, like the dwell percentiles."""
+        visits = len(stats.dwell)
+        report: dict[str, Any] = {kind: stats.interactions[kind] for kind in KINDS}
+        report["visits"] = visits
+        if visits >= self.k_min:
+            report["engaged_visits"] = stats.engaged
+            report["engagement"] = round(stats.engaged / visits, 3)
+        else:
+            report["engagement_suppressed"] = visits > 0
         return report
 
     def _coverage(self, start: float, end: float) -> dict[str, Any]:

@@ -235,11 +235,17 @@ class LineConfig(_Section):
 
 
 class ZoneConfig(_Section):
-    """A polygon zone in normalised image coordinates."""
+    """A polygon zone in normalised image coordinates.
+
+    ``area``, ``display``, ``queue`` and ``staff`` zones are floor areas: a person is in one when
+    their foot point is. A ``shelf`` zone is the shelf face or table top where products stand: a
+    person is at it when their box comes within ``shelf.near`` of it, and their hands are
+    followed there (reaches, inspects, put-backs; see ``[shelf]``).
+    """
 
     id: str = Field(pattern=IDENTIFIER_PATTERN)
     points: list[Point]
-    kind: Literal["area", "display", "queue", "staff"] = "area"
+    kind: Literal["area", "display", "queue", "staff", "shelf"] = "area"
 
     @field_validator("points")
     @classmethod
@@ -370,6 +376,28 @@ def check_unique_ids(lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
             raise ValueError(f"{name}: duplicate id(s) {', '.join(duplicates)}")
 
 
+#: The zone kind each alert rule watches, and the kind its ``staff_zone`` must be.
+ALERT_ZONE_KIND = {"shelf_help": "shelf", "long_queue": "queue"}
+
+
+def check_alert_zones(alerts: AlertsConfig, zones: list[ZoneConfig]) -> None:
+    """Alert rules may only name zones that exist, of the kind the rule watches."""
+    kinds = {zone.id: zone.kind for zone in zones}
+    ids = [rule.id for rule in alerts.rules]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"alerts.rules: duplicate id(s) {', '.join(duplicates)}")
+    for rule in alerts.rules:
+        wanted = ALERT_ZONE_KIND[rule.kind]
+        for zone in rule.zones:
+            if kinds.get(zone) != wanted:
+                raise ValueError(f"alerts.rules.{rule.id}.zones: {zone!r} is not a {wanted} zone")
+        if rule.staff_zone is not None and kinds.get(rule.staff_zone) != "staff":
+            raise ValueError(
+                f"alerts.rules.{rule.id}.staff_zone: {rule.staff_zone!r} is not a staff zone"
+            )
+
+
 class PrivacyConfig(_Section):
     #: Aggregates describing fewer distinct people than this are suppressed.
     k_min: int = Field(default=3, ge=1, le=100)
@@ -405,6 +433,78 @@ class FacesConfig(_Section):
     min_sharpness: float = Field(default=15.0, ge=0)
     #: Close-range camera: search the whole frame instead of the head regions of tracks.
     whole_frame: bool = False
+
+
+class ShelfConfig(_Section):
+    """Hands at ``shelf`` zones: MoveNet on the people there, and the interaction thresholds.
+
+    The thresholds were chosen on hand-labelled clips (``intentcam eval-shelf``,
+    evaluation/shelf/README.md); change them only with a measurement.
+    """
+
+    #: How close (frame heights) a person's box must come to a shelf zone to be *at* it.
+    near: float = Field(default=0.05, ge=0, le=1)
+    #: At most one pose per person at a shelf per this many seconds (10 per second by default:
+    #: reaches are short).
+    pose_interval_s: float = Field(default=0.1, gt=0, le=10)
+    #: Pose work may take at most this share of the detector's time, averaged over frames (a
+    #: token bucket): 0.15 keeps the frame rate at or above 1 / 1.15 = 0.87 of what it is
+    #: without shelves in theory, and 0.8 measured with everyone at a shelf, where a pose also
+    #: slows what runs after it (hw_bench/pose_cost.py). People not reached wait for a later
+    #: frame.
+    budget_share: float = Field(default=0.15, gt=0, le=2)
+    #: Keypoints below this MoveNet score are ignored.
+    min_score: float = Field(default=0.2, gt=0, lt=1)
+    #: A wrist counts as reaching when held out sideways from the body axis (shoulders to hips)
+    #: by at least this many torso lengths: hanging arms and hands at the chest stay below.
+    extension: float = Field(default=0.5, ge=0, le=3)
+    #: How far outside the shelf polygon (torso lengths) a wrist still counts as on the shelf.
+    margin: float = Field(default=0.0, ge=0, le=2)
+    #: The hand point: the wrist plus this many forearm lengths along elbow -> wrist.
+    hand: float = Field(default=0.0, ge=0, le=2)
+    #: A reach starts after a hand has been on the shelf this long, and ends after it has been
+    #: off this long (hysteresis, seconds).
+    start_s: float = Field(default=0.1, ge=0, le=10)
+    end_s: float = Field(default=0.2, ge=0, le=10)
+    #: After a reach, the person holds what they took this long, wrist at least ``away`` frame
+    #: heights off the shelf: an inspect.
+    inspect_s: float = Field(default=0.7, ge=0, le=60)
+    away: float = Field(default=0.03, ge=0, le=1)
+
+
+class AlertRuleConfig(_Section):
+    """One staff-assist rule; see docs/alerts.md for what each kind means."""
+
+    #: Names the rule in every alert it raises (``rule``).
+    id: str = Field(pattern=IDENTIFIER_PATTERN)
+    #: ``shelf_help``: someone has lingered at one shelf zone for ``linger_s`` with at least
+    #: ``min_reaches`` reaches and nobody is in ``staff_zone``. ``long_queue``: a queue zone has
+    #: held at least ``min_people`` for ``for_s``.
+    kind: Literal["shelf_help", "long_queue"]
+    enabled: bool = True
+    #: Zones the rule watches (``shelf`` zones for shelf_help, ``queue`` zones for long_queue);
+    #: empty: every zone of that kind.
+    zones: list[str] = Field(default_factory=list)
+    linger_s: float = Field(default=30.0, ge=0, le=3600)
+    min_reaches: int = Field(default=2, ge=0, le=100)
+    #: A ``staff`` zone: while someone is in it, help is at hand and shelf_help stays quiet.
+    staff_zone: str | None = None
+    min_people: int = Field(default=4, ge=1, le=1000)
+    for_s: float = Field(default=60.0, ge=0, le=3600)
+    #: After an alert, the same rule stays quiet for this long in the same zone.
+    cooldown_s: float = Field(default=300.0, ge=0, le=86400)
+    #: Local times with no alerts (store closed, staff briefing), e.g. "21:00-08:00".
+    quiet_hours: str | None = Field(
+        default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+    )
+
+
+class AlertsConfig(_Section):
+    """Staff-assist alerts on the ``alerts`` topic (QoS 1, not retained, never spooled)."""
+
+    #: The off switch for every rule.
+    enabled: bool = True
+    rules: list[AlertRuleConfig] = Field(default_factory=list)
 
 
 class MqttConfig(_Section):
@@ -591,6 +691,8 @@ class Settings(BaseSettings):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     faces: FacesConfig = Field(default_factory=FacesConfig)
+    shelf: ShelfConfig = Field(default_factory=ShelfConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lines: list[LineConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -604,6 +706,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:
         check_unique_ids(self.lines, self.zones)
+        check_alert_zones(self.alerts, self.zones)
         return self
 
     @classmethod

@@ -157,8 +157,10 @@ class Pipeline:
             view = self.view
             if self._must_detect(frame, view):
                 detections = self.detector.detect(frame.image, min_score=view.low_score)
-                records = view.process(detections, frame.timestamp, frame.image)
-                invokes = self.detector.last.invokes
+                last = self.detector.last
+                detect_ms = last.preprocess_ms + last.invoke_ms + last.postprocess_ms
+                records = view.process(detections, frame.timestamp, frame.image, detect_ms)
+                invokes = last.invokes
                 people = int((detections.scores >= self.detector.score_threshold).sum())
             else:
                 records = view.coast(frame.timestamp)

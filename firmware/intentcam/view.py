@@ -6,8 +6,11 @@ geometry, counters, occupancy). Inside, it wires the stages in their order:
 
 - :mod:`intentcam.track`: the tracker and the anonymous session tokens;
 - :mod:`intentcam.analytics`: lines, zones and intent signals, reported as events;
+- :mod:`intentcam.pose`: poses of the people at ``shelf`` zones (when there are any), within a
+  budget, for the shelf interactions;
 - :mod:`intentcam.sentiment`: expression samples (when lawful and on) and session vectors;
-- :mod:`intentcam.aggregator`: the events become ``counts``, ``sessions`` and ``heatmap`` records.
+- :mod:`intentcam.aggregator`: the events become ``counts``, ``sessions`` and ``heatmap`` records;
+- :mod:`intentcam.analytics.alerts`: the staff-assist rules, checked every frame.
 """
 
 from __future__ import annotations
@@ -20,11 +23,21 @@ from typing import Any
 import numpy as np
 
 from intentcam.aggregator import Aggregator, DayState
+from intentcam.analytics.alerts import AlertRules, Watched
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics, EndedSession, FootPoints, FrameEvents
-from intentcam.config import AnalyticsConfig, LineConfig, Settings, TrackerConfig, ZoneConfig
+from intentcam.config import (
+    AlertsConfig,
+    AnalyticsConfig,
+    LineConfig,
+    Settings,
+    ShelfConfig,
+    TrackerConfig,
+    ZoneConfig,
+)
 from intentcam.detect.detections import Detections
 from intentcam.models.manifest import OperatingPoint
+from intentcam.pose.sampler import PoseSampler
 from intentcam.records import Record, SessionEnd
 from intentcam.sentiment.analyzer import FaceAnalyzer
 from intentcam.sentiment.sessions import SessionSentiment
@@ -53,10 +66,15 @@ class ViewAnalytics:
         restored: DayState | None = None,
         events: bool = False,
         event_tokens: bool = False,
+        shelf: ShelfConfig | None = None,
+        alerts: AlertsConfig | None = None,
     ) -> None:
         #: Told every frame's crossings and zone entries as they happen (``check --walk``).
         self.on_events = on_events
-        self.scene = Analytics(config, lines, zones, aspect=aspect, exclude_zones=exclude_zones)
+        self.scene = Analytics(
+            config, lines, zones, aspect=aspect, exclude_zones=exclude_zones, shelf=shelf
+        )
+        self.alerts = AlertRules.from_config(alerts or AlertsConfig(), config.timezone)
         floor_size = config.homography.floor_size if config.homography is not None else None
         self.heatmap = Heatmap(config.heatmap_grid, self.scene.space, k_min, floor_size)
         self.sentiment = SessionSentiment([zone.id for zone in zones])
@@ -95,7 +113,31 @@ class ViewAnalytics:
         for visit in events.visits:
             self.sentiment.visit(visit.zone, visit.dwell)
         self.aggregator.frame(events)
-        return records + self.aggregator.take_events()
+        return records + self.aggregator.take_events() + self._alerts(timestamp)
+
+    def _alerts(self, timestamp: float) -> list[Record]:
+        if not self.alerts.config.rules:
+            return []
+        scene = self.scene
+        return self.alerts.check(
+            Watched(
+                timestamp,
+                self.aggregator.wall(timestamp),
+                scene.shelf_stays(),
+                scene.zone_occupancy(),
+                {zone.id: zone.kind for zone in scene.zones},
+            )
+        )
+
+    def add_pose(self, token: str, timestamp: float, pose: np.ndarray) -> list[Record]:
+        """A pose of someone at a shelf; returns the ``event`` records of what it ended."""
+        self.aggregator.interactions(self.scene.add_pose(token, timestamp, pose))
+        return self.aggregator.take_events()
+
+    @property
+    def at_shelf(self) -> list[int]:
+        """Indexes of the last frame's people who are at a shelf zone."""
+        return self.scene.at_shelf
 
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): summarise and queue them."""
@@ -162,6 +204,9 @@ class CameraView:
     analytics: ViewAnalytics
     #: Expression sampling; ``None`` unless privacy.expression_inference is on.
     faces: FaceAnalyzer | None = None
+    #: Builds the pose sampler the first time someone is at a shelf zone.
+    pose_factory: Callable[[], PoseSampler] | None = None
+    poses: PoseSampler | None = None
     #: Milliseconds per stage of the last frame (``tracking``, ``analytics``, ``sentiment``).
     stage_ms: dict[str, float] = field(default_factory=dict)
     _last: TrackFrame | None = None
@@ -181,6 +226,7 @@ class CameraView:
         """The view for frames of ``aspect`` = width / height, as configured, tracking the
         detections of a detector calibrated at ``point``; ``restored`` is the day state a
         previous run saved."""
+        from intentcam.pose.build import build_pose_sampler
         from intentcam.sentiment.build import build_face_analyzer
 
         return cls(
@@ -203,8 +249,11 @@ class CameraView:
                 restored=restored,
                 events=settings.telemetry.events,
                 event_tokens=settings.telemetry.event_tokens,
+                shelf=settings.shelf,
+                alerts=settings.alerts,
             ),
             faces=build_face_analyzer(settings),
+            pose_factory=lambda: build_pose_sampler(settings),
         )
 
     def recalibrate(self, config: TrackerConfig, point: OperatingPoint) -> None:
@@ -237,11 +286,17 @@ class CameraView:
         return self._last.ids, self._last.boxes
 
     def process(
-        self, detections: Detections, timestamp: float, image: np.ndarray | None = None
+        self,
+        detections: Detections,
+        timestamp: float,
+        image: np.ndarray | None = None,
+        detect_ms: float = 0.0,
     ) -> list[Record]:
         """Track one frame's detections; returns the records of any windows that closed.
 
-        With expression inference on, ``image`` (the frame) is sampled for faces, within budget.
+        ``image`` (the frame) is where poses of the people at shelves are taken, within a budget
+        earned from ``detect_ms`` (the detector's time on this frame), and faces are sampled when
+        expression inference is on.
         """
         started = time.perf_counter()
         tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
@@ -257,6 +312,12 @@ class CameraView:
             "tracking": (tracked_at - started) * 1e3,
             "analytics": (analysed_at - tracked_at) * 1e3,
         }
+        if self.poses is None and self.pose_factory is not None and self.analytics.at_shelf:
+            self.poses = self.pose_factory()
+        if self.poses is not None and image is not None:
+            records += self._poses(
+                image, tokens, tracked.boxes, timestamp, detect_ms, ended + rotated
+            )
         if self.faces is not None and image is not None:
             self.faces.forget([end.token for end in ended + rotated])
             self.faces.analyse(
@@ -268,6 +329,20 @@ class CameraView:
                 self.analytics.add_expression,
             )
             self.stage_ms["sentiment"] = (time.perf_counter() - analysed_at) * 1e3
+        return records
+
+    def _poses(self, image: np.ndarray, tokens: list[str], boxes: np.ndarray, timestamp: float,
+               detect_ms: float, ended: list[SessionEnd]) -> list[Record]:  # fmt: skip
+        assert self.poses is not None
+        started = time.perf_counter()
+        self.poses.forget([end.token for end in ended])
+        records: list[Record] = []
+
+        def take(index: int, points: np.ndarray) -> None:
+            records.extend(self.analytics.add_pose(tokens[index], timestamp, points))
+
+        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, detect_ms, take)
+        self.stage_ms["pose"] = (time.perf_counter() - started) * 1e3
         return records
 
     def coast(self, timestamp: float) -> list[Record]:
@@ -315,4 +390,5 @@ class CameraView:
         return self.analytics.live_state()
 
     def live_objects(self) -> int:
-        return len(self.tracker) + len(self.sessions) + self.analytics.live_objects()
+        poses = len(self.poses) if self.poses is not None else 0
+        return len(self.tracker) + len(self.sessions) + self.analytics.live_objects() + poses

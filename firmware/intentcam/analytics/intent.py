@@ -17,11 +17,14 @@ the foot point has moved a step once it is ``min_step`` away from the last step'
 - ``hesitation``      = number of direction reversals: consecutive steps turning by more than
                         120 degrees; ``hesitation_per_min`` divides it by the dwell in minutes.
 - ``crossings``       = the line crossings of the session, ``[line, direction]``.
+- ``interactions``    = per ``shelf`` zone the session reached into: how many ``reach``,
+                        ``inspect`` and ``put_back`` (left out when there were none).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +56,8 @@ class SessionSignals:
     zone_dwell: dict[str, float] = field(default_factory=dict)
     entered_displays: set[str] = field(default_factory=set)
     crossings: list[tuple[str, str]] = field(default_factory=list)
+    #: Per shelf zone, interactions by kind.
+    interactions: dict[str, Counter[str]] = field(default_factory=dict)
     _point: np.ndarray | None = None
     _step_anchor: np.ndarray | None = None
     _last_step: np.ndarray | None = None
@@ -130,4 +135,15 @@ class SessionSignals:
             "hesitation": self.hesitation,
             "hesitation_per_min": round(self.hesitation / (dwell / 60), 3) if dwell > 0 else 0.0,
             "crossings": [list(crossing) for crossing in self.crossings],
+            **self._interactions(),
         }
+
+    def _interactions(self) -> dict[str, object]:
+        if not self.interactions:
+            return {}
+        kinds = ("reach", "inspect", "put_back")
+        return {"interactions": {zone: {kind: counts[kind] for kind in kinds}
+                                 for zone, counts in self.interactions.items()}}  # fmt: skip
+
+    def add_interaction(self, zone: str, kind: str) -> None:
+        self.interactions.setdefault(zone, Counter())[kind] += 1

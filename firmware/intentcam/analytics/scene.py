@@ -10,7 +10,8 @@ into time windows is the aggregator's job (:mod:`intentcam.aggregator`), not thi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,9 @@ from intentcam.analytics.geometry import Polygon, ViewSpace, foot_points, homogr
 from intentcam.analytics.heatmap import MAX_STEP_S
 from intentcam.analytics.intent import IntentSettings, SessionSignals
 from intentcam.analytics.lines import IN, Crossing, LineCounter
+from intentcam.analytics.shelf import ShelfSettings, ShelfStay, ShelfWatch, ZoneInteraction
 from intentcam.analytics.zones import Visit, ZoneTracker
-from intentcam.config import AnalyticsConfig, LineConfig, ZoneConfig
+from intentcam.config import AnalyticsConfig, LineConfig, ShelfConfig, ZoneConfig
 from intentcam.records import SessionEnd
 
 
@@ -59,6 +61,8 @@ class FrameEvents:
     visits: list[Visit] = field(default_factory=list)
     #: Tokens confirmed inside each zone now.
     zone_occupancy: dict[str, int] = field(default_factory=dict)
+    #: Shelf interactions closed because the person left the shelf.
+    interactions: list[ZoneInteraction] = field(default_factory=list)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class EndedSession:
     end: SessionEnd
     crossings: list[Crossing]
     visits: list[Visit]
+    interactions: list[ZoneInteraction] = field(default_factory=list)
     started: float = 0.0
     last: float = 0.0
     summary: dict[str, Any] | None = None
@@ -83,7 +88,9 @@ class Analytics:
 
     ``config`` gives debounce times, hysteresis, intent units and ``min_session_s``; ``aspect``
     is the frame's width / height, so distances are in frame heights in both directions;
-    faces of tokens in ``exclude_zones`` (and ``staff`` zones) are never analysed.
+    faces of tokens in ``exclude_zones`` (and ``staff`` zones) are never analysed; ``shelf``
+    says when a person is at a ``shelf`` zone and how their hands are judged there (the poses
+    come from outside, :meth:`add_pose`).
     """
 
     def __init__(
@@ -94,8 +101,12 @@ class Analytics:
         *,
         aspect: float,
         exclude_zones: list[str] | None = None,
+        shelf: ShelfConfig | None = None,
     ) -> None:
         self.config = config
+        self._shelf_config = shelf or ShelfConfig()
+        #: Interactions per (zone, token) since the token's last completed visit of the zone.
+        self._visit_interactions: Counter[tuple[str, str]] = Counter()
         homography = None
         if config.homography is not None:
             homography = homography_from(
@@ -139,6 +150,17 @@ class Analytics:
             Polygon(self.space.to_plane(zone.polygon)) for zone in self._display
         ]
         self._display_ids = [zone.id for zone in self._display]
+        self.shelves = ShelfWatch(
+            {zone.id: [list(p) for p in zone.points] for zone in zones if zone.kind == "shelf"},
+            ShelfSettings.from_config(self._shelf_config),
+            self._shelf_config.near,
+        )
+        self._shelf_column = {zone_id: j for j, zone_id in enumerate(self.shelves.zones)}
+        # Stays at the shelves start afresh; the counts of shelves that are gone are dropped.
+        self._visit_interactions = Counter(
+            {key: n for key, n in self._visit_interactions.items() if key[0] in self._shelf_column}
+        )
+        self.at_shelf: list[int] = []
 
     def no_face_tokens(self) -> set[str]:
         """Tokens in staff or excluded zones in the last frame: their faces are never analysed.
@@ -180,13 +202,20 @@ class Analytics:
             feet = FootPoints.of(boxes if len(tokens) else np.zeros((0, 4)), self.space)
         self._last_tokens, self._last_feet = tokens, feet.image
         events = FrameEvents(timestamp, min(dt, MAX_STEP_S), tokens, feet)
+        at_shelf = self.shelves.at_shelf(boxes if len(tokens) else np.zeros((0, 4)))
+        #: Indexes of this frame's people who are at a shelf (whose poses are wanted).
+        self.at_shelf = np.flatnonzero(at_shelf.any(axis=1)).tolist()
+        events.interactions = self._record(self.shelves.present(tokens, at_shelf, timestamp))
         for line in self.lines:
             for crossing in line.observe(tokens, feet.image, timestamp, view_points=feet.view):
                 self._on_crossing(crossing)
                 events.crossings.append(crossing)
         in_display: set[str] = set()
         for zone in self.zones:
-            zone_events = zone.observe(tokens, feet.image, timestamp)
+            column = self._shelf_column.get(zone.id) if zone.kind == "shelf" else None
+            raw = at_shelf[:, column] if column is not None else None
+            zone_events = zone.observe(tokens, feet.image, timestamp, raw)
+            zone_events.visits = [self._with_interactions(v) for v in zone_events.visits]
             events.entries.extend(zone.id for _ in zone_events.entered)
             for token, _ in zone_events.entered:
                 if zone.kind == "display" and token in self._sessions:
@@ -216,6 +245,26 @@ class Analytics:
             )
         return events
 
+    def add_pose(self, token: str, timestamp: float, pose: np.ndarray) -> list[ZoneInteraction]:
+        """A pose (17 keypoints) of someone at a shelf; returns the interactions it ended."""
+        return self._record(self.shelves.observe(token, timestamp, pose))
+
+    def shelf_stays(self) -> list[ShelfStay]:
+        """Everyone at a shelf now, since when, and their reaches there (for alert rules)."""
+        return self.shelves.stays()
+
+    def _record(self, interactions: list[ZoneInteraction]) -> list[ZoneInteraction]:
+        for item in interactions:
+            session = self._sessions.get(item.token)
+            if session is not None:
+                session.add_interaction(item.zone, item.event.kind)
+            self._visit_interactions[(item.zone, item.token)] += 1
+        return interactions
+
+    def _with_interactions(self, visit: Visit) -> Visit:
+        count = self._visit_interactions.pop((visit.zone, visit.token), 0)
+        return replace(visit, interactions=count) if count else visit
+
     def _on_crossing(self, crossing: Crossing) -> None:
         session = self._sessions.get(crossing.token)
         if session is not None:
@@ -234,13 +283,17 @@ class Analytics:
             session = self._sessions.get(end.token)
             last = session.last_time if session is not None else end.ended
             crossings = [c for line in self.lines if (c := line.end(end.token, last)) is not None]
-            visits = [v for zone in self.zones if (v := zone.end(end.token)) is not None]
+            interactions = self._record(self.shelves.end(end.token, last))
+            visits = [self._with_interactions(v)
+                      for zone in self.zones if (v := zone.end(end.token)) is not None]  # fmt: skip
+            for zone_id in self.shelves.zones:  # a stay too short to be a visit: forget it
+                self._visit_interactions.pop((zone_id, end.token), None)
             for crossing in crossings:
                 self._on_crossing(crossing)
             for visit in visits:
                 self._on_visit(visit)
             self._sessions.pop(end.token, None)
-            item = EndedSession(end, crossings, visits, last=last)
+            item = EndedSession(end, crossings, visits, interactions, last=last)
             if session is not None:
                 item.started = session.started
                 item.short = last - session.started < self.config.min_session_s
@@ -252,6 +305,8 @@ class Analytics:
         """Per-token state held in memory (for the soak test: must stay bounded)."""
         return (
             len(self._sessions)
+            + len(self.shelves)
+            + len(self._visit_interactions)
             + sum(len(line) for line in self.lines)
             + sum(len(zone) for zone in self.zones)
         )

@@ -17,16 +17,22 @@ wrists against the shelf polygon (the shelf face or table top, drawn by the inst
 - a reach that starts while inspecting is a **put back** (it may also be a second pick: the names
   say what the hands did, never what was bought).
 
+:class:`ShelfWatch` runs one :class:`ShelfInteractions` per person and shelf zone of a camera
+view: who is at which shelf (their box within ``near`` of it), the poses they are fed, and the
+events of the stays that end.
+
 Keypoints are used where they are computed and forgotten: only the events leave.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from intentcam.analytics.geometry import Polygon
+from intentcam.config import ShelfConfig
 
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST = 5, 6, 7, 8, 9, 10
 LEFT_HIP, RIGHT_HIP = 11, 12
@@ -34,20 +40,23 @@ LEFT_HIP, RIGHT_HIP = 11, 12
 
 @dataclass(frozen=True)
 class ShelfSettings:
-    """Thresholds of :class:`ShelfInteractions`; each one's effect is in the module docstring."""
+    """Thresholds of :class:`ShelfInteractions`; each one's effect is in ``[shelf]``
+    (:class:`intentcam.config.ShelfConfig`), which holds their defaults."""
 
-    #: Keypoints below this MoveNet score are not used.
-    min_score: float = 0.25
-    #: Shoulder-to-wrist over shoulder-to-hip distance for an arm to count as extended.
-    extension: float = 0.55
-    #: How far outside the polygon (image heights) a hand point still counts as on the shelf.
-    margin: float = 0.0
-    #: The hand point: the wrist plus this many forearm lengths along elbow -> wrist.
-    hand: float = 0.0
-    start_s: float = 0.1
-    end_s: float = 0.3
-    inspect_s: float = 0.7
-    away: float = 0.03
+    min_score: float
+    extension: float
+    margin: float
+    hand: float
+    start_s: float
+    end_s: float
+    inspect_s: float
+    away: float
+
+    @classmethod
+    def from_config(cls, config: ShelfConfig | None = None) -> ShelfSettings:
+        """The thresholds of ``[shelf]`` (its defaults when ``config`` is ``None``)."""
+        config = config or ShelfConfig()
+        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -65,11 +74,8 @@ def hands_on_shelf(pose: np.ndarray, shelf: Polygon, settings: ShelfSettings) ->
     from it (0 when none is confident)."""
     scores = pose[:, 2]
     on, farthest = False, 0.0
-    torso = _torso(pose, settings.min_score)
-    for wrist, elbow, shoulder in (
-        (LEFT_WRIST, LEFT_ELBOW, LEFT_SHOULDER),
-        (RIGHT_WRIST, RIGHT_ELBOW, RIGHT_SHOULDER),
-    ):
+    body = _body_axis(pose, settings.min_score)
+    for wrist, elbow in ((LEFT_WRIST, LEFT_ELBOW), (RIGHT_WRIST, RIGHT_ELBOW)):
         if scores[wrist] < settings.min_score:
             continue
         point = pose[wrist : wrist + 1, :2]
@@ -77,24 +83,31 @@ def hands_on_shelf(pose: np.ndarray, shelf: Polygon, settings: ShelfSettings) ->
             point = point + settings.hand * (pose[wrist, :2] - pose[elbow, :2])
         distance = float(shelf.distance(point)[0])
         farthest = max(farthest, distance)
-        if distance > settings.margin:
+        if body is None:
+            on = on or distance <= 0.0  # no torso to judge by: only a wrist inside counts
             continue
-        if scores[shoulder] < settings.min_score or torso is None:
-            on = True  # no shoulder to judge by: a wrist on the shelf is a hand on it
+        top, down, torso = body
+        if distance > settings.margin * torso:
             continue
-        reach = float(np.linalg.norm(pose[wrist, :2] - pose[shoulder, :2]))
-        on = on or reach / torso >= settings.extension
+        # How far the wrist is held out sideways from the line shoulders -> hips: an arm
+        # hanging by the table's edge or a hand in front of the chest stays near it.
+        offset = pose[wrist, :2] - top
+        sideways = abs(float(offset[0] * down[1] - offset[1] * down[0])) / torso
+        on = on or sideways >= settings.extension
     return on, farthest
 
 
-def _torso(pose: np.ndarray, min_score: float) -> float | None:
-    """Shoulder-centre to hip-centre distance, from whichever sides are confident."""
+def _body_axis(pose: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(shoulder centre, unit vector to the hip centre, torso length) from whichever sides are
+    confident; None without a shoulder and a hip."""
     shoulders = [pose[i, :2] for i in (LEFT_SHOULDER, RIGHT_SHOULDER) if pose[i, 2] >= min_score]
     hips = [pose[i, :2] for i in (LEFT_HIP, RIGHT_HIP) if pose[i, 2] >= min_score]
     if not shoulders or not hips:
         return None
-    length = float(np.linalg.norm(np.mean(shoulders, axis=0) - np.mean(hips, axis=0)))
-    return length if length > 1e-6 else None
+    top = np.mean(shoulders, axis=0)
+    down = np.mean(hips, axis=0) - top
+    length = float(np.linalg.norm(down))
+    return (top, down / length, length) if length > 1e-6 else None
 
 
 @dataclass
@@ -102,7 +115,7 @@ class ShelfInteractions:
     """One person at one shelf; see the module docstring."""
 
     shelf: Polygon
-    settings: ShelfSettings = field(default_factory=ShelfSettings)
+    settings: ShelfSettings = field(default_factory=ShelfSettings.from_config)
     events: list[Interaction] = field(default_factory=list)
     _on_since: float | None = None
     _off_since: float | None = None
@@ -164,3 +177,119 @@ class ShelfInteractions:
             self._inspecting = False
         self.events += ended
         return ended
+
+
+#: The interaction kinds, in the order they are reported.
+KINDS = ("reach", "inspect", "put_back")
+
+
+@dataclass(frozen=True)
+class ZoneInteraction:
+    """An interaction of the person ``token`` at the shelf zone ``zone``."""
+
+    zone: str
+    token: str
+    event: Interaction
+
+
+@dataclass(frozen=True)
+class ShelfStay:
+    """Someone at a shelf zone now: since when (their first pose there) and how many reaches."""
+
+    zone: str
+    token: str
+    since: float
+    reaches: int
+
+
+class ShelfWatch:
+    """The shelf zones of one view and the people at them; see the module docstring.
+
+    ``zones`` maps zone ids to polygons (normalised image coordinates); ``near`` (frame
+    heights) is how close a person's box must come to a zone's bounds to be at it.
+    """
+
+    def __init__(self, zones: dict[str, list[list[float]]], settings: ShelfSettings,
+                 near: float) -> None:  # fmt: skip
+        self.settings = settings
+        self._polygons = {zone: Polygon(np.asarray(points)) for zone, points in zones.items()}
+        bounds = [np.asarray(points, dtype=np.float64) for points in zones.values()]
+        #: (Z, 4) bounds of each zone grown by ``near``: x1, y1, x2, y2.
+        self._bounds = np.array(
+            [[*(b.min(axis=0) - near), *(b.max(axis=0) + near)] for b in bounds]
+        ).reshape(-1, 4)
+        self._ids = list(zones)
+        self._people: dict[tuple[str, str], ShelfInteractions] = {}
+        self._since: dict[tuple[str, str], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._people)
+
+    @property
+    def zones(self) -> list[str]:
+        return list(self._ids)
+
+    def at_shelf(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, Z) whether each normalised ``x1, y1, x2, y2`` box touches each zone's bounds."""
+        if not len(boxes) or not self._ids:
+            return np.zeros((len(boxes), len(self._ids)), dtype=bool)
+        b, z = boxes[:, None, :], self._bounds[None, :, :]
+        return (b[..., 0] <= z[..., 2]) & (b[..., 2] >= z[..., 0]) & (
+            b[..., 1] <= z[..., 3]) & (b[..., 3] >= z[..., 1])  # fmt: skip
+
+    def present(self, tokens: list[str], at: np.ndarray,
+                timestamp: float) -> list[ZoneInteraction]:  # fmt: skip
+        """One frame's people and :meth:`at_shelf` of their boxes: stays begin for those who
+        came to a shelf; returns the interactions closed for those who left one."""
+        here = {(zone, tokens[i]) for i, j in zip(*np.nonzero(at)) for zone in [self._ids[j]]}
+        ended: list[ZoneInteraction] = []
+        for key in [key for key in self._people if key not in here]:
+            ended += self._leave(key, timestamp)
+        for key in here:
+            if key not in self._people:
+                self._people[key] = ShelfInteractions(self._polygons[key[0]], self.settings)
+                self._since[key] = timestamp
+        return ended
+
+    def observe(self, token: str, timestamp: float, pose: np.ndarray) -> list[ZoneInteraction]:
+        """One pose of ``token``, fed to every shelf zone it is at; returns the interactions
+        that ended with it."""
+        ended: list[ZoneInteraction] = []
+        for (zone, who), person in self._people.items():
+            if who == token:
+                ended += [ZoneInteraction(zone, token, e) for e in person.observe(timestamp, pose)]
+        return ended
+
+    def end(self, token: str, timestamp: float) -> list[ZoneInteraction]:
+        """The session ended: close its open interactions at every shelf."""
+        ended: list[ZoneInteraction] = []
+        for key in [key for key in self._people if key[1] == token]:
+            ended += self._leave(key, timestamp)
+        return ended
+
+    def _leave(self, key: tuple[str, str], timestamp: float) -> list[ZoneInteraction]:
+        person = self._people.pop(key, None)
+        self._since.pop(key, None)
+        if person is None:
+            return []
+        return [ZoneInteraction(key[0], key[1], e) for e in person.finish(timestamp)]
+
+    def stays(self) -> list[ShelfStay]:
+        """Everyone at a shelf now, with their reaches there so far (for the alert rules)."""
+        return [
+            ShelfStay(
+                zone,
+                token,
+                self._since[(zone, token)],
+                sum(1 for e in person.events if e.kind == "reach"),
+            )  # fmt: skip
+            for (zone, token), person in self._people.items()
+        ]
+
+
+def count_kinds(interactions: list[ZoneInteraction]) -> dict[str, dict[str, int]]:
+    """Per zone, how many of each kind (every kind present, zeros included)."""
+    counts: dict[str, Counter[str]] = {}
+    for item in interactions:
+        counts.setdefault(item.zone, Counter())[item.event.kind] += 1
+    return {zone: {kind: counter[kind] for kind in KINDS} for zone, counter in counts.items()}

@@ -1,9 +1,10 @@
 """Zones: debounced enter/leave per token, occupancy and dwell of completed visits.
 
-A token is *in* a zone once its foot point has been inside for ``enter_s`` seconds without a
-break, and *out* again after ``leave_s`` seconds outside; the visit is back-dated to the first
-inside (or outside) moment, so debouncing delays the events but not the dwell. A track that ends
-while inside completes its visit at its last observation.
+A token is *in* a zone once its foot point (for a ``shelf`` zone: its box near the shelf, which
+the caller works out) has been inside for ``enter_s`` seconds without a break, and *out* again
+after ``leave_s`` seconds outside; the visit is back-dated to the first inside (or outside)
+moment, so debouncing delays the events but not the dwell. A track that ends while inside
+completes its visit at its last observation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class Visit:
     token: str
     entered: float
     left: float
+    #: Shelf zones: the interactions (reaches, inspects, put-backs) of this visit.
+    interactions: int = 0
 
     @property
     def dwell(self) -> float:
@@ -76,10 +79,18 @@ class ZoneTracker:
     def inside_tokens(self) -> set[str]:
         return {token for token, presence in self._presence.items() if presence.inside}
 
-    def observe(self, tokens: list[str], image_points: np.ndarray, timestamp: float) -> ZoneEvents:
-        """Feed this frame's foot points (normalised image coordinates)."""
+    def observe(
+        self,
+        tokens: list[str],
+        image_points: np.ndarray,
+        timestamp: float,
+        raw_inside: np.ndarray | None = None,
+    ) -> ZoneEvents:
+        """Feed this frame's foot points (normalised image coordinates); ``raw_inside`` replaces
+        the foot-point test where the caller decides who is in (shelf zones)."""
         events = ZoneEvents()
-        raw_inside = self._shape.contains(image_points)
+        if raw_inside is None:
+            raw_inside = self._shape.contains(image_points)
         for token, inside in zip(tokens, raw_inside.tolist()):
             presence = self._presence.get(token)
             if presence is None:

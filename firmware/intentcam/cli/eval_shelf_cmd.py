@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from intentcam.cli.common import add_config_option, settings_from
+from intentcam.errors import UserError
 
 NAME = "eval-shelf"
 DEFAULT_LABELS = Path(__file__).resolve().parents[3] / "evaluation" / "shelf"
@@ -22,11 +23,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         "DIR (e.g. ../shared/data/shelf), choose the interaction thresholds on the clips labelled "
         "'tune' and report event-level precision and recall (start within 0.5 s) per kind on the "
         "'test' clips, with false events per minute of quiet video. Labels and their protocol: "
-        "evaluation/shelf/.",
+        "evaluation/shelf/; a labels.json in DIR itself is used first (a held-out set: clips "
+        "without 'split' are test clips, and without tune clips the [shelf] thresholds of the "
+        "config are scored).",
     )
     parser.add_argument("clips", type=Path, metavar="DIR", help="the folder of the labelled clips")
-    parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS, metavar="DIR",
-                        help="folder of labels.json (default: evaluation/shelf)")  # fmt: skip
+    parser.add_argument("--labels", type=Path, metavar="DIR",
+                        help="folder of labels.json (default: DIR if it has one, else "
+                        "evaluation/shelf)")  # fmt: skip
+    parser.add_argument("--configured", action="store_true",
+                        help="score the config's [shelf] thresholds instead of choosing them on "
+                        "the tune clips")  # fmt: skip
     add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
@@ -35,6 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from intentcam.analytics.shelf import ShelfSettings
     from intentcam.detect import build_detector
     from intentcam.evaluation.shelf import evaluate, extract_poses, load_labels
     from intentcam.inference.model import load_model
@@ -43,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from intentcam.track.bytetrack import ByteTracker, TrackerSettings
 
     settings = settings_from(args, {})
-    clips = load_labels(args.labels, args.clips)
+    if not args.clips.is_dir():
+        raise UserError(f"{args.clips}: not a folder of clips", exit_code=2)
+    labels = args.labels or (
+        args.clips if (args.clips / "labels.json").is_file() else DEFAULT_LABELS
+    )
+    clips = load_labels(labels, args.clips)
     detector = build_detector(settings)
     manifest = load_manifest(settings.paths.manifest)
     pose = PoseModel(load_model(manifest.get("movenet_lightning"), settings.paths.models,
@@ -53,9 +66,8 @@ def run(args: argparse.Namespace) -> int:
     def poses_of(clip: Any) -> Any:
         tracker = ByteTracker(TrackerSettings.from_config(settings.tracker, detector.operating_point),
                               aspect=4 / 3)  # fmt: skip
-        return extract_poses(
-            clip, lambda image: detector.detect(image, min_score=low), tracker, pose
-        )
+        return extract_poses(clip, lambda image: detector.detect(image, min_score=low), tracker,
+                             pose, settings.shelf.near)  # fmt: skip
 
     bar = tqdm(total=len(clips), desc="clips", unit="clip", leave=False, disable=None)
 
@@ -64,13 +76,15 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        result = evaluate(clips, poses_of, progress)
+        result = evaluate(clips, poses_of, ShelfSettings.from_config(settings.shelf), progress,
+                          tune=not args.configured)  # fmt: skip
     finally:
         bar.close()
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"thresholds (chosen on {', '.join(result['tune']['clips'])}): {result['settings']}")
+    where = ", ".join(result["tune"]["clips"]) or "the config"
+    print(f"thresholds (from {where}): {result['settings']}")
     print(f"{'clip':32} {'split':5} {'reach m/d/l':>12} {'inspect':>9} {'put_back':>9} false")
     for row in result["all"]["clips"]:
         cells = ["/".join(map(str, row[kind])) for kind in ("reach", "inspect", "put_back")]

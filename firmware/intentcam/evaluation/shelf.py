@@ -6,7 +6,9 @@ through :class:`intentcam.analytics.shelf.ShelfInteractions` with the thresholds
 A detected event matches a labelled one of the same kind when their starts are within the
 tolerance (0.5 s), each label at most once. Thresholds are chosen on the clips labelled
 ``tune`` (best mean reach F1 over a small grid) and reported on the ``test`` clips; quiet
-stretches (frames inside no labelled event) give the false events per minute.
+stretches (frames inside no labelled event) give the false events per minute. Labels without
+tune clips (someone else's held-out set; ``split`` may be left out, meaning ``test``) are
+scored with the configured ``[shelf]`` thresholds.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import cv2
 import numpy as np
 
 from intentcam.analytics.geometry import Polygon
-from intentcam.analytics.shelf import Interaction, ShelfInteractions, ShelfSettings
+from intentcam.analytics.shelf import Interaction, ShelfInteractions, ShelfSettings, ShelfWatch
 from intentcam.errors import UserError
 
 KINDS = ("reach", "inspect", "put_back")
 TOLERANCE_S = 0.5
 #: The grid thresholds are chosen from on the tuning clips.
 GRID = {
-    "extension": (0.35, 0.45, 0.55, 0.65),
-    "margin": (0.0, 0.04, 0.08),
-    "hand": (0.0, 0.4, 0.8),
+    "extension": (0.2, 0.3, 0.4, 0.5),
+    "margin": (0.0, 0.15, 0.3),
+    "hand": (0.0, 0.4),
     "end_s": (0.2, 0.4),
     "min_score": (0.2, 0.3),
 }
@@ -67,20 +69,27 @@ def load_labels(folder: Path, clips: Path) -> list[LabelledClip]:
             video = next(iter(sorted(clips.glob(f"{name}.*"))), None)
             if video is None:
                 raise UserError(f"{clips}: no video for labelled clip {name!r}", exit_code=2)
-            found.append(LabelledClip(name, video, clip["shelf"], clip["split"], events))
+            split = clip.get("split", "test")
+            if split not in ("tune", "test"):
+                raise ValueError(f"clip {name!r}: split must be 'tune' or 'test', not {split!r}")
+            found.append(LabelledClip(name, video, clip["shelf"], split, events))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: cannot read the labels ({exc})", exit_code=2) from None
     return found
 
 
 def extract_poses(
-    clip: LabelledClip, detect: Callable[[np.ndarray], Any], tracker: Any, pose: Any
+    clip: LabelledClip,
+    detect: Callable[[np.ndarray], Any],
+    tracker: Any,
+    pose: Any,
+    near: float,
 ) -> ClipPoses:
-    """Detect, track and estimate poses of the people whose box touches the shelf's bounds."""
+    """Detect, track and estimate poses of the people at the shelf (as the daemon decides it:
+    their box within ``near`` of the shelf's bounds)."""
     capture = cv2.VideoCapture(str(clip.path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
-    shelf = np.asarray(clip.shelf)
-    low, high = shelf.min(axis=0) - 0.05, shelf.max(axis=0) + 0.05
+    watch = ShelfWatch({"shelf": clip.shelf}, ShelfSettings.from_config(), near)
     people: dict[int, tuple[list[float], list[np.ndarray]]] = {}
     frame_number = 0
     while True:
@@ -90,8 +99,9 @@ def extract_poses(
         timestamp = frame_number / fps
         detections = detect(image)
         tracked = tracker.update(detections.boxes, detections.scores, timestamp)
-        for track_id, box in zip(tracked.ids.tolist(), tracked.boxes):
-            if box[2] < low[0] or box[0] > high[0] or box[3] < low[1] or box[1] > high[1]:
+        at_shelf = watch.at_shelf(tracked.boxes)[:, 0]
+        for track_id, box, here in zip(tracked.ids.tolist(), tracked.boxes, at_shelf):
+            if not here:
                 continue
             times, poses = people.setdefault(int(track_id), ([], []))
             times.append(timestamp)
@@ -186,10 +196,10 @@ def f1(result: dict[str, Any], kind: str = "reach") -> float:
 def choose(tuning: list[tuple[LabelledClip, ClipPoses]]) -> tuple[ShelfSettings, float]:
     """The grid point with the best reach F1 on the tuning clips (ties: the first, so the
     stricter thresholds listed first win)."""
-    best, best_f1 = ShelfSettings(), -1.0
+    best, best_f1 = ShelfSettings.from_config(), -1.0
     names = list(GRID)
     for values in itertools.product(*(GRID[name] for name in names)):
-        settings = replace(ShelfSettings(), **dict(zip(names, values)))
+        settings = replace(ShelfSettings.from_config(), **dict(zip(names, values)))
         value = f1(score(tuning, settings))
         if value > best_f1:
             best, best_f1 = settings, value
@@ -199,22 +209,30 @@ def choose(tuning: list[tuple[LabelledClip, ClipPoses]]) -> tuple[ShelfSettings,
 def evaluate(
     clips: list[LabelledClip],
     poses_of: Callable[[LabelledClip], ClipPoses],
+    configured: ShelfSettings,
     progress: Callable[[str], None] = lambda name: None,
+    *,
+    tune: bool = True,
 ) -> dict[str, Any]:
-    """Choose thresholds on the ``tune`` clips, report on the ``test`` clips (and all)."""
+    """Choose thresholds on the ``tune`` clips (unless ``tune`` is off or there are none: then
+    the ``configured`` ones), report on the ``test`` clips (and all)."""
     pairs = []
     for clip in clips:
         progress(clip.name)
         pairs.append((clip, poses_of(clip)))
     tuning = [p for p in pairs if p[0].split == "tune"]
     testing = [p for p in pairs if p[0].split == "test"]
-    if not tuning or not testing:
-        raise UserError("the labels need clips of both splits, tune and test", exit_code=2)
-    settings, tuned_f1 = choose(tuning)
+    if not testing:
+        raise UserError("no clip is labelled 'test': nothing to report on", exit_code=2)
+    if tune and tuning:
+        settings, tuned_f1 = choose(tuning)
+        chosen = {"clips": [c.name for c, _ in tuning], "reach_f1": round(tuned_f1, 3)}
+    else:
+        settings, chosen = configured, {"clips": [], "configured": True}
     return {
         "settings": asdict(settings),
         "tolerance_s": TOLERANCE_S,
-        "tune": {"clips": [c.name for c, _ in tuning], "reach_f1": round(tuned_f1, 3)},
+        "tune": chosen,
         "test": score(testing, settings),
         "all": score(pairs, settings),
     }

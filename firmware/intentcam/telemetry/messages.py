@@ -2,7 +2,7 @@
 
 Every message carries ``v``, ``device``, ``site``, ``boot_id`` (random per daemon start), ``seq``
 and ``ts``; windowed ones carry their ``window``. ``seq`` of ``counts``/``heatmap``/``sessions``/``event`` comes from the spool (monotonic per
-device across restarts, so a gap is visible); ``health``, ``state``, ``ota`` and
+device across restarts, so a gap is visible); ``health``, ``state``, ``ota``, ``alert`` and
 ``status``/``reply`` messages are not spooled and count on their own (persisted too), so they
 never make a false gap in the data stream.
 """
@@ -52,12 +52,14 @@ DELIVERY = {
                        "clean exit; the last will (offline) after a crash."),
     "reply": Delivery(1, False, False, "The answer to a command (or on the MQTT 5 response topic)."),
     "ota": Delivery(1, True, False, "Every model-update transition."),
+    "alert": Delivery(1, False, False, "When a staff-assist rule of [alerts] fires (never spooled: "
+                      "an alert delivered hours late helps nobody)."),
 }  # fmt: skip
 #: Message types that go through the spool, with their QoS.
 SPOOLED = {kind: delivery.qos for kind, delivery in DELIVERY.items() if delivery.spooled}
 MESSAGE_TYPES = tuple(DELIVERY)
 #: Topic names that differ from their message type: one ``event`` per message on ``events``.
-TOPIC_NAMES = {"event": "events"}
+TOPIC_NAMES = {"event": "events", "alert": "alerts"}
 HEATMAP_SCALE = 0.1  # heatmap cells are sent in tenths of a track-second
 
 

@@ -97,6 +97,9 @@ class Telemetry:
 
     def write(self, record: Record, line: str | None = None) -> None:
         message_type = record.get("type")
+        if message_type == "alert":  # straight out: a late alert is no use
+            self._send(self._envelope("alert", body_of(record), self.spool.next_number("alert")))
+            return
         if message_type not in SPOOLED:
             self.forward.write(record, line)
             return

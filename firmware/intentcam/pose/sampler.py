@@ -1,0 +1,107 @@
+"""Poses of the people at shelves, at a bounded rate per person and within a time budget.
+
+Every frame, each person at a shelf whose last pose is at least ``pose_interval_s`` old is due;
+the most overdue go first. The budget is a token bucket in milliseconds: every frame earns
+``budget_share`` times the detector's time on it, every pose spends what it took, and poses run
+only while the bucket is not empty. Over any stretch, pose work therefore costs at most that share
+of the detector's time (plus one pose of overshoot and the bucket's small cap), so the frame rate
+stays at or above ``1 / (1 + budget_share)`` of what it is without shelves, on any hardware. In a
+crowd, people wait for a later frame rather than stalling this one.
+
+Privacy: the crop lives inside :meth:`intentcam.pose.movenet.PoseModel.keypoints` for one invoke;
+the keypoints go to the shelf analytics and are not kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from intentcam.config import ShelfConfig
+from intentcam.pose.movenet import PoseModel
+
+#: Receives (index of the person in the frame, 17 keypoints) for each pose computed.
+PoseSink = Callable[[int, np.ndarray], None]
+#: The bucket holds at most this many frames' worth of budget: a quiet minute does not buy a
+#: burst that stalls the next crowded frame.
+CAP_FRAMES = 3.0
+
+
+@dataclass
+class PoseBudget:
+    """Token bucket of pose milliseconds; see the module docstring."""
+
+    share: float
+    credit_ms: float = 0.0
+
+    def earn(self, detect_ms: float) -> None:
+        """One frame whose detector took ``detect_ms``."""
+        earned = self.share * detect_ms
+        self.credit_ms = min(self.credit_ms + earned, CAP_FRAMES * earned)
+
+    @property
+    def available(self) -> bool:
+        return self.credit_ms > 0
+
+    def spend(self, milliseconds: float) -> None:
+        self.credit_ms -= milliseconds
+
+
+@dataclass
+class PoseSampler:
+    """Runs ``model`` on the people at shelves; see the module docstring."""
+
+    model: PoseModel
+    interval_s: float
+    budget: PoseBudget
+    counts: Counter[str] = field(default_factory=Counter)
+    _last: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.perf_counter
+
+    @classmethod
+    def from_config(cls, model: PoseModel, config: ShelfConfig) -> PoseSampler:
+        return cls(model, config.pose_interval_s, PoseBudget(config.budget_share))
+
+    def sample(
+        self,
+        image: np.ndarray,
+        tokens: list[str],
+        boxes: np.ndarray,
+        at_shelf: list[int],
+        now: float,
+        detect_ms: float,
+        sink: PoseSink,
+    ) -> int:
+        """Poses for the due people among ``at_shelf`` (indexes into ``tokens``/``boxes``);
+        returns how many were computed."""
+        self.budget.earn(detect_ms)
+        due = sorted(
+            (self._last.get(tokens[i], float("-inf")), i)
+            for i in at_shelf
+            if now - self._last.get(tokens[i], float("-inf")) >= self.interval_s
+        )
+        done = 0
+        for _, index in due:
+            if not self.budget.available:
+                self.counts["over_budget"] += len(due) - done
+                break
+            started = self.clock()
+            points = self.model.keypoints(image, boxes[index])
+            self.budget.spend((self.clock() - started) * 1e3)
+            self._last[tokens[index]] = now
+            sink(index, points)
+            done += 1
+        self.counts["poses"] += done
+        return done
+
+    def forget(self, tokens: list[str]) -> None:
+        """Sessions that ended: drop their rate state (memory stays bounded)."""
+        for token in tokens:
+            self._last.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._last)
