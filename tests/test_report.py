@@ -116,6 +116,30 @@ def test_the_day_adds_up_what_the_cameras_counted(two_doors: list[dict[str, Any]
     assert north.per_square_metre is not None and float(north.per_square_metre[0, 0]) == 2.0
 
 
+def test_the_shelves_table_adds_up_interactions_and_judges_engagement_over_k() -> None:
+    def shelf_window(seq: int, minute: int, interactions: dict[str, Any]) -> dict[str, Any]:
+        message = counts("cam-aisle", seq, 10, minute, (0, 0), 0, 1)
+        zone = message["zones"]["shelf"]
+        zone["kind"] = "shelf"
+        zone["interactions"] = interactions
+        return message
+
+    messages = [
+        shelf_window(1, 0, {"reach": 4, "inspect": 2, "put_back": 1, "visits": 3,
+                            "engaged_visits": 2, "engagement": 0.667}),
+        shelf_window(2, 1, {"reach": 1, "inspect": 0, "put_back": 0, "visits": 1,
+                            "engagement_suppressed": True}),
+        shelf_window(3, 2, {"reach": 3, "inspect": 1, "put_back": 0, "visits": 5,
+                            "engaged_visits": 1, "engagement": 0.2}),
+    ]  # fmt: skip
+    assert all(validation_errors(m) == [] for m in messages)
+    day = build_day(
+        messages, DAY, "UTC", site="store", names=Names(zones={"cam-aisle/shelf": "coffee"})
+    )
+    assert day.shelves.rows == [["coffee", 9, 8, 3, 1, round(3 / 8, 3)]]
+    assert day.shelves in day.tables()
+
+
 def test_names_files_are_checked(tmp_path: Path) -> None:
     from intentcam.errors import UserError
 

@@ -124,14 +124,15 @@ class Day:
     peak_hour: int | None
     occupancy: Table
     zones: Table
+    shelves: Table
     intent: Table
     sentiment: Table
     heat: list[CameraHeat]
     windows: int
 
     def tables(self) -> list[Table]:
-        return [self.footfall, self.occupancy, self.zones, self.intent, self.sentiment,
-                self.heat_table()]  # fmt: skip
+        return [self.footfall, self.occupancy, self.zones, self.shelves, self.intent,
+                self.sentiment, self.heat_table()]  # fmt: skip
 
     def heat_table(self) -> Table:
         rows = []
@@ -239,6 +240,7 @@ def build_day(
         peak_hour=peak,
         occupancy=_occupancy(counts, zone),
         zones=_zones(counts, sessions, names, long_visit_s, k_min),
+        shelves=_shelves(counts, names),
         intent=_intent(sessions, k_min),
         sentiment=_sentiment(counts, names),
         heat=_heat([m for m in of_day if m["type"] == "heatmap"]),
@@ -344,6 +346,39 @@ def _zones(
         rows,
         f"Visits are zone entries; time of stay is each visitor's total in the zone (sessions of "
         f"at least the cameras' min_session_s). Blank: fewer than k = {k_min} visitors.",
+    )
+
+
+SHELF_COUNTS = ("visits", "reach", "inspect", "put_back")
+
+
+def _shelves(counts: list[dict[str, Any]], names: Names) -> Table:
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for message in counts:
+        for zone_id, stats in message["zones"].items():
+            shelf = stats.get("interactions")
+            if shelf is None:
+                continue
+            total = totals[names.zone(message["device"], zone_id)]
+            for key in SHELF_COUNTS:
+                total[key] += shelf[key]
+            if "engagement" in shelf:  # windows with at least k visits
+                total["judged"] += shelf["visits"]
+                total["engaged"] += shelf["engaged_visits"]
+    rows = [
+        [name, *(total[key] for key in SHELF_COUNTS),
+         round(total["engaged"] / total["judged"], 3) if total["judged"] else ""]
+        for name, total in sorted(totals.items())
+    ]  # fmt: skip
+    return Table(
+        "shelves",
+        "Shelves: hands at the products",
+        ["shelf", *SHELF_COUNTS, "engagement"],
+        rows,
+        "Reaches, inspects (something held away after a reach) and put-backs (a reach while "
+        "inspecting) at each shelf zone: what hands did, never what was bought. Engagement: the "
+        "share of visits with at least one interaction, over the windows with at least k visits "
+        "(blank: none had).",
     )
 
 

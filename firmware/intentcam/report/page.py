@@ -278,6 +278,16 @@ def write_report(
         _section(day.footfall, footfall_chart(day)),
         _section(day.occupancy, occupancy_chart(day)),
         _section(day.zones, bars_chart(day.zones, ["stay_p50_s", "stay_p90_s"], "seconds")),
+        *(
+            [
+                _section(
+                    day.shelves,
+                    bars_chart(day.shelves, ["reach", "inspect", "put_back"], "interactions"),
+                )
+            ]
+            if day.shelves.rows
+            else []
+        ),  # fmt: skip
         _section(day.intent, bars_chart(day.intent, ["engagement", "approach_index"], "mean")),
         _section(
             day.sentiment,
