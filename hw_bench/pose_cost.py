@@ -31,10 +31,8 @@ from tqdm import tqdm
 from intentcam.capture import VideoFileSource
 from intentcam.config import Settings, load_config
 from intentcam.detect import build_detector
-from intentcam.inference.model import load_model
-from intentcam.models.manifest import load_manifest
 from intentcam.pipeline import build_pipeline
-from intentcam.pose.movenet import PoseModel
+from intentcam.pose.build import build_pose_model
 from intentcam.sinks import NullSink
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -46,9 +44,7 @@ WHOLE_FRAME = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 def per_frame(settings: Settings, frames: int) -> dict[str, Any]:
     """Detector ms and unbudgeted pose ms per frame for each N of :data:`PEOPLE`."""
     detector = build_detector(settings)
-    manifest = load_manifest(settings.paths.manifest)
-    pose = PoseModel(load_model(manifest.get("movenet_lightning"), settings.paths.models,
-                                threads=1, delegate="cpu"))  # fmt: skip
+    pose = build_pose_model(settings)
     source = VideoFileSource(CLIP)
     detect_ms: list[float] = []
     pose_ms: dict[int, list[float]] = {n: [] for n in PEOPLE}

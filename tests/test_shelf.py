@@ -77,7 +77,10 @@ def test_take_look_and_put_back() -> None:
     assert inspect[1] == pytest.approx(events[0][2], abs=0.01)  # from the end of the pick...
     assert inspect[2] == pytest.approx(events[2][1], abs=0.01)  # ...to the start of the return
     # A quick second reach (no inspecting in between) is not a put back.
-    quick = run([(0.5, ON_SHELF), (0.4, AWAY), (0.5, ON_SHELF), (0.5, AT_CHEST)])
+    settings = ShelfSettings.from_config()
+    gap = settings.end_s + 0.2
+    assert gap < settings.inspect_s
+    quick = run([(0.5, ON_SHELF), (gap, AWAY), (0.5, ON_SHELF), (0.5, AT_CHEST)])
     assert [kind for kind, _, _ in quick] == ["reach", "reach"]
 
 

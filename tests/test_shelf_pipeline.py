@@ -96,23 +96,30 @@ def test_sampler_runs_real_movenet_within_rate_and_budget(model_dir: Path) -> No
 
     model = PoseModel(load_model(load_manifest(None).get("movenet_lightning"), model_dir,
                                  delegate="cpu"))  # fmt: skip
-    sampler = PoseSampler(model, interval_s=0.1, budget=PoseBudget(0.2), clock=TickingClock(10))
+    sampler = PoseSampler(model, interval_s=0.1, budget=PoseBudget(0.15), clock=TickingClock(10))
     ok, image = cv2.VideoCapture(str(SHELF / "set-a-normal-6.mp4")).read()
     assert ok
     tokens = [f"t{i}" for i in range(10)]
     boxes = np.tile([0.3, 0.2, 0.55, 0.95], (10, 1))
     got: list[tuple[int, np.ndarray]] = []
-    # 40 ms detector: 8 ms of pose per frame, a pose "takes" 10 ms -> at most one per frame
-    done = [sampler.sample(image, tokens, boxes, list(range(10)), t / 15, 40.0,
-                           lambda i, p: got.append((i, p))) for t in range(15)]  # fmt: skip
-    assert max(done) == 1 and sum(done) >= 10
-    assert sorted({i for i, _ in got[:10]}) == list(range(10)), "the most overdue go first"
+
+    def frame(which: PoseSampler, t: int, people: int, spare_ms: float = 0.0) -> int:
+        which.budget.earn(40.0, spare_ms)
+        return which.sample(image, tokens[:people], boxes[:people], list(range(people)), t / 15,
+                            lambda i, p: got.append((i, p)))  # fmt: skip
+
+    # 40 ms detector: 6 ms of pose per frame, a pose "takes" 10 ms -> at most one per frame
+    done = [frame(sampler, t, 10) for t in range(20)]
+    assert max(done) == 1 and 8 <= sum(done) <= 14
+    assert sorted({i for i, _ in got[:8]}) == list(range(8)), "the most overdue go first"
     assert all(p.shape == (17, 3) and (p[:, 2] >= 0).all() for _, p in got)
     assert sampler.counts["over_budget"] > 0
+    # Time the loop waited for the camera is spent first: 60 ms spare pays for 6 more poses.
+    idle = PoseSampler(model, interval_s=0.1, budget=PoseBudget(0.15), clock=TickingClock(10))
+    assert frame(idle, 0, 10, spare_ms=60.0) == 7
     # One person, ample budget: the rate limit holds (15 fps, a pose every 0.1 s at most).
     alone = PoseSampler(model, interval_s=0.1, budget=PoseBudget(0.2), clock=TickingClock(1))
-    poses = sum(alone.sample(image, ["a"], boxes[:1], [0], t / 15, 40.0, lambda i, p: None)
-                for t in range(30))  # fmt: skip
+    poses = sum(frame(alone, t, 1) for t in range(30))
     assert poses == 15  # every second frame of 2 s at 15 fps
 
 
@@ -221,11 +228,17 @@ class ListSink:
         return None
 
 
+#: The clips are read as fast as the loop goes, so no time is spare and the budget alone would
+#: decide how many poses run: the share is raised so that every person at the shelf gets their
+#: 10 poses a second, as they would from a live camera at 15 fps with time to spare (the budget
+#: has its own tests above). What is tested here is the rule.
 ALERT_CONFIG = """
 [analytics]
 window_s = 5
 [telemetry]
 events = true
+[shelf]
+budget_share = 1.0
 [[zones]]
 id = "table"
 kind = "shelf"

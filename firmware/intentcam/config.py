@@ -447,17 +447,21 @@ class ShelfConfig(_Section):
     #: At most one pose per person at a shelf per this many seconds (10 per second by default:
     #: reaches are short).
     pose_interval_s: float = Field(default=0.1, gt=0, le=10)
-    #: Pose work may take at most this share of the detector's time, averaged over frames (a
-    #: token bucket): 0.15 keeps the frame rate at or above 1 / 1.15 = 0.87 of what it is
-    #: without shelves in theory, and 0.8 measured with everyone at a shelf, where a pose also
-    #: slows what runs after it (hw_bench/pose_cost.py). People not reached wait for a later
-    #: frame.
+    #: Beyond the time the loop waits for a live camera anyway (spent on poses first, at no
+    #: cost in frames), pose work may take at most this share of the detector's time, averaged
+    #: over frames (a token bucket): 0.15 keeps the frame rate at or above 1 / 1.15 = 0.87 of
+    #: what it is without shelves in theory, and 0.8 measured with everyone at a shelf, where a
+    #: pose also slows what runs after it (hw_bench/pose_cost.py). People not reached wait for
+    #: a later frame.
     budget_share: float = Field(default=0.15, gt=0, le=2)
+    #: MoveNet sees this share of the person's box, from its top: the upper body, so the arms
+    #: and hands get more of its pixels (0.5 was best on the tune clips among 0.4 to 1.0).
+    crop_top: float = Field(default=0.5, ge=0.3, le=1)
     #: Keypoints below this MoveNet score are ignored.
-    min_score: float = Field(default=0.2, gt=0, lt=1)
+    min_score: float = Field(default=0.3, gt=0, lt=1)
     #: A wrist counts as reaching when held out sideways from the body axis (shoulders to hips)
     #: by at least this many torso lengths: hanging arms and hands at the chest stay below.
-    extension: float = Field(default=0.5, ge=0, le=3)
+    extension: float = Field(default=0.4, ge=0, le=3)
     #: How far outside the shelf polygon (torso lengths) a wrist still counts as on the shelf.
     margin: float = Field(default=0.0, ge=0, le=2)
     #: The hand point: the wrist plus this many forearm lengths along elbow -> wrist.
@@ -465,7 +469,7 @@ class ShelfConfig(_Section):
     #: A reach starts after a hand has been on the shelf this long, and ends after it has been
     #: off this long (hysteresis, seconds).
     start_s: float = Field(default=0.1, ge=0, le=10)
-    end_s: float = Field(default=0.2, ge=0, le=10)
+    end_s: float = Field(default=0.4, ge=0, le=10)
     #: After a reach, the person holds what they took this long, wrist at least ``away`` frame
     #: heights off the shelf: an inspect.
     inspect_s: float = Field(default=0.7, ge=0, le=60)

@@ -131,6 +131,7 @@ class Pipeline:
         now = self.clock()
         stats = LoopStats(started=now, window_started=now)
         run_origin: float | None = None
+        spare_ms = 0.0
         while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
             self.heartbeat.last_alive = self.clock()
             if self.tick is not None:
@@ -138,7 +139,11 @@ class Pipeline:
             read_started = self.clock()
             frame = self.source.read(timeout=READ_TIMEOUT_S)
             if frame is not None:
-                self.timings.add("capture", (self.clock() - read_started) * 1e3)
+                waited_ms = (self.clock() - read_started) * 1e3
+                self.timings.add("capture", waited_ms)
+                # A live camera decodes on its own thread: the wait for its frame, and the
+                # fps cap's sleep, are time the loop has to spare (for poses at shelves).
+                spare_ms = spare_ms + waited_ms if self.source.live else 0.0
             if frame is None:
                 if self.source.finished:
                     break
@@ -159,7 +164,9 @@ class Pipeline:
                 detections = self.detector.detect(frame.image, min_score=view.low_score)
                 last = self.detector.last
                 detect_ms = last.preprocess_ms + last.invoke_ms + last.postprocess_ms
-                records = view.process(detections, frame.timestamp, frame.image, detect_ms)
+                records = view.process(
+                    detections, frame.timestamp, frame.image, detect_ms=detect_ms, spare_ms=spare_ms
+                )
                 invokes = last.invokes
                 people = int((detections.scores >= self.detector.score_threshold).sum())
             else:
@@ -182,7 +189,7 @@ class Pipeline:
             self.heartbeat.beat(now, people)
             if now - stats.window_started >= self.report_every_s:
                 self._report(stats, now)
-            self._respect_fps_cap(started, stop)
+            spare_ms = self._respect_fps_cap(started, stop)
         if self.view is not None:
             for record in self.view.finish():
                 self.sink.write(record)
@@ -237,16 +244,18 @@ class Pipeline:
         )
         stats.window_started, stats.window_frames, stats.window_people = now, 0, 0
 
-    def _respect_fps_cap(self, started: float, stop: threading.Event) -> None:
+    def _respect_fps_cap(self, started: float, stop: threading.Event) -> float:
         """Live sources only: wait out the rest of the frame period, then take the newest frame.
+        Returns the milliseconds waited.
 
         File sources are never capped, so a clip is processed deterministically, every frame.
         """
         if not self.fps_cap or not self.source.live:
-            return
+            return 0.0
         remaining = 1.0 / self.fps_cap - (self.clock() - started)
         if remaining > 0:
             stop.wait(remaining)
+        return max(remaining, 0.0) * 1e3
 
 
 def build_pipeline(

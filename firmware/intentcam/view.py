@@ -204,7 +204,7 @@ class CameraView:
     analytics: ViewAnalytics
     #: Expression sampling; ``None`` unless privacy.expression_inference is on.
     faces: FaceAnalyzer | None = None
-    #: Builds the pose sampler the first time someone is at a shelf zone.
+    #: Builds the pose sampler the first time someone is at a shelf zone, if it is not built.
     pose_factory: Callable[[], PoseSampler] | None = None
     poses: PoseSampler | None = None
     #: Milliseconds per stage of the last frame (``tracking``, ``analytics``, ``sentiment``).
@@ -228,6 +228,8 @@ class CameraView:
         previous run saved."""
         from intentcam.pose.build import build_pose_sampler
         from intentcam.sentiment.build import build_face_analyzer
+
+        has_shelf = any(zone.kind == "shelf" for zone in settings.zones)
 
         return cls(
             tracker=ByteTracker(
@@ -253,6 +255,9 @@ class CameraView:
                 alerts=settings.alerts,
             ),
             faces=build_face_analyzer(settings),
+            # Loaded now when shelves are configured (a missing model fails the start, not a
+            # frame hours later), else when a shelf added live first has someone at it.
+            poses=build_pose_sampler(settings) if has_shelf else None,
             pose_factory=lambda: build_pose_sampler(settings),
         )
 
@@ -290,13 +295,15 @@ class CameraView:
         detections: Detections,
         timestamp: float,
         image: np.ndarray | None = None,
+        *,
         detect_ms: float = 0.0,
+        spare_ms: float = 0.0,
     ) -> list[Record]:
         """Track one frame's detections; returns the records of any windows that closed.
 
         ``image`` (the frame) is where poses of the people at shelves are taken, within a budget
-        earned from ``detect_ms`` (the detector's time on this frame), and faces are sampled when
-        expression inference is on.
+        earned from ``detect_ms`` (the detector's time on this frame) and ``spare_ms`` (time the
+        loop waited for it), and faces are sampled when expression inference is on.
         """
         started = time.perf_counter()
         tracked = self.tracker.update(detections.boxes, detections.scores, timestamp)
@@ -316,7 +323,7 @@ class CameraView:
             self.poses = self.pose_factory()
         if self.poses is not None and image is not None:
             records += self._poses(
-                image, tokens, tracked.boxes, timestamp, detect_ms, ended + rotated
+                image, tokens, tracked.boxes, timestamp, (detect_ms, spare_ms), ended + rotated
             )
         if self.faces is not None and image is not None:
             self.faces.forget([end.token for end in ended + rotated])
@@ -332,7 +339,7 @@ class CameraView:
         return records
 
     def _poses(self, image: np.ndarray, tokens: list[str], boxes: np.ndarray, timestamp: float,
-               detect_ms: float, ended: list[SessionEnd]) -> list[Record]:  # fmt: skip
+               earned: tuple[float, float], ended: list[SessionEnd]) -> list[Record]:  # fmt: skip
         assert self.poses is not None
         started = time.perf_counter()
         self.poses.forget([end.token for end in ended])
@@ -341,7 +348,8 @@ class CameraView:
         def take(index: int, points: np.ndarray) -> None:
             records.extend(self.analytics.add_pose(tokens[index], timestamp, points))
 
-        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, detect_ms, take)
+        self.poses.budget.earn(*earned)
+        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, take)
         self.stage_ms["pose"] = (time.perf_counter() - started) * 1e3
         return records
 

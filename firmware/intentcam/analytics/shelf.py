@@ -241,7 +241,7 @@ class ShelfWatch:
                 timestamp: float) -> list[ZoneInteraction]:  # fmt: skip
         """One frame's people and :meth:`at_shelf` of their boxes: stays begin for those who
         came to a shelf; returns the interactions closed for those who left one."""
-        here = {(zone, tokens[i]) for i, j in zip(*np.nonzero(at)) for zone in [self._ids[j]]}
+        here = {(self._ids[j], tokens[i]) for i, j in zip(*np.nonzero(at))}
         ended: list[ZoneInteraction] = []
         for key in [key for key in self._people if key not in here]:
             ended += self._leave(key, timestamp)

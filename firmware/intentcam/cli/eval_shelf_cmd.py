@@ -45,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from intentcam.analytics.shelf import ShelfSettings
     from intentcam.detect import build_detector
     from intentcam.evaluation.shelf import evaluate, extract_poses, load_labels
-    from intentcam.inference.model import load_model
-    from intentcam.models.manifest import load_manifest
-    from intentcam.pose.movenet import PoseModel
+    from intentcam.pose.build import build_pose_model
     from intentcam.track.bytetrack import ByteTracker, TrackerSettings
 
     settings = settings_from(args, {})
@@ -58,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
     )
     clips = load_labels(labels, args.clips)
     detector = build_detector(settings)
-    manifest = load_manifest(settings.paths.manifest)
-    pose = PoseModel(load_model(manifest.get("movenet_lightning"), settings.paths.models,
-                                threads=settings.detector.threads, delegate="cpu"))  # fmt: skip
+    pose = build_pose_model(settings, threads=settings.detector.threads)
     low = detector.operating_point.low_score
 
     def poses_of(clip: Any) -> Any:

@@ -2,11 +2,14 @@
 
 Every frame, each person at a shelf whose last pose is at least ``pose_interval_s`` old is due;
 the most overdue go first. The budget is a token bucket in milliseconds: every frame earns
-``budget_share`` times the detector's time on it, every pose spends what it took, and poses run
-only while the bucket is not empty. Over any stretch, pose work therefore costs at most that share
-of the detector's time (plus one pose of overshoot and the bucket's small cap), so the frame rate
-stays at or above ``1 / (1 + budget_share)`` of what it is without shelves, on any hardware. In a
-crowd, people wait for a later frame rather than stalling this one.
+``budget_share`` times the detector's time on it, plus the time the loop spent waiting for it (a
+live camera faster than the loop leaves none; one held back by ``camera.fps_cap`` leaves the rest
+of the frame period), every pose spends what it took, and poses run only while the bucket is not
+empty. Poses therefore fill the loop's idle time first, which costs no frames, and beyond it cost
+at most ``budget_share`` of the detector's time (plus one pose of overshoot and the bucket's small
+cap), so the frame rate stays at or above ``1 / (1 + budget_share)`` of what it is without
+shelves, on any hardware. In a crowd, people wait for a later frame rather than stalling this
+one.
 
 Privacy: the crop lives inside :meth:`intentcam.pose.movenet.PoseModel.keypoints` for one invoke;
 the keypoints go to the shelf analytics and are not kept.
@@ -38,9 +41,10 @@ class PoseBudget:
     share: float
     credit_ms: float = 0.0
 
-    def earn(self, detect_ms: float) -> None:
-        """One frame whose detector took ``detect_ms``."""
-        earned = self.share * detect_ms
+    def earn(self, detect_ms: float, spare_ms: float = 0.0) -> None:
+        """One frame whose detector took ``detect_ms`` after the loop had waited ``spare_ms``
+        for it."""
+        earned = self.share * detect_ms + spare_ms
         self.credit_ms = min(self.credit_ms + earned, CAP_FRAMES * earned)
 
     @property
@@ -73,12 +77,11 @@ class PoseSampler:
         boxes: np.ndarray,
         at_shelf: list[int],
         now: float,
-        detect_ms: float,
         sink: PoseSink,
     ) -> int:
-        """Poses for the due people among ``at_shelf`` (indexes into ``tokens``/``boxes``);
-        returns how many were computed."""
-        self.budget.earn(detect_ms)
+        """Poses for the due people among ``at_shelf`` (indexes into ``tokens``/``boxes``) while
+        the budget lasts (the caller has added this frame's :meth:`PoseBudget.earn`); returns how
+        many were computed."""
         due = sorted(
             (self._last.get(tokens[i], float("-inf")), i)
             for i in at_shelf
