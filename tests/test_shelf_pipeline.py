@@ -76,6 +76,9 @@ def test_the_pose_budget_is_a_share_of_the_detector_time() -> None:
             fast.spend(7.0)
             runs += 1
     assert 90 <= runs <= 110, "about one pose every seventh frame, never a stall"
+    started = PoseBudget(share=0.2)  # a camera that took 5 s to start buys no 5 s of poses
+    started.earn(50.0, spare_ms=5000.0)
+    assert started.credit_ms <= 10.0 + 250.0
 
 
 class TickingClock:

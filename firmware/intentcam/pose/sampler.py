@@ -32,6 +32,9 @@ PoseSink = Callable[[int, np.ndarray], None]
 #: The bucket holds at most this many frames' worth of budget: a quiet minute does not buy a
 #: burst that stalls the next crowded frame.
 CAP_FRAMES = 3.0
+#: Spare time counts up to this much per frame: a longer wait is a camera starting or away, not
+#: a frame period, and must not buy a burst of poses that stalls the next frames.
+MAX_SPARE_MS = 250.0
 
 
 @dataclass
@@ -44,8 +47,9 @@ class PoseBudget:
     def earn(self, detect_ms: float, spare_ms: float = 0.0) -> None:
         """One frame whose detector took ``detect_ms`` after the loop had waited ``spare_ms``
         for it."""
-        earned = self.share * detect_ms + spare_ms
-        self.credit_ms = min(self.credit_ms + earned, CAP_FRAMES * earned)
+        share = self.share * detect_ms
+        spare = min(spare_ms, MAX_SPARE_MS)
+        self.credit_ms = min(self.credit_ms + share + spare, CAP_FRAMES * share + spare)
 
     @property
     def available(self) -> bool:
