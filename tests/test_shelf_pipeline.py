@@ -48,13 +48,18 @@ def test_a_stay_begins_and_its_open_reach_closes_when_the_person_leaves() -> Non
     reaching[:, 2] = 0.9
     reaching[[5, 6], :2], reaching[[11, 12], :2] = (0.5, 0.3), (0.5, 0.6)
     reaching[[9, 10], :2] = (0.52, 0.62), (0.7, 0.5)  # right hand on the table, arm out
-    assert shelf.present(["a"], shelf.at_shelf(near), 0.0) == []
     for step in range(10):
+        assert shelf.present(["a"], shelf.at_shelf(near), step * 0.1) == []
         shelf.observe("a", step * 0.1, reaching)
     (stay,) = shelf.stays()
     assert (stay.zone, stay.token, stay.since, stay.reaches) == ("table", "a", 0.0, 0)
-    (ended,) = shelf.present(["a"], shelf.at_shelf(far), 1.0)  # walked off, hand still "in"
+    assert shelf.present(["a"], shelf.at_shelf(far), 1.0) == []  # a jitter: still there
+    assert shelf.present(["a"], shelf.at_shelf(near), 1.1) == []
+    assert shelf.stays()[0].since == 0.0
+    assert shelf.present(["a"], shelf.at_shelf(far), 1.5) == []
+    (ended,) = shelf.present(["a"], shelf.at_shelf(far), 2.6)  # walked off, hand still "in"
     assert (ended.zone, ended.token, ended.event.kind) == ("table", "a", "reach")
+    assert ended.event.end == pytest.approx(1.1), "the stay ends when they were last seen"
     assert shelf.stays() == [] and len(shelf) == 0
 
 

@@ -194,7 +194,7 @@ class ZoneInteraction:
 
 @dataclass(frozen=True)
 class ShelfStay:
-    """Someone at a shelf zone now: since when (their first pose there) and how many reaches."""
+    """Someone at a shelf zone now: since when, and how many reaches there so far."""
 
     zone: str
     token: str
@@ -206,11 +206,13 @@ class ShelfWatch:
     """The shelf zones of one view and the people at them; see the module docstring.
 
     ``zones`` maps zone ids to polygons (normalised image coordinates); ``near`` (frame
-    heights) is how close a person's box must come to a zone's bounds to be at it.
+    heights) is how close a person's box must come to a zone's bounds to be at it; a stay ends
+    once the box has been away for ``leave_s`` (a box that jitters out for a frame does not
+    restart the stay, its reaches or its time there).
     """
 
     def __init__(self, zones: dict[str, list[list[float]]], settings: ShelfSettings,
-                 near: float) -> None:  # fmt: skip
+                 near: float, leave_s: float = 1.0) -> None:  # fmt: skip
         self.settings = settings
         self._polygons = {zone: Polygon(np.asarray(points)) for zone, points in zones.items()}
         bounds = [np.asarray(points, dtype=np.float64) for points in zones.values()]
@@ -219,8 +221,10 @@ class ShelfWatch:
             [[*(b.min(axis=0) - near), *(b.max(axis=0) + near)] for b in bounds]
         ).reshape(-1, 4)
         self._ids = list(zones)
+        self.leave_s = leave_s
         self._people: dict[tuple[str, str], ShelfInteractions] = {}
         self._since: dict[tuple[str, str], float] = {}
+        self._seen: dict[tuple[str, str], float] = {}
 
     def __len__(self) -> int:
         return len(self._people)
@@ -244,11 +248,13 @@ class ShelfWatch:
         here = {(self._ids[j], tokens[i]) for i, j in zip(*np.nonzero(at))}
         ended: list[ZoneInteraction] = []
         for key in [key for key in self._people if key not in here]:
-            ended += self._leave(key, timestamp)
+            if timestamp - self._seen[key] >= self.leave_s:
+                ended += self._leave(key, self._seen[key])
         for key in here:
             if key not in self._people:
                 self._people[key] = ShelfInteractions(self._polygons[key[0]], self.settings)
                 self._since[key] = timestamp
+            self._seen[key] = timestamp
         return ended
 
     def observe(self, token: str, timestamp: float, pose: np.ndarray) -> list[ZoneInteraction]:
@@ -270,6 +276,7 @@ class ShelfWatch:
     def _leave(self, key: tuple[str, str], timestamp: float) -> list[ZoneInteraction]:
         person = self._people.pop(key, None)
         self._since.pop(key, None)
+        self._seen.pop(key, None)
         if person is None:
             return []
         return [ZoneInteraction(key[0], key[1], e) for e in person.finish(timestamp)]
