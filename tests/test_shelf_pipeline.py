@@ -3,6 +3,7 @@ telemetry, and the staff-assist alerts, on made-to-order inputs and on real shel
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -302,3 +303,25 @@ def test_no_alert_where_people_walk_past(model_dir: Path, tmp_path: Path) -> Non
     records = run_clip(SHELF / "set-c-normal-11.mp4", table, model_dir, tmp_path)
     assert [r for r in records if r["type"] == "alert"] == []
     assert any(r["type"] == "counts" for r in records)
+
+
+def test_set_zones_may_not_pull_a_zone_from_under_an_alert_rule(tmp_path: Path) -> None:
+    from intentcam.control import ControlPlane, GeometryStore, Reply
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[zones]]\nid = "table"\nkind = "shelf"\npoints = [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8]]\n'
+        '[[alerts.rules]]\nid = "help"\nkind = "shelf_help"\nzones = ["table"]\n'
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\n',
+        encoding="utf-8",
+    )
+    replies: list[Reply] = []
+    plane = ControlPlane(load_config(config), GeometryStore(tmp_path / "state"), replies.append,
+                         config_path=config, max_bytes=4096)  # fmt: skip
+    away = {"lines": [], "zones": [{"id": "tills", "kind": "queue",
+                                   "points": [[0, 0], [0.5, 0], [0.5, 0.5]]}]}  # fmt: skip
+    plane.handle("set_zones", json.dumps(away).encode())
+    (reply,) = replies
+    assert not reply.ok
+    assert "alerts.rules.help.zones: 'table' is not a shelf zone" in str(reply.error)
+    assert not (tmp_path / "state" / "zones.json").exists(), "nothing saved"

@@ -380,22 +380,22 @@ def check_unique_ids(lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
 ALERT_ZONE_KIND = {"shelf_help": "shelf", "long_queue": "queue"}
 
 
-def check_alert_zones(alerts: AlertsConfig, zones: list[ZoneConfig]) -> None:
-    """Alert rules may only name zones that exist, of the kind the rule watches."""
+def alert_zone_problem(alerts: AlertsConfig, zones: list[ZoneConfig]) -> str | None:
+    """Why the alert rules do not fit these zones (a rule may only name zones that exist, of
+    the kind it watches; rule ids are distinct), or ``None``."""
     kinds = {zone.id: zone.kind for zone in zones}
     ids = [rule.id for rule in alerts.rules]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise ValueError(f"alerts.rules: duplicate id(s) {', '.join(duplicates)}")
+        return f"alerts.rules: duplicate id(s) {', '.join(duplicates)}"
     for rule in alerts.rules:
         wanted = ALERT_ZONE_KIND[rule.kind]
         for zone in rule.zones:
             if kinds.get(zone) != wanted:
-                raise ValueError(f"alerts.rules.{rule.id}.zones: {zone!r} is not a {wanted} zone")
+                return f"alerts.rules.{rule.id}.zones: {zone!r} is not a {wanted} zone"
         if rule.staff_zone is not None and kinds.get(rule.staff_zone) != "staff":
-            raise ValueError(
-                f"alerts.rules.{rule.id}.staff_zone: {rule.staff_zone!r} is not a staff zone"
-            )
+            return f"alerts.rules.{rule.id}.staff_zone: {rule.staff_zone!r} is not a staff zone"
+    return None
 
 
 class PrivacyConfig(_Section):
@@ -710,7 +710,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:
         check_unique_ids(self.lines, self.zones)
-        check_alert_zones(self.alerts, self.zones)
         return self
 
     @classmethod
@@ -860,6 +859,11 @@ def load_config(
                 [f"{section}.{line}" for line in describe_validation_error(exc)]
             ) from None
         setattr(settings, section, updated)
+    # Checked once the zones are final (overrides included), not on every assignment: zones
+    # set live (set_zones) are checked against the rules where they are set.
+    problem = alert_zone_problem(settings.alerts, settings.zones)
+    if problem:
+        raise ConfigError([problem])
     return settings
 
 

@@ -21,6 +21,7 @@ from intentcam.aggregator import DailyReset, DayState
 from intentcam.capture import open_source
 from intentcam.config import Settings
 from intentcam.control import ControlPlane, GeometryStore, Reply
+from intentcam.control.commands import warn_alert_zones
 from intentcam.control.geometry_store import Geometry
 from intentcam.detect import PersonDetector
 from intentcam.ota.agent import OtaAgent
@@ -75,6 +76,7 @@ class Daemon:
                 self.store.path,
             )
             settings.lines, settings.zones = geometry.lines, geometry.zones
+            warn_alert_zones(settings)
         self.control = ControlPlane(
             settings,
             self.store,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intentcam.config import Settings, load_config, redacted
+from intentcam.config import Settings, alert_zone_problem, load_config, redacted
 from intentcam.control.geometry_store import (
     Geometry,
     GeometryLimits,
@@ -73,6 +73,14 @@ class Reply:
         else:
             body["error"] = self.error
         return body
+
+
+def warn_alert_zones(settings: Settings) -> None:
+    """Zones set live that no longer fit the alert rules (the config changed since): the rule
+    watches nothing there, which is logged, not fatal."""
+    clash = alert_zone_problem(settings.alerts, settings.zones)
+    if clash:
+        log.warning("%s in the zones set live (zones.json): that rule stays quiet there", clash)
 
 
 class _Invalid(Exception):
@@ -256,6 +264,9 @@ class ControlPlane:
             geometry, invalid = parse_geometry(data, limits)
             if invalid or geometry is None:
                 raise _Invalid(f"invalid set_zones: {invalid}")
+            clash = alert_zone_problem(self.settings.alerts, geometry.zones)
+            if clash:
+                raise _Invalid(f"set_zones refused: {clash} (change [alerts] first)")
             # Persisted here, on the network thread: the frame loop only swaps the geometry.
             try:
                 self.store.save(geometry)
@@ -383,6 +394,7 @@ class ControlPlane:
         stored = self.store.load()
         if stored is not None:
             fresh.lines, fresh.zones = stored.lines, stored.zones
+            warn_alert_zones(fresh)
         before, after = redacted(self.settings), redacted(fresh)
         changed = sorted(key for key in after if after[key] != before.get(key))
         geometry = Geometry(lines=fresh.lines, zones=fresh.zones)
