@@ -163,10 +163,10 @@ class Pipeline:
             if self._must_detect(frame, view):
                 detections = self.detector.detect(frame.image, min_score=view.low_score)
                 last = self.detector.last
-                detect_ms = last.preprocess_ms + last.invoke_ms + last.postprocess_ms
                 records = view.process(
-                    detections, frame.timestamp, frame.image, detect_ms=detect_ms, spare_ms=spare_ms
-                )
+                    detections, frame.timestamp, frame.image, detect_ms=last.total_ms,
+                    spare_ms=spare_ms,
+                )  # fmt: skip
                 invokes = last.invokes
                 people = int((detections.scores >= self.detector.score_threshold).sum())
             else:

@@ -125,7 +125,7 @@ class ViewAnalytics:
                 self.aggregator.wall(timestamp),
                 scene.shelf_stays(),
                 scene.zone_occupancy(),
-                {zone.id: zone.kind for zone in scene.zones},
+                scene.zone_kinds,
             )
         )
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from intentcam.analytics.shelf import KINDS
+
 REVERSAL_COS = math.cos(math.radians(120))
 
 
@@ -141,8 +143,7 @@ class SessionSignals:
     def _interactions(self) -> dict[str, object]:
         if not self.interactions:
             return {}
-        kinds = ("reach", "inspect", "put_back")
-        return {"interactions": {zone: {kind: counts[kind] for kind in kinds}
+        return {"interactions": {zone: {kind: counts[kind] for kind in KINDS}
                                  for zone, counts in self.interactions.items()}}  # fmt: skip
 
     def add_interaction(self, zone: str, kind: str) -> None:

@@ -145,6 +145,8 @@ class Analytics:
             )
             for zone in zones
         ]
+        #: Each zone's kind, by id (what the alert rules look zones up by).
+        self.zone_kinds: dict[str, str] = {zone.id: zone.kind for zone in zones}
         self._display = [zone for zone in self.zones if zone.kind == "display"]
         self._display_planes = [
             Polygon(self.space.to_plane(zone.polygon)) for zone in self._display

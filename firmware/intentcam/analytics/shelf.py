@@ -26,7 +26,6 @@ Keypoints are used where they are computed and forgotten: only the events leave.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -192,6 +191,15 @@ class ZoneInteraction:
     event: Interaction
 
 
+@dataclass
+class _Stay:
+    """One person at one shelf: their hands, since when they are there, when last seen there."""
+
+    hands: ShelfInteractions
+    since: float
+    seen: float
+
+
 @dataclass(frozen=True)
 class ShelfStay:
     """Someone at a shelf zone now: since when, and how many reaches there so far."""
@@ -222,12 +230,10 @@ class ShelfWatch:
         ).reshape(-1, 4)
         self._ids = list(zones)
         self.leave_s = leave_s
-        self._people: dict[tuple[str, str], ShelfInteractions] = {}
-        self._since: dict[tuple[str, str], float] = {}
-        self._seen: dict[tuple[str, str], float] = {}
+        self._stays: dict[tuple[str, str], _Stay] = {}
 
     def __len__(self) -> int:
-        return len(self._people)
+        return len(self._stays)
 
     @property
     def zones(self) -> list[str]:
@@ -247,56 +253,44 @@ class ShelfWatch:
         came to a shelf; returns the interactions closed for those who left one."""
         here = {(self._ids[j], tokens[i]) for i, j in zip(*np.nonzero(at))}
         ended: list[ZoneInteraction] = []
-        for key in [key for key in self._people if key not in here]:
-            if timestamp - self._seen[key] >= self.leave_s:
-                ended += self._leave(key, self._seen[key])
+        for key in [key for key in self._stays if key not in here]:
+            if timestamp - self._stays[key].seen >= self.leave_s:
+                ended += self._leave(key, self._stays[key].seen)
         for key in here:
-            if key not in self._people:
-                self._people[key] = ShelfInteractions(self._polygons[key[0]], self.settings)
-                self._since[key] = timestamp
-            self._seen[key] = timestamp
+            stay = self._stays.get(key)
+            if stay is None:
+                hands = ShelfInteractions(self._polygons[key[0]], self.settings)
+                stay = self._stays[key] = _Stay(hands, timestamp, timestamp)
+            stay.seen = timestamp
         return ended
 
     def observe(self, token: str, timestamp: float, pose: np.ndarray) -> list[ZoneInteraction]:
         """One pose of ``token``, fed to every shelf zone it is at; returns the interactions
         that ended with it."""
         ended: list[ZoneInteraction] = []
-        for (zone, who), person in self._people.items():
+        for (zone, who), stay in self._stays.items():
             if who == token:
-                ended += [ZoneInteraction(zone, token, e) for e in person.observe(timestamp, pose)]
+                ended += [
+                    ZoneInteraction(zone, token, e) for e in stay.hands.observe(timestamp, pose)
+                ]
         return ended
 
     def end(self, token: str, timestamp: float) -> list[ZoneInteraction]:
         """The session ended: close its open interactions at every shelf."""
         ended: list[ZoneInteraction] = []
-        for key in [key for key in self._people if key[1] == token]:
+        for key in [key for key in self._stays if key[1] == token]:
             ended += self._leave(key, timestamp)
         return ended
 
     def _leave(self, key: tuple[str, str], timestamp: float) -> list[ZoneInteraction]:
-        person = self._people.pop(key, None)
-        self._since.pop(key, None)
-        self._seen.pop(key, None)
-        if person is None:
+        stay = self._stays.pop(key, None)
+        if stay is None:
             return []
-        return [ZoneInteraction(key[0], key[1], e) for e in person.finish(timestamp)]
+        return [ZoneInteraction(key[0], key[1], e) for e in stay.hands.finish(timestamp)]
 
     def stays(self) -> list[ShelfStay]:
         """Everyone at a shelf now, with their reaches there so far (for the alert rules)."""
         return [
-            ShelfStay(
-                zone,
-                token,
-                self._since[(zone, token)],
-                sum(1 for e in person.events if e.kind == "reach"),
-            )  # fmt: skip
-            for (zone, token), person in self._people.items()
+            ShelfStay(zone, token, stay.since, sum(e.kind == "reach" for e in stay.hands.events))
+            for (zone, token), stay in self._stays.items()
         ]
-
-
-def count_kinds(interactions: list[ZoneInteraction]) -> dict[str, dict[str, int]]:
-    """Per zone, how many of each kind (every kind present, zeros included)."""
-    counts: dict[str, Counter[str]] = {}
-    for item in interactions:
-        counts.setdefault(item.zone, Counter())[item.event.kind] += 1
-    return {zone: {kind: counter[kind] for kind in KINDS} for zone, counter in counts.items()}

@@ -29,6 +29,11 @@ class DetectStats:
     #: Tiling layout used (``1x1``, ``2x1``, ``2x2``).
     layout: str = "1x1"
 
+    @property
+    def total_ms(self) -> float:
+        """The whole detect call: preprocessing, invocations, post-processing."""
+        return self.preprocess_ms + self.invoke_ms + self.postprocess_ms
+
 
 @runtime_checkable
 class PersonDetector(Protocol):

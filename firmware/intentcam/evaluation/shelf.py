@@ -24,10 +24,15 @@ import cv2
 import numpy as np
 
 from intentcam.analytics.geometry import Polygon
-from intentcam.analytics.shelf import Interaction, ShelfInteractions, ShelfSettings, ShelfWatch
+from intentcam.analytics.shelf import (
+    KINDS,
+    Interaction,
+    ShelfInteractions,
+    ShelfSettings,
+    ShelfWatch,
+)
 from intentcam.errors import UserError
 
-KINDS = ("reach", "inspect", "put_back")
 TOLERANCE_S = 0.5
 #: The grid thresholds are chosen from on the tuning clips.
 GRID = {

@@ -22,7 +22,6 @@ KEYPOINTS = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )  # fmt: skip
-INDEX = {name: number for number, name in enumerate(KEYPOINTS)}
 #: Margin around the person box, as a share of its longer side, on each side.
 PAD = 0.15
 
