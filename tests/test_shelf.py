@@ -64,6 +64,16 @@ def test_a_bent_arm_over_the_shelf_edge_is_not_a_reach() -> None:
     assert [k for k, _, _ in run([(1.0, (0.75, 0.5))], counter)] == ["reach"]  # arm out: a reach
 
 
+def test_a_hand_raised_above_the_shoulders_into_a_high_shelf_is_a_reach() -> None:
+    # Seen from behind and above, the shelf is above the shopper in the picture and the arm
+    # reaches up along the body axis, not sideways from it.
+    high = Polygon(np.array([[0.3, 0.0], [0.5, 0.0], [0.5, 0.2], [0.3, 0.2]]))
+    overhead = (0.41, 0.12)  # 0.18 above the shoulders (torso 0.3), 0.01 off the axis
+    assert [kind for kind, _, _ in run([(1.0, AT_CHEST), (0.6, overhead)], high)] == ["reach"]
+    by_the_hip = Polygon(np.array([[0.3, 0.55], [0.5, 0.55], [0.5, 0.7], [0.3, 0.7]]))
+    assert run([(2.0, (0.43, 0.62))], by_the_hip) == [], "a hanging arm is not a reach"
+
+
 def test_flickers_are_ignored_and_short_gaps_do_not_split_a_reach() -> None:
     assert run([(1.0, AT_CHEST), (0.05, ON_SHELF), (1.0, AT_CHEST)]) == []
     events = run([(0.5, ON_SHELF), (0.15, AT_CHEST), (0.5, ON_SHELF), (0.5, AT_CHEST)])

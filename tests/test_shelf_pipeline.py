@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from intentcam.aggregator import Aggregator
 from intentcam.analytics.alerts import AlertRules, Watched, in_quiet_hours
@@ -20,16 +21,26 @@ from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics
 from intentcam.analytics.shelf import Interaction, ShelfSettings, ShelfStay, ShelfWatch
 from intentcam.analytics.zones import Visit
+from intentcam.benchmark import ClipAsCamera
 from intentcam.capture import VideoFileSource
-from intentcam.config import AlertsConfig, AnalyticsConfig, ConfigError, ZoneConfig, load_config
+from intentcam.config import (
+    AlertsConfig,
+    AnalyticsConfig,
+    ConfigError,
+    HomeAssistantConfig,
+    ZoneConfig,
+    load_config,
+)
 from intentcam.pipeline import build_pipeline
 from intentcam.pose.sampler import PoseBudget, PoseSampler
-from intentcam.telemetry.messages import envelope, validation_errors
+from intentcam.telemetry.homeassistant import HomeAssistantDiscovery
+from intentcam.telemetry.messages import Topics, envelope, validation_errors
 from tests.data import DATA
 
 TABLE = [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8], [0.6, 0.8]]
 #: The table of the long pick-inspect-put-back clip, as evaluation/shelf/labels.json draws it.
 CLIP_TABLE = [[0.47, 0.52], [0.68, 0.50], [0.86, 0.95], [0.50, 1.0]]
+A_NORMAL_6_TABLE = [[0.43, 0.45], [0.62, 0.4], [0.84, 0.86], [0.46, 0.95]]
 SHELF = DATA / "shelf"
 
 
@@ -237,17 +248,12 @@ class ListSink:
         return None
 
 
-#: The clips are read as fast as the loop goes, so no time is spare and the budget alone would
-#: decide how many poses run: the share is raised so that every person at the shelf gets their
-#: 10 poses a second, as they would from a live camera at 15 fps with time to spare (the budget
-#: has its own tests above). What is tested here is the rule.
+#: The shipped ``[shelf]`` defaults: a recording is sampled as a camera with time to spare.
 ALERT_CONFIG = """
 [analytics]
 window_s = 5
 [telemetry]
 events = true
-[shelf]
-budget_share = 1.0
 [[zones]]
 id = "table"
 kind = "shelf"
@@ -283,6 +289,37 @@ def run_clip(clip: Path, table: list[list[float]], model_dir: Path,
     return sink.records
 
 
+def poses_taken(source: VideoFileSource, model_dir: Path, tmp_path: Path,
+                budget_share: float) -> Any:  # fmt: skip
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"[camera]\nfps_cap = 120\n[shelf]\nbudget_share = {budget_share}\n"
+        f'[[zones]]\nid = "table"\nkind = "shelf"\npoints = {A_NORMAL_6_TABLE}\n'
+        f'[paths]\nmodel_dir = "{model_dir}"\n',
+        encoding="utf-8",
+    )
+    try:
+        pipeline = build_pipeline(load_config(config), source, ListSink(), report_every_s=3600)
+        summary = pipeline.run(threading.Event(), max_frames=90)
+    finally:
+        source.close()
+    assert pipeline.view is not None and pipeline.view.poses is not None
+    # health and status list the pose model beside the detector once it is loaded
+    assert [model["id"] for model in pipeline.view.models()] == ["movenet_lightning"]
+    return summary, pipeline.view.poses.counts
+
+
+def test_a_recording_gets_every_pose_a_live_camera_only_its_budget(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    clip = SHELF / "set-a-normal-6.mp4"  # at the table throughout; 15 fps: a pose every 2nd frame
+    summary, recorded = poses_taken(VideoFileSource(clip), model_dir, tmp_path, budget_share=0.02)
+    assert recorded["over_budget"] == 0, "a recording waits for the loop: no pose is skipped"
+    assert recorded["poses"] >= summary["frames"] // 2 - 3
+    _, live = poses_taken(ClipAsCamera(clip, 90), model_dir, tmp_path, budget_share=0.02)
+    assert live["over_budget"] > 0 and live["poses"] < recorded["poses"] / 2
+
+
 def test_the_alert_fires_where_a_shopper_lingers_and_reaches(
     model_dir: Path, tmp_path: Path
 ) -> None:
@@ -296,6 +333,22 @@ def test_the_alert_fires_where_a_shopper_lingers_and_reaches(
     assert sum(s.get("interactions", {}).get("table", {}).get("reach", 0) for s in sessions) >= 2
     windows = [r["zones"]["table"]["interactions"] for r in records if r["type"] == "counts"]
     assert sum(w["reach"] for w in windows) == kinds.count("reach")
+    # Home Assistant gets the alert as an event of its kind, ready for an automation.
+    discovery = HomeAssistantDiscovery(HomeAssistantConfig(enabled=True), Topics("r", "s", "d"))
+    event = discovery.components([], [], ("shelf_help",))["alerts"]
+    assert event["p"] == "event" and event["state_topic"] == "r/s/d/alerts"
+    rendered = (
+        ImmutableSandboxedEnvironment()
+        .from_string(event["value_template"])
+        .render(value_json=alerts[0])
+    )
+    assert json.loads(rendered) == {"event_type": "shelf_help", "rule": "help", "zone": "table",
+                                    "reason": alerts[0]["reason"],
+                                    "alert_id": alerts[0]["alert_id"]}  # fmt: skip
+    assert event["event_types"] == ["shelf_help"]
+    discovery.announcement([], [], ("shelf_help",))
+    gone = json.loads(discovery.announcement([], []))["cmps"]
+    assert gone["alerts"] == {"p": "event"}, "rules turned off: Home Assistant removes the entity"
 
 
 def test_no_alert_where_people_walk_past(model_dir: Path, tmp_path: Path) -> None:

@@ -48,6 +48,24 @@ from intentcam.telemetry.service import Telemetry
 from intentcam.track.bytetrack import TrackerSettings
 
 
+class ClipAsCamera(VideoFileSource):
+    """The first ``frames`` frames of a clip as a live camera faster than the loop: decoded
+    beforehand, so every read is instant and the loop has no time to spare (a recording would
+    get every pose at shelves; a camera gets what the pose budget allows)."""
+
+    live = True
+
+    def __init__(self, path: Path, frames: int) -> None:
+        super().__init__(path)
+        self._ready: list[Frame] = []
+        while len(self._ready) < frames and (frame := super().read()) is not None:
+            self._ready.append(frame)
+        self._ready.reverse()
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        return self._ready.pop() if self._ready else super().read(timeout)
+
+
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 

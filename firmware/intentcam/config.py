@@ -444,9 +444,9 @@ class ShelfConfig(_Section):
 
     #: How close (frame heights) a person's box must come to a shelf zone to be *at* it.
     near: float = Field(default=0.05, ge=0, le=1)
-    #: At most one pose per person at a shelf per this many seconds (10 per second by default:
-    #: reaches are short).
-    pose_interval_s: float = Field(default=0.1, gt=0, le=10)
+    #: At most one pose per person at a shelf per this many seconds: 0.06 takes every frame of
+    #: a camera at up to 16 fps (reaches can be as short as 0.3 s); the budget still bounds it.
+    pose_interval_s: float = Field(default=0.06, gt=0, le=10)
     #: Beyond the time the loop waits for a live camera anyway (spent on poses first, at no
     #: cost in frames), pose work may take at most this share of the detector's time, averaged
     #: over frames (a token bucket): 0.15 keeps the frame rate at or above 1 / 1.15 = 0.87 of
@@ -459,8 +459,9 @@ class ShelfConfig(_Section):
     crop_top: float = Field(default=0.5, ge=0.3, le=1)
     #: Keypoints below this MoveNet score are ignored.
     min_score: float = Field(default=0.3, gt=0, lt=1)
-    #: A wrist counts as reaching when held out sideways from the body axis (shoulders to hips)
-    #: by at least this many torso lengths: hanging arms and hands at the chest stay below.
+    #: A wrist counts as reaching when held out from the torso (the segment from the shoulders to
+    #: the hips) by at least this many torso lengths, sideways, above the shoulders or below the
+    #: hips: hanging arms and hands at the chest stay below.
     extension: float = Field(default=0.4, ge=0, le=3)
     #: How far outside the shelf polygon (torso lengths) a wrist still counts as on the shelf.
     margin: float = Field(default=0.0, ge=0, le=2)

@@ -65,7 +65,7 @@ class Daemon:
         self._status_due = False
         if self.degraded:
             log.error("running degraded: %s", self.degraded)
-        self.models = [detector.describe()]
+        self.detector_model = detector.describe()
         self.store = GeometryStore(settings.paths.state_dir)
         geometry, live = self.store.counting(settings.lines, settings.zones)
         if live:
@@ -92,7 +92,7 @@ class Daemon:
         self.telemetry = Telemetry(
             settings,
             sink,
-            models=lambda: self.models,
+            models=self.models,
             occupancy=self._occupancy,
             on_command=self.control.handle,
             degraded=lambda: self.degraded,
@@ -135,9 +135,9 @@ class Daemon:
         """Run until ``stop`` is set, the source ends or ``max_frames``; returns the summary."""
         log.info(
             "running %s on %s (%s)",
-            self.models[0]["id"],
+            self.detector_model["id"],
             self.source.name,
-            self.models[0]["reason"],
+            self.detector_model["reason"],
         )
         # Before the link starts: the birth status carries this state, and the retained ``ota``
         # message goes out on connect, so no second status is needed.
@@ -227,12 +227,17 @@ class Daemon:
     def _ota_install(self, url: str, sha256: str) -> str | None:
         return self.ota.request_install(Download(url, sha256))
 
+    def models(self) -> list[dict[str, Any]]:
+        """Every model running (the detector first), for health and status."""
+        view = self.pipeline.view
+        return [self.detector_model, *(view.models() if view is not None else [])]
+
     def _swap_detector(self, detector: PersonDetector) -> None:
         """Between two frames (frame-loop thread): the next frame runs ``detector``."""
         self.pipeline.detector = detector
         if self.pipeline.view is not None:
             self.pipeline.view.recalibrate(self.settings.tracker, detector.operating_point)
-        self.models = [detector.describe()]
+        self.detector_model = detector.describe()
         self.degraded = None
 
     def _publish_ota(self, body: dict[str, Any]) -> None:
@@ -278,7 +283,7 @@ class Daemon:
             self.telemetry.publish_status()
         heartbeat = self.pipeline.heartbeat
         if heartbeat.frames and not self.notifier.ready:
-            self.notifier.notify_ready(f"first frame processed; {self.models[0]['reason']}")
+            self.notifier.notify_ready(f"first frame processed; {self.detector_model['reason']}")
         self.notifier.tick(heartbeat.last_alive, self._status)
         now = time.monotonic()
         self._publish_state_if_changed(now)
@@ -297,7 +302,7 @@ class Daemon:
                     spool=self.telemetry.spool.stats(),
                     source=self.source,
                     broker=self.telemetry.broker_connected,
-                    models=self.models,
+                    models=self.models(),
                     broker_error=self.telemetry.broker_error,
                 )
             )

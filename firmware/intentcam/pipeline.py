@@ -21,6 +21,7 @@ from intentcam.config import Settings
 from intentcam.detect import PersonDetector, build_detector
 from intentcam.detect.detections import Detections
 from intentcam.models.manifest import OperatingPoint
+from intentcam.pose.sampler import MAX_SPARE_MS
 from intentcam.scheduler import MotionGate, MotionGateSettings
 from intentcam.sinks import Sink
 from intentcam.telemetry.health import StageTimings
@@ -142,8 +143,10 @@ class Pipeline:
                 waited_ms = (self.clock() - read_started) * 1e3
                 self.timings.add("capture", waited_ms)
                 # A live camera decodes on its own thread: the wait for its frame, and the
-                # fps cap's sleep, are time the loop has to spare (for poses at shelves).
-                spare_ms = spare_ms + waited_ms if self.source.live else 0.0
+                # fps cap's sleep, are time the loop has to spare (for poses at shelves). A
+                # recording waits for the loop, so a pose costs it no frame: it is sampled as
+                # a camera with time to spare would be (everyone at a shelf at their rate).
+                spare_ms = spare_ms + waited_ms if self.source.live else MAX_SPARE_MS
             if frame is None:
                 if self.source.finished:
                     break
@@ -205,6 +208,7 @@ class Pipeline:
             frame.timestamp,
             tracks_present=view.tracks_present,
             tracks_moving=view.tracks_moving(self.gate.settings.moving_speed),
+            people_at_shelves=view.people_at_shelves,
         )
         if run:
             self.gate.detected(frame.timestamp)

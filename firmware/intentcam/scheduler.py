@@ -8,6 +8,8 @@ with the thumbnail of the frame the detector last ran on. The detector runs when
 - a confirmed track is moving (Kalman speed above ``moving_speed`` frame heights per second),
   so nobody walking through the view is missed between two detections;
 - tracks are present and ``recheck_s`` passed (people standing still are re-confirmed);
+- someone is at a shelf zone: their hands are watched frame by frame (poses need this frame's
+  box), and a reach barely changes a thumbnail;
 - ``max_skip_s`` passed (a safety net against a gate that never opens).
 
 Skipped frames still advance the analytics with the last known positions, so dwell, occupancy
@@ -65,7 +67,13 @@ class MotionGate:
         return cv2.GaussianBlur(gray, (3, 3), 0)
 
     def should_detect(
-        self, image: np.ndarray, now: float, *, tracks_present: bool, tracks_moving: bool
+        self,
+        image: np.ndarray,
+        now: float,
+        *,
+        tracks_present: bool,
+        tracks_moving: bool,
+        people_at_shelves: bool = False,
     ) -> bool:
         """Whether to run the detector on this frame (call :meth:`detected` when it ran)."""
         self._small = self.thumbnail(image)
@@ -74,6 +82,7 @@ class MotionGate:
         run = (
             self._reference is None
             or tracks_moving
+            or people_at_shelves
             or since >= s.max_skip_s
             or (tracks_present and since >= s.recheck_s)
             or self._changed() >= s.min_changed

@@ -276,6 +276,19 @@ class CameraView:
         """Confirmed tracks seen in the last processed frame."""
         return len(self._last.ids) if self._last is not None else 0
 
+    def models(self) -> list[dict[str, Any]]:
+        """The models this view has loaded beside the detector (pose, face, expression), as
+        :meth:`intentcam.inference.base.Model.describe` gives them, for health and status."""
+        loaded = [self.poses.model.model] if self.poses is not None else []
+        if self.faces is not None:
+            loaded += [self.faces.detector.model, self.faces.expression.model]
+        return [model.describe() for model in loaded]
+
+    @property
+    def people_at_shelves(self) -> bool:
+        """Someone was at a shelf zone in the last processed frame."""
+        return bool(self.analytics.at_shelf)
+
     @property
     def tracks_present(self) -> bool:
         return self.tracker.confirmed_count() > 0

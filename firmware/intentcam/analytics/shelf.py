@@ -4,11 +4,12 @@ Fed one pose per observation (17 COCO keypoints, normalised image coordinates), 
 wrists against the shelf polygon (the shelf face or table top, drawn by the installer):
 
 - a hand is **on the shelf** when a confident hand point lies inside the polygon (or within
-  ``margin`` image heights of it) and the arm is extended. The hand point is the wrist carried on
+  ``margin`` torso lengths of it) and the arm is held out. The hand point is the wrist carried on
   along the forearm by ``hand`` forearm lengths (the hand, not the wrist, touches the products,
-  and from an elevated camera the products often hide it); the arm is
-  extended: shoulder-to-wrist distance over torso length at least ``extension`` (a hand held in
-  front of the chest, over the shelf's edge in the picture, is not a reach);
+  and from an elevated camera the products often hide it); the arm is held out when the wrist is
+  at least ``extension`` torso lengths from the torso (the segment from the shoulders' centre to
+  the hips'): a hand held in front of the chest or an arm hanging by the shelf's edge, over the
+  shelf in the picture, is not a reach;
 - a **reach** starts once a hand has been on the shelf for ``start_s`` and ends once no hand has
   been on it for ``end_s`` (hysteresis both ways, in seconds);
 - an **inspect** is the time after a reach while no hand is on the shelf, once it has lasted
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intentcam.analytics.geometry import Polygon
+from intentcam.analytics.geometry import Polygon, distance_to_segments
 from intentcam.config import ShelfConfig
 
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST = 5, 6, 7, 8, 9, 10
@@ -88,11 +89,13 @@ def hands_on_shelf(pose: np.ndarray, shelf: Polygon, settings: ShelfSettings) ->
         top, down, torso = body
         if distance > settings.margin * torso:
             continue
-        # How far the wrist is held out sideways from the line shoulders -> hips: an arm
-        # hanging by the table's edge or a hand in front of the chest stays near it.
-        offset = pose[wrist, :2] - top
-        sideways = abs(float(offset[0] * down[1] - offset[1] * down[0])) / torso
-        on = on or sideways >= settings.extension
+        # How far the wrist is held out from the torso (the segment shoulders -> hips): an arm
+        # hanging by the table's edge or a hand in front of the chest stays near it; a reach
+        # goes out sideways, or up above the shoulders (a high shelf, or any shelf seen from
+        # an elevated camera behind the shopper), or down below the hips.
+        wrist_at = pose[wrist : wrist + 1, :2]
+        out = float(distance_to_segments(wrist_at, top[None], (top + torso * down)[None])[0, 0])
+        on = on or out / torso >= settings.extension
     return on, farthest
 
 

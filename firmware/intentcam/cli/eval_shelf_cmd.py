@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         tracker = ByteTracker(TrackerSettings.from_config(settings.tracker, detector.operating_point),
                               aspect=4 / 3)  # fmt: skip
         return extract_poses(clip, lambda image: detector.detect(image, min_score=low), tracker,
-                             pose, settings.shelf.near)  # fmt: skip
+                             pose, settings.shelf.near, settings.shelf.pose_interval_s)  # fmt: skip
 
     bar = tqdm(total=len(clips), desc="clips", unit="clip", leave=False, disable=None)
 

@@ -1,7 +1,8 @@
 """``intentcam eval-shelf``: shelf interactions against hand labels, event by event.
 
 Each clip runs through the configured person detector, the tracker and MoveNet on every tracked
-person near the clip's shelf polygon (the poses are computed once and cached in memory), then
+person near the clip's shelf polygon at ``shelf.pose_interval_s``, as the daemon samples a
+recording (the poses are computed once and cached in memory), then
 through :class:`intentcam.analytics.shelf.ShelfInteractions` with the thresholds under test.
 A detected event matches a labelled one of the same kind when their starts are within the
 tolerance (0.5 s), each label at most once. Thresholds are chosen on the clips labelled
@@ -89,9 +90,11 @@ def extract_poses(
     tracker: Any,
     pose: Any,
     near: float,
+    interval_s: float,
 ) -> ClipPoses:
-    """Detect, track and estimate poses of the people at the shelf (as the daemon decides it:
-    their box within ``near`` of the shelf's bounds)."""
+    """Detect, track and estimate poses of the people at the shelf as the daemon does for a
+    recording: their box within ``near`` of the shelf's bounds, a pose each at most every
+    ``interval_s`` (``shelf.pose_interval_s``)."""
     capture = cv2.VideoCapture(str(clip.path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
     watch = ShelfWatch({"shelf": clip.shelf}, ShelfSettings.from_config(), near)
@@ -109,6 +112,8 @@ def extract_poses(
             if not here:
                 continue
             times, poses = people.setdefault(int(track_id), ([], []))
+            if times and timestamp - times[-1] < interval_s:
+                continue
             times.append(timestamp)
             poses.append(pose.keypoints(image, box))
         frame_number += 1

@@ -4,7 +4,8 @@ Every frame, each person at a shelf whose last pose is at least ``pose_interval_
 the most overdue go first. The budget is a token bucket in milliseconds: every frame earns
 ``budget_share`` times the detector's time on it, plus the time the loop spent waiting for it (a
 live camera faster than the loop leaves none; one held back by ``camera.fps_cap`` leaves the rest
-of the frame period), every pose spends what it took, and poses run only while the bucket is not
+of the frame period; a recording waits for the loop, loses no frame to a pose and counts as
+:data:`MAX_SPARE_MS` spare), every pose spends what it took, and poses run only while the bucket is not
 empty. Poses therefore fill the loop's idle time first, which costs no frames, and beyond it cost
 at most ``budget_share`` of the detector's time (plus one pose of overshoot and the bucket's small
 cap), so the frame rate stays at or above ``1 / (1 + budget_share)`` of what it is without

@@ -10,8 +10,13 @@ will, ``stopped`` and ``offline`` are not).
 
 The message goes out at every connect, whenever Home Assistant announces itself on
 ``<prefix>/status`` (``online``), and when lines or zones change; a component whose line or zone is
-gone is sent once as ``{"p": "sensor"}`` alone, which is how Home Assistant removes it. The
-``decommission`` command sends an empty retained payload, which removes the device.
+gone is sent once as ``{"p": "<its platform>"}`` alone, which is how Home Assistant removes it.
+The ``decommission`` command sends an empty retained payload, which removes the device.
+
+With staff-assist rules in ``[alerts]``, the ``alerts`` topic is one ``event`` entity ("Staff
+alert"): each alert becomes a Home Assistant event whose ``event_type`` is the rule's kind
+(``shelf_help``, ``long_queue``), with the rule, zone, reason and alert id as attributes, so an
+automation can send it to the staff's phones.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ from intentcam.config import HomeAssistantConfig
 from intentcam.telemetry.messages import Topics
 
 AVAILABLE = "{{ 'online' if value_json.state in ['online', 'degraded'] else 'offline' }}"
+
+#: The alert fields a Home Assistant event carries (``event_type`` is the alert's ``kind``).
+ALERT_EVENT = (
+    "{{ {'event_type': value_json.kind, 'rule': value_json.rule, 'zone': value_json.zone, "
+    "'reason': value_json.reason, 'alert_id': value_json.alert_id} | tojson }}"
+)
 
 
 def node_id(device: str) -> str:
@@ -43,7 +54,8 @@ class HomeAssistantDiscovery:
 
     config: HomeAssistantConfig
     topics: Topics
-    _announced: set[str] = field(default_factory=set)
+    #: Component id -> platform of what the last announcement listed.
+    _announced: dict[str, str] = field(default_factory=dict)
 
     @property
     def node(self) -> str:
@@ -71,8 +83,11 @@ class HomeAssistantDiscovery:
             **extra,
         }
 
-    def components(self, lines: list[str], zones: list[str]) -> dict[str, dict[str, Any]]:
-        """Every sensor for these lines and zones, by component id."""
+    def components(
+        self, lines: list[str], zones: list[str], alert_kinds: tuple[str, ...] = ()
+    ) -> dict[str, dict[str, Any]]:
+        """Every sensor for these lines and zones (and the alert event entity when rules of
+        ``alert_kinds`` are on), by component id."""
         people = {"state_class": "measurement", "unit_of_measurement": "people"}
         diagnostic = {"entity_category": "diagnostic", "state_class": "measurement"}
         found = [
@@ -136,15 +151,26 @@ class HomeAssistantDiscovery:
                 **diagnostic,
             ),  # fmt: skip
         ]
+        if alert_kinds:
+            found.append(("alerts", {
+                "p": "event",
+                "name": "Staff alert",
+                "unique_id": f"{self.node}_alerts",
+                "state_topic": self.topics.of("alert"),
+                "event_types": list(alert_kinds),
+                "value_template": ALERT_EVENT,
+            }))  # fmt: skip
         return dict(found)
 
-    def announcement(self, lines: list[str], zones: list[str]) -> bytes:
-        """The discovery message for these lines and zones; components announced before and gone
-        now are included as ``{"p": "sensor"}`` so Home Assistant removes them."""
-        components: dict[str, dict[str, Any]] = self.components(lines, zones)
-        for gone in sorted(self._announced - components.keys()):
-            components[gone] = {"p": "sensor"}
-        self._announced = {key for key, value in components.items() if len(value) > 1}
+    def announcement(
+        self, lines: list[str], zones: list[str], alert_kinds: tuple[str, ...] = ()
+    ) -> bytes:
+        """The discovery message for these lines, zones and alert kinds; components announced
+        before and gone now are included as ``{"p": platform}`` so Home Assistant removes them."""
+        components: dict[str, dict[str, Any]] = self.components(lines, zones, alert_kinds)
+        for gone in sorted(self._announced.keys() - components.keys()):
+            components[gone] = {"p": self._announced[gone]}
+        self._announced = {key: value["p"] for key, value in components.items() if len(value) > 1}
         message = {
             "dev": {
                 "ids": [self.node],
