@@ -142,6 +142,7 @@ bench: setup
 	$(BIN)/intentcam bench --clip $(SHARED)/data/counting/mall_dataset/mall_frames_0001-0400.mp4 \
 	  --frames $(BENCH_FRAMES) --json $(BENCH_OUT)/mall.json --markdown $(BENCH_OUT)/mall.md
 	$(BIN)/python hw_bench/motion_gate.py --json $(BENCH_OUT)/motion_gate.json
+	$(BIN)/python hw_bench/pose_cost.py --json $(BENCH_OUT)/pose_cost.json
 	@echo "results in $(BENCH_OUT)/"
 
 clean:
