@@ -367,11 +367,15 @@ class AnalyticsConfig(_Section):
         return value
 
 
+def duplicate_ids(ids: list[str]) -> list[str]:
+    """The ids that occur more than once, sorted."""
+    return sorted({i for i in ids if ids.count(i) > 1})
+
+
 def check_unique_ids(lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
     """Lines, and zones, need distinct ids: they key the published counts."""
     for name, items in (("lines", lines), ("zones", zones)):
-        ids = [item.id for item in items]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        duplicates = duplicate_ids([item.id for item in items])
         if duplicates:
             raise ValueError(f"{name}: duplicate id(s) {', '.join(duplicates)}")
 
@@ -384,8 +388,7 @@ def alert_zone_problem(alerts: AlertsConfig, zones: list[ZoneConfig]) -> str | N
     """Why the alert rules do not fit these zones (a rule may only name zones that exist, of
     the kind it watches; rule ids are distinct), or ``None``."""
     kinds = {zone.id: zone.kind for zone in zones}
-    ids = [rule.id for rule in alerts.rules]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = duplicate_ids([rule.id for rule in alerts.rules])
     if duplicates:
         return f"alerts.rules: duplicate id(s) {', '.join(duplicates)}"
     for rule in alerts.rules:

@@ -113,19 +113,18 @@ class ViewAnalytics:
         for visit in events.visits:
             self.sentiment.visit(visit.zone, visit.dwell)
         self.aggregator.frame(events)
-        return records + self.aggregator.take_events() + self._alerts(timestamp)
+        return records + self.aggregator.take_events() + self._alerts(events)
 
-    def _alerts(self, timestamp: float) -> list[Record]:
+    def _alerts(self, events: FrameEvents) -> list[Record]:
         if not self.alerts.config.rules:
             return []
-        scene = self.scene
         return self.alerts.check(
             Watched(
-                timestamp,
-                self.aggregator.wall(timestamp),
-                scene.shelf_stays(),
-                scene.zone_occupancy(),
-                scene.zone_kinds,
+                events.timestamp,
+                self.aggregator.wall(events.timestamp),
+                self.scene.shelf_stays(),
+                events.zone_occupancy,
+                self.scene.zone_kinds,
             )
         )
 

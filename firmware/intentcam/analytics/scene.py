@@ -201,11 +201,13 @@ class Analytics:
         """
         dt = 0.0 if self._last_ts is None else max(timestamp - self._last_ts, 0.0)
         self._last_ts = timestamp
+        if not len(tokens):
+            boxes = np.zeros((0, 4))
         if feet is None:
-            feet = FootPoints.of(boxes if len(tokens) else np.zeros((0, 4)), self.space)
+            feet = FootPoints.of(boxes, self.space)
         self._last_tokens, self._last_feet = tokens, feet.image
         events = FrameEvents(timestamp, min(dt, MAX_STEP_S), tokens, feet)
-        at_shelf = self.shelves.at_shelf(boxes if len(tokens) else np.zeros((0, 4)))
+        at_shelf = self.shelves.at_shelf(boxes)
         #: Indexes of this frame's people who are at a shelf (whose poses are wanted).
         self.at_shelf = np.flatnonzero(at_shelf.any(axis=1)).tolist()
         events.interactions = self._record(self.shelves.present(tokens, at_shelf, timestamp))

@@ -30,6 +30,7 @@ else:  # pragma: no cover - Python 3.10 (Jetson)
     import tomli as tomllib
 
 from intentcam.aggregator import percentile
+from intentcam.analytics.shelf import KINDS
 from intentcam.errors import UserError
 from intentcam.records import wall_of
 from intentcam.sentiment.vector import decode
@@ -349,7 +350,7 @@ def _zones(
     )
 
 
-SHELF_COUNTS = ("visits", "reach", "inspect", "put_back")
+SHELF_COUNTS = ("visits", *KINDS)
 
 
 def _shelves(counts: list[dict[str, Any]], names: Names) -> Table:
