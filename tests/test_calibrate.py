@@ -114,8 +114,8 @@ def test_draw_flip_and_save_a_line_in_a_real_browser(tmp_path: Path, model_dir: 
         if driver is not None:
             driver.quit()
         server.terminate()
-        server.wait(timeout=20)
-    assert server.returncode == 0
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 0, errors[-2000:]
     shot = cv2.imread(str(tmp_path / "calibrate.png"))
     assert shot is not None and shot.shape[0] > 300 and shot.std() > 10  # the editor, not a blank
 

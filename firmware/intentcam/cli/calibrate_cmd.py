@@ -11,6 +11,7 @@ from intentcam.cli.common import add_config_option, nested, settings_from
 from intentcam.errors import UserError
 
 NAME = "calibrate"
+LIVE_STOP_TIMEOUT_S = 10.0  # a frame takes well under a second; a hung camera read does not
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"--listen {args.listen}: {exc.strerror or exc}") from None
     stop = threading.Event()
-    start_live(editor, detector, stop)
+    live = start_live(editor, detector, stop)
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     address = f"http://{bound_host}:{bound_port}/" + (
         f"?token={editor.token}" if editor.token else ""
@@ -80,4 +81,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         server.server_close()
+        # The camera thread may be inside inference or a decode: exiting under it can abort
+        # the interpreter's teardown (SIGABRT), so the process waits for its current frame.
+        live.join(timeout=LIVE_STOP_TIMEOUT_S)
+        if live.is_alive():
+            print("calibrate: the camera did not stop in time; exiting anyway", file=sys.stderr)
     return 0
