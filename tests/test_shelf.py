@@ -121,6 +121,54 @@ def test_movenet_finds_the_shopper_on_a_real_shelf_clip(model_dir: Path) -> None
     assert shoulders < hips < ankles, "upright: shoulders above hips above ankles"
 
 
+def test_a_hand_raised_above_the_head_is_in_the_crop_above_the_box(model_dir: Path) -> None:
+    """The store-aisle clip, frame 30: the detector's box of the woman at the right ends at
+    her head while her hand is up at a high shelf; only a crop grown above the box sees it."""
+    from intentcam.config import load_config
+    from intentcam.detect import build_detector
+    from intentcam.inference.model import load_model
+    from intentcam.models.manifest import load_manifest
+    from intentcam.pose.movenet import PoseModel
+
+    settings = load_config(None, overrides={"paths": {"model_dir": str(model_dir)}})
+    model = load_model(load_manifest(None).get("movenet_lightning"), model_dir, delegate="cpu")
+    capture = cv2.VideoCapture(str(DATA / "videos" / "intel_store_aisle_preview.avi"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 30)
+    ok, image = capture.read()
+    assert ok
+    boxes = build_detector(settings).detect(image).boxes
+    (box,) = [b for b in boxes if 0.68 < (b[0] + b[2]) / 2 < 0.78 and b[1] < 0.4]  # the woman
+    wrists = [9, 10]
+    level = PoseModel(model, top_share=0.5).keypoints(image, box)[wrists]
+    grown = PoseModel(model, top_share=0.5, above=0.3).keypoints(image, box)[wrists]
+    assert level[:, 2].max() < 0.3, "the hand is cut off: no confident wrist"
+    raised = grown[grown[:, 2].argmax()]
+    assert raised[2] >= 0.5 and raised[1] < box[1], "a confident wrist above the box's top"
+
+
+def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> None:
+    from intentcam.errors import UserError
+    from intentcam.evaluation.shelf import load_labels
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "elsewhere.mp4").write_bytes(b"")
+    square = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    two = {"video": "../elsewhere.mp4", "shelves": {"a": square, "b": square},
+           "events": [{"kind": "reach", "shelf": "b", "start": 1, "end": 4}]}  # fmt: skip
+    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"two": two}}))
+    (clip,) = load_labels(tmp_path, tmp_path / "clips")
+    assert clip.path == tmp_path / "clips" / "../elsewhere.mp4" and clip.split == "test"
+    assert [len(clip.events[shelf]) for shelf in ("a", "b")] == [0, 1]
+    two["events"] = [{"kind": "reach", "start": 1, "end": 4}]  # which of the two shelves?
+    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"two": two}}))
+    with pytest.raises(UserError, match="names no shelf"):
+        load_labels(tmp_path, tmp_path / "clips")
+    two.update(video="../missing.mp4", events=[])
+    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"two": two}}))
+    with pytest.raises(UserError, match="missing.mp4: no video for labelled clip 'two'"):
+        load_labels(tmp_path, tmp_path / "clips")
+
+
 @pytest.mark.slow
 def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
@@ -135,6 +183,7 @@ def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path)
         name for name, clip in labels["clips"].items() if clip["split"] == "test"
     }
     labelled = sum(1 for c in labels["clips"].values() for e in c["events"] if e["kind"] == "reach")
+    assert labelled >= 16
     assert report["all"]["total"]["reach"]["labelled"] == labelled
     walking_past = next(r for r in report["all"]["clips"] if r["clip"] == "set-c-normal-11")
     assert walking_past["reach"][1] == 0, "people walking past the shelf reach for nothing"

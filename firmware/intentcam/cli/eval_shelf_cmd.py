@@ -59,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
     pose = build_pose_model(settings, threads=settings.detector.threads)
     low = detector.operating_point.low_score
 
+    tracking = TrackerSettings.from_config(settings.tracker, detector.operating_point)
+
     def poses_of(clip: Any) -> Any:
-        tracker = ByteTracker(TrackerSettings.from_config(settings.tracker, detector.operating_point),
-                              aspect=4 / 3)  # fmt: skip
-        return extract_poses(clip, lambda image: detector.detect(image, min_score=low), tracker,
-                             pose, settings.shelf.near, settings.shelf.pose_interval_s)  # fmt: skip
+        return extract_poses(clip, lambda image: detector.detect(image, min_score=low),
+                             lambda aspect: ByteTracker(tracking, aspect=aspect), pose,
+                             settings.shelf.near, settings.shelf.pose_interval_s)  # fmt: skip
 
     bar = tqdm(total=len(clips), desc="clips", unit="clip", leave=False, disable=None)
 

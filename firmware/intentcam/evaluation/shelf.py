@@ -1,11 +1,11 @@
 """``intentcam eval-shelf``: shelf interactions against hand labels, event by event.
 
 Each clip runs through the configured person detector, the tracker and MoveNet on every tracked
-person near the clip's shelf polygon at ``shelf.pose_interval_s``, as the daemon samples a
-recording (the poses are computed once and cached in memory), then
-through :class:`intentcam.analytics.shelf.ShelfInteractions` with the thresholds under test.
-A detected event matches a labelled one of the same kind when their starts are within the
-tolerance (0.5 s), each label at most once. Thresholds are chosen on the clips labelled
+person near one of the clip's shelf polygons at ``shelf.pose_interval_s``, as the daemon samples
+a recording (the poses are computed once and cached in memory), then through
+:class:`intentcam.analytics.shelf.ShelfInteractions` (one per person and shelf) with the
+thresholds under test. A detected event matches a labelled one of the same kind and shelf when
+their starts are within the tolerance (0.5 s), each label at most once. Thresholds are chosen on the clips labelled
 ``tune`` (best mean reach F1 over a small grid) and reported on the ``test`` clips; quiet
 stretches (frames inside no labelled event) give the false events per minute. Labels without
 tune clips (someone else's held-out set; ``split`` may be left out, meaning ``test``) are
@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,93 +47,133 @@ GRID = {
 
 @dataclass(frozen=True)
 class LabelledClip:
+    """A clip's shelf polygons by id, and its labelled events by shelf (frame numbers)."""
+
     name: str
     path: Path
-    shelf: list[list[float]]
+    shelves: dict[str, list[list[float]]]
     split: str
-    events: list[Interaction]
+    events: dict[str, list[Interaction]]
+
+
+@dataclass
+class PersonPoses:
+    """One tracked person's poses: timestamps, (17, 3) keypoints and, per pose, which of the
+    clip's shelves (in :attr:`LabelledClip.shelves` order) their box was at."""
+
+    times: list[float] = field(default_factory=list)
+    poses: list[np.ndarray] = field(default_factory=list)
+    at: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
 class ClipPoses:
-    """Per tracked person near the shelf: (timestamps, poses (N, 17, 3))."""
+    """The poses of every tracked person who came to a shelf of one clip."""
 
     fps: float
     frames: int
-    people: dict[int, tuple[list[float], list[np.ndarray]]]
+    people: dict[int, PersonPoses]
 
 
 def load_labels(folder: Path, clips: Path) -> list[LabelledClip]:
-    """``folder/labels.json`` with each clip resolved in ``clips`` (frames become seconds later)."""
+    """``folder/labels.json`` with each clip resolved in ``clips`` (frames become seconds later).
+
+    A clip has one ``shelf`` polygon, or several as ``shelves`` by id with each event naming
+    its ``shelf``; its video is ``clips/NAME.*``, or ``video`` (a path relative to ``clips``).
+    """
     path = folder / "labels.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        found = []
-        for name, clip in data["clips"].items():
-            events = [Interaction(e["kind"], float(e["start"]), float(e["end"]))
-                      for e in clip["events"]]  # fmt: skip
-            video = next(iter(sorted(clips.glob(f"{name}.*"))), None)
-            if video is None:
-                raise UserError(f"{clips}: no video for labelled clip {name!r}", exit_code=2)
-            split = clip.get("split", "test")
-            if split not in ("tune", "test"):
-                raise ValueError(f"clip {name!r}: split must be 'tune' or 'test', not {split!r}")
-            found.append(LabelledClip(name, video, clip["shelf"], split, events))
+        found = [_labelled_clip(name, clip, clips) for name, clip in data["clips"].items()]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: cannot read the labels ({exc})", exit_code=2) from None
     return found
 
 
+def _labelled_clip(name: str, clip: dict[str, Any], clips: Path) -> LabelledClip:
+    shelves = clip["shelves"] if "shelves" in clip else {"shelf": clip["shelf"]}
+    if not shelves:
+        raise ValueError(f"clip {name!r}: no shelf polygon")
+    events: dict[str, list[Interaction]] = {shelf: [] for shelf in shelves}
+    for event in clip["events"]:
+        shelf = event.get("shelf", next(iter(shelves)) if len(shelves) == 1 else None)
+        if shelf not in events:
+            raise ValueError(f"clip {name!r}: event {event} names no shelf of the clip")
+        events[shelf].append(Interaction(event["kind"], float(event["start"]), float(event["end"])))
+    if "video" in clip:
+        video: Path | None = clips / clip["video"]
+    else:
+        video = next(iter(sorted(clips.glob(f"{name}.*"))), None)
+    if video is None or not video.is_file():
+        raise UserError(f"{video or clips}: no video for labelled clip {name!r}", exit_code=2)
+    split = clip.get("split", "test")
+    if split not in ("tune", "test"):
+        raise ValueError(f"clip {name!r}: split must be 'tune' or 'test', not {split!r}")
+    return LabelledClip(name, video, shelves, split, events)
+
+
 def extract_poses(
     clip: LabelledClip,
     detect: Callable[[np.ndarray], Any],
-    tracker: Any,
+    new_tracker: Callable[[float], Any],
     pose: Any,
     near: float,
     interval_s: float,
 ) -> ClipPoses:
-    """Detect, track and estimate poses of the people at the shelf as the daemon does for a
-    recording: their box within ``near`` of the shelf's bounds, a pose each at most every
-    ``interval_s`` (``shelf.pose_interval_s``)."""
+    """Detect, track and estimate poses of the people at a shelf as the daemon does for a
+    recording: their box within ``near`` of a shelf's bounds, a pose each at most every
+    ``interval_s`` (``shelf.pose_interval_s``). ``new_tracker(aspect)`` makes the tracker for
+    the clip's width / height."""
     capture = cv2.VideoCapture(str(clip.path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
-    watch = ShelfWatch({"shelf": clip.shelf}, ShelfSettings.from_config(), near)
-    people: dict[int, tuple[list[float], list[np.ndarray]]] = {}
+    watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(), near)
+    tracker = None
+    people: dict[int, PersonPoses] = {}
     frame_number = 0
     while True:
         ok, image = capture.read()
         if not ok:
             break
+        if tracker is None:
+            tracker = new_tracker(image.shape[1] / image.shape[0])
         timestamp = frame_number / fps
         detections = detect(image)
         tracked = tracker.update(detections.boxes, detections.scores, timestamp)
-        at_shelf = watch.at_shelf(tracked.boxes)[:, 0]
-        for track_id, box, here in zip(tracked.ids.tolist(), tracked.boxes, at_shelf):
-            if not here:
+        for track_id, box, at in zip(tracked.ids.tolist(), tracked.boxes,
+                                     watch.at_shelf(tracked.boxes)):  # fmt: skip
+            if not at.any():
                 continue
-            times, poses = people.setdefault(int(track_id), ([], []))
-            if times and timestamp - times[-1] < interval_s:
+            person = people.setdefault(int(track_id), PersonPoses())
+            if person.times and timestamp - person.times[-1] < interval_s:
                 continue
-            times.append(timestamp)
-            poses.append(pose.keypoints(image, box))
+            person.times.append(timestamp)
+            person.poses.append(pose.keypoints(image, box))
+            person.at.append(at)
         frame_number += 1
     capture.release()
     return ClipPoses(fps, frame_number, people)
 
 
 def detect_events(
-    poses: ClipPoses, shelf: list[list[float]], settings: ShelfSettings
-) -> list[Interaction]:
-    """The interactions of every person of a clip, by start time."""
-    polygon = Polygon(np.asarray(shelf))
-    events: list[Interaction] = []
-    for times, keypoints in poses.people.values():
-        person = ShelfInteractions(polygon, settings)
-        for timestamp, points in zip(times, keypoints):
-            person.observe(timestamp, points)
-        person.finish(times[-1] + 1 / poses.fps)
-        events += person.events
-    return sorted(events, key=lambda e: e.start)
+    poses: ClipPoses, shelves: dict[str, list[list[float]]], settings: ShelfSettings
+) -> dict[str, list[Interaction]]:
+    """The interactions of every person of a clip at each shelf, by start time; a shelf sees a
+    person's poses taken while they were at it, as in the daemon."""
+    found: dict[str, list[Interaction]] = {}
+    for index, (shelf, points) in enumerate(shelves.items()):
+        polygon = Polygon(np.asarray(points))
+        events: list[Interaction] = []
+        for person in poses.people.values():
+            taken = [(t, p) for t, p, at in zip(person.times, person.poses, person.at) if at[index]]
+            if not taken:
+                continue
+            interactions = ShelfInteractions(polygon, settings)
+            for timestamp, points_now in taken:
+                interactions.observe(timestamp, points_now)
+            interactions.finish(taken[-1][0] + 1 / poses.fps)
+            events += interactions.events
+        found[shelf] = sorted(events, key=lambda e: e.start)
+    return found
 
 
 def match(found: list[Interaction], labelled: list[Interaction], kind: str) -> tuple[int, int, int]:
@@ -150,20 +190,25 @@ def match(found: list[Interaction], labelled: list[Interaction], kind: str) -> t
     return matched, len(detections), len(labels)
 
 
-def quiet_false_per_minute(found: list[Interaction], labelled: list[Interaction], seconds: float,
-                           fps: float) -> tuple[int, float]:  # fmt: skip
-    """(false events, quiet minutes): events starting in no labelled event (+- tolerance)."""
+def quiet_false_per_minute(found: list[Interaction], labelled: list[Interaction],
+                           seconds: float) -> tuple[int, float]:  # fmt: skip
+    """(false events, quiet minutes): events starting in no labelled event (+- tolerance); the
+    quiet time is the clip's time no labelled event covers."""
     busy = [(e.start - TOLERANCE_S, e.end + TOLERANCE_S) for e in labelled]
     false = sum(1 for e in found if not any(a <= e.start <= b for a, b in busy))
-    quiet = seconds
-    for event in labelled:
-        quiet -= event.end - event.start + 1 / fps
-    return false, max(quiet, 0.0) / 60
+    covered, reached = 0.0, 0.0  # the union of the labelled intervals, swept by start
+    for event in sorted(labelled, key=lambda e: e.start):
+        start, end = max(event.start, reached), min(event.end, seconds)
+        if end > start:
+            covered += end - start
+        reached = max(reached, end)
+    return false, max(seconds - covered, 0.0) / 60
 
 
-def in_seconds(clip: LabelledClip, fps: float) -> list[Interaction]:
-    """Labelled frame numbers as seconds (an event's end frame is included)."""
-    return [replace(e, start=e.start / fps, end=(e.end + 1) / fps) for e in clip.events]
+def in_seconds(clip: LabelledClip, fps: float) -> dict[str, list[Interaction]]:
+    """Labelled frame numbers as seconds (an event's end frame is included), by shelf."""
+    return {shelf: [replace(e, start=e.start / fps, end=(e.end + 1) / fps) for e in events]
+            for shelf, events in clip.events.items()}  # fmt: skip
 
 
 def score(
@@ -175,13 +220,18 @@ def score(
     false_total, quiet_total = 0, 0.0
     for clip, poses in clips:
         labelled = in_seconds(clip, poses.fps)
-        found = detect_events(poses, clip.shelf, settings)
+        found = detect_events(poses, clip.shelves, settings)
         row: dict[str, Any] = {"clip": clip.name, "split": clip.split}
         for kind in KINDS:
-            counts = match(found, labelled, kind)
+            per_shelf = [match(found[shelf], labelled[shelf], kind) for shelf in clip.shelves]
+            counts = tuple(sum(column) for column in zip(*per_shelf))
             row[kind] = list(counts)
             totals[kind] = [a + b for a, b in zip(totals[kind], counts)]
-        false, quiet = quiet_false_per_minute(found, labelled, poses.frames / poses.fps, poses.fps)
+        false, quiet = quiet_false_per_minute(
+            [e for events in found.values() for e in events],
+            [e for events in labelled.values() for e in events],
+            poses.frames / poses.fps,
+        )
         row["false_in_quiet"], row["quiet_min"] = false, round(quiet, 3)
         false_total, quiet_total = false_total + false, quiet_total + quiet
         rows.append(row)

@@ -15,7 +15,7 @@ def build_pose_model(settings: Settings, threads: int = 1) -> PoseModel:
     model = load_model(
         manifest.get("movenet_lightning"), settings.paths.models, threads=threads, delegate="cpu"
     )
-    return PoseModel(model, settings.shelf.crop_top)
+    return PoseModel(model, settings.shelf.crop_top, settings.shelf.crop_above)
 
 
 def build_pose_sampler(settings: Settings) -> PoseSampler:
