@@ -4,6 +4,7 @@ aside. The frame loop is played by this test (its heartbeat and swap callbacks).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,47 @@ def test_a_second_request_while_one_runs_is_refused(
     assert states(loop)[-1] == "committed"
     assert isinstance(loop.detector, GuardedDetector) is False  # unwrapped after commit
     assert agent.request_install(Download(bundle)) is None  # free again
+
+
+def test_a_stopping_daemon_waits_for_the_self_test_under_way(
+    make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
+) -> None:
+    """Exiting under a self-test's inference can abort the interpreter: stop() waits for it (and
+    no longer than it is told to)."""
+    settings = make_settings(ota={"trusted_keys_dir": str(ota_kit.keys)})
+    loop = Loop(detector=detector)
+    agent = make_agent(settings, loop)
+    testing, release = threading.Event(), threading.Event()
+
+    def hold_at_self_test(step: str) -> None:
+        if step == "self_test":
+            testing.set()
+            release.wait(60)
+
+    agent.installer.fault = hold_at_self_test
+    agent.stop()  # nothing under way: returns at once
+    assert agent.request_install(Download(str(ota_kit.bundle("good")))) is None
+    assert testing.wait(60)
+    stopper = threading.Thread(target=agent.stop)
+    stopper.start()
+    stopper.join(0.5)
+    assert stopper.is_alive(), "stop() returned while the self-test was still running"
+    release.set()
+    stopper.join(60)
+    assert not stopper.is_alive() and not any(
+        t.name == "ota-install" for t in threading.enumerate()
+    )
+    assert agent.installer.store.load_state().trial is None, "nothing was swapped in"
+    # Bounded: an install that does not finish in time is abandoned, and the stop goes on.
+    testing.clear()
+    release.clear()
+    again = make_agent(settings, loop)
+    again.installer.fault = hold_at_self_test
+    assert again.request_install(Download(str(ota_kit.bundle("good")))) is None
+    assert testing.wait(60)
+    again.stop(wait_s=0.2)
+    assert any(t.name == "ota-install" for t in threading.enumerate()), "still held, not joined"
+    release.set()
 
 
 def test_a_corrupt_state_file_is_set_aside(make_settings: Callable[..., Settings]) -> None:

@@ -154,6 +154,7 @@ class Daemon:
         finally:
             if self.ddi is not None:
                 self.ddi.stop()
+            self.ota.stop()
             self.notifier.stopping()
             self.source.close()
             self.telemetry.stop()

@@ -38,6 +38,9 @@ INBOX = "ota-inbox"
 STATUS_FILE = "ota-status.json"
 #: Called with ``(ok, reason)`` when a request ends (committed, or refused / rolled back).
 Done = Callable[[bool, str], None]
+#: How long a stopping daemon waits for an install being prepared (a self-test takes seconds;
+#: a slow download is abandoned rather than holding up the stop).
+STOP_WAIT_S = 10.0
 
 
 class GuardedDetector:
@@ -118,6 +121,7 @@ class OtaAgent:
     _ready: tuple[Prepared, Done | None] | None = None
     _samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=4096))
     _next_inbox: float = 0.0
+    _worker: threading.Thread | None = None
 
     @property
     def settings(self) -> Any:
@@ -162,10 +166,23 @@ class OtaAgent:
             if self._busy:  # from the request until commit, rollback or failure
                 return "another update is in progress"
             self._busy = True
-        threading.Thread(
+        self._worker = threading.Thread(
             target=self._prepare, args=(job, done), name="ota-install", daemon=True
-        ).start()
+        )
+        self._worker.start()
         return None
+
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """On the way out: wait (at most ``wait_s``) for an install being prepared, since exiting
+        under its self-test's inference can abort the interpreter's teardown. What it prepared
+        is never swapped in: the running model stays, and a new request starts over."""
+        worker = self._worker
+        if worker is None or not worker.is_alive():
+            return
+        log.info("ota: stopping; waiting up to %.0f s for the install being prepared", wait_s)
+        worker.join(wait_s)
+        if worker.is_alive():
+            log.warning("ota: the install being prepared is abandoned; the running model stays")
 
     def _prepare(self, job: Download, done: Done | None) -> None:
         try:
