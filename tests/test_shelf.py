@@ -139,11 +139,27 @@ def test_a_hand_raised_above_the_head_is_in_the_crop_above_the_box(model_dir: Pa
     boxes = build_detector(settings).detect(image).boxes
     (box,) = [b for b in boxes if 0.68 < (b[0] + b[2]) / 2 < 0.78 and b[1] < 0.4]  # the woman
     wrists = [9, 10]
-    level = PoseModel(model, top_share=0.5).keypoints(image, box)[wrists]
-    grown = PoseModel(model, top_share=0.5, above=0.3).keypoints(image, box)[wrists]
+    pose = PoseModel(model, top_share=0.5, above=0.3)
+    level = pose.keypoints(image, box)[wrists]
+    grown = pose.keypoints(image, box, reach_up=True)[wrists]
     assert level[:, 2].max() < 0.3, "the hand is cut off: no confident wrist"
     raised = grown[grown[:, 2].argmax()]
     assert raised[2] >= 0.5 and raised[1] < box[1], "a confident wrist above the box's top"
+
+
+def test_only_a_shelf_rising_above_a_head_has_the_crop_reach_up() -> None:
+    from intentcam.analytics.shelf import ShelfWatch
+
+    shelving = [[0.6, 0.0], [1.0, 0.0], [1.0, 1.0], [0.8, 1.0]]  # floor to ceiling, at the right
+    table = [[0.2, 0.6], [0.5, 0.6], [0.5, 0.9], [0.2, 0.9]]  # waist high, at the left
+    watch = ShelfWatch({"shelving": shelving, "table": table}, ShelfSettings.from_config(), 0.05)
+    boxes = np.array([[0.7, 0.3, 0.8, 0.9],  # in front of the shelving: its top is above her
+                      [0.35, 0.3, 0.5, 0.9],  # at the table, head above its top
+                      [0.05, 0.1, 0.15, 0.4]])  # at neither  # fmt: skip
+    at = watch.at_shelf(boxes)
+    assert at.tolist() == [[True, False], [False, True], [False, False]]
+    assert watch.above_heads(boxes, at).tolist() == [True, False, False]
+    assert watch.above_heads(np.zeros((0, 4)), at[:0]).tolist() == []
 
 
 def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> None:

@@ -320,6 +320,35 @@ def test_a_recording_gets_every_pose_a_live_camera_only_its_budget(
     assert live["over_budget"] > 0 and live["poses"] < recorded["poses"] / 2
 
 
+def test_a_hand_raised_to_a_high_shelf_is_a_reach_in_the_daemon(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The store-aisle clip: the shelving rises above the woman's head, so her crop reaches up
+    over her box and her raised hand is seen; the man's reach at the table is counted too."""
+    shelves = {"table": [[0.40, 0.14], [0.52, 0.14], [0.68, 1.0], [0.17, 1.0]],
+               "shelving": [[0.59, 0.0], [1.0, 0.0], [1.0, 1.0], [0.83, 1.0]]}  # fmt: skip
+    zones = "".join(f'[[zones]]\nid = "{name}"\nkind = "shelf"\npoints = {points}\n'
+                    for name, points in shelves.items())  # fmt: skip
+
+    def reaches(crop_above: float) -> set[str]:
+        config = tmp_path / "c.toml"
+        config.write_text(f"[telemetry]\nevents = true\n[shelf]\ncrop_above = {crop_above}\n"
+                          f'{zones}[paths]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")  # fmt: skip
+        sink = ListSink()
+        source = VideoFileSource(DATA / "videos" / "intel_store_aisle_preview.avi")
+        try:
+            build_pipeline(load_config(config), source, sink, report_every_s=3600).run(
+                threading.Event()
+            )
+        finally:
+            source.close()
+        return {r["zone"] for r in sink.records
+                if r.get("event") == "interaction" and r["interaction"] == "reach"}  # fmt: skip
+
+    assert reaches(0.3) == {"table", "shelving"}
+    assert reaches(0.0) == {"table"}, "without the crop above the box the raised hand is lost"
+
+
 def test_the_alert_fires_where_a_shopper_lingers_and_reaches(
     model_dir: Path, tmp_path: Path
 ) -> None:

@@ -460,9 +460,11 @@ class ShelfConfig(_Section):
     #: MoveNet sees this share of the person's box, from its top: the upper body, so the arms
     #: and hands get more of its pixels (0.5 was best on the tune clips among 0.4 to 1.0).
     crop_top: float = Field(default=0.5, ge=0.3, le=1)
-    #: The crop also takes this share of the box's height above its top: a detector's box
-    #: tends to end at the head, and a hand raised to a high shelf is above it.
-    crop_above: float = Field(default=0.0, ge=0, le=1)
+    #: For a person at a shelf that rises above their head in the picture, the crop also takes
+    #: this share of the box's height above its top: a detector's box tends to end at the head,
+    #: and a hand raised to a high shelf is above it (a hand held straight up is about 0.3 of
+    #: a person's height over the head; 0 turns this off).
+    crop_above: float = Field(default=0.3, ge=0, le=1)
     #: Keypoints below this MoveNet score are ignored.
     min_score: float = Field(default=0.3, gt=0, lt=1)
     #: A wrist counts as reaching when held out from the torso (the segment from the shoulders to

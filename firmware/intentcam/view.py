@@ -138,6 +138,11 @@ class ViewAnalytics:
         """Indexes of the last frame's people who are at a shelf zone."""
         return self.scene.at_shelf
 
+    @property
+    def shelf_above_head(self) -> set[int]:
+        """Those of :attr:`at_shelf` at a shelf that rises above their head in the picture."""
+        return self.scene.shelf_above_head
+
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): summarise and queue them."""
         for ended in self.scene.end_sessions(ends):
@@ -361,7 +366,8 @@ class CameraView:
             records.extend(self.analytics.add_pose(tokens[index], timestamp, points))
 
         self.poses.budget.earn(*earned)
-        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, take)
+        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, take,
+                          above_head=self.analytics.shelf_above_head)  # fmt: skip
         self.stage_ms["pose"] = (time.perf_counter() - started) * 1e3
         return records
 

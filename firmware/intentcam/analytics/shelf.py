@@ -231,6 +231,8 @@ class ShelfWatch:
         self._bounds = np.array(
             [[*(b.min(axis=0) - near), *(b.max(axis=0) + near)] for b in bounds]
         ).reshape(-1, 4)
+        #: (Z,) the top of each zone (its smallest y).
+        self._tops = np.array([b[:, 1].min() for b in bounds])
         self._ids = list(zones)
         self.leave_s = leave_s
         self._stays: dict[tuple[str, str], _Stay] = {}
@@ -249,6 +251,13 @@ class ShelfWatch:
         b, z = boxes[:, None, :], self._bounds[None, :, :]
         return (b[..., 0] <= z[..., 2]) & (b[..., 2] >= z[..., 0]) & (
             b[..., 1] <= z[..., 3]) & (b[..., 3] >= z[..., 1])  # fmt: skip
+
+    def above_heads(self, boxes: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """(N,) whether a zone each person is at (``at``: :meth:`at_shelf` of ``boxes``) rises
+        above the top of their box in the picture: a shelf they may reach up into."""
+        if not len(boxes) or not self._ids:
+            return np.zeros(len(boxes), dtype=bool)
+        return np.asarray((at & (self._tops[None, :] < boxes[:, 1:2])).any(axis=1))
 
     def present(self, tokens: list[str], at: np.ndarray,
                 timestamp: float) -> list[ZoneInteraction]:  # fmt: skip

@@ -139,15 +139,16 @@ def extract_poses(
         timestamp = frame_number / fps
         detections = detect(image)
         tracked = tracker.update(detections.boxes, detections.scores, timestamp)
-        for track_id, box, at in zip(tracked.ids.tolist(), tracked.boxes,
-                                     watch.at_shelf(tracked.boxes)):  # fmt: skip
+        at_shelf = watch.at_shelf(tracked.boxes)
+        above_head = watch.above_heads(tracked.boxes, at_shelf)
+        for track_id, box, at, up in zip(tracked.ids.tolist(), tracked.boxes, at_shelf, above_head):
             if not at.any():
                 continue
             person = people.setdefault(int(track_id), PersonPoses())
             if person.times and timestamp - person.times[-1] < interval_s:
                 continue
             person.times.append(timestamp)
-            person.poses.append(pose.keypoints(image, box))
+            person.poses.append(pose.keypoints(image, box, reach_up=bool(up)))
             person.at.append(at)
         frame_number += 1
     capture.release()

@@ -2,8 +2,8 @@
 
 The crop is the top ``top_share`` of the tracked box (the upper body: the arms and hands get more of
 MoveNet's 192 pixels, and the legs do not reach for anything) grown upwards by ``above`` of the
-box's height (a detector's box often ends at the head, cutting off a hand raised to a high
-shelf), made square and padded by
+box's height for a person at a shelf that rises above their head (a detector's box often ends at
+the head, cutting off a hand raised to a high shelf), made square and padded by
 :data:`PAD` (MoveNet was trained on people centred in a square with some margin); it lives in
 memory for one invoke and is never kept.
 Keypoints come back as ``(x, y, score)`` in normalised image coordinates of the whole frame.
@@ -35,18 +35,20 @@ class PoseModel:
     model: Model
     #: The share of the box, from its top, that MoveNet sees (1.0: the whole person).
     top_share: float = 1.0
-    #: How far above the box's top the crop begins, as a share of the box's height.
+    #: How far above the box's top a crop that reaches up begins, as a share of the box's height.
     above: float = 0.0
 
     def __post_init__(self) -> None:
         self._size = self.model.input_size
 
-    def keypoints(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def keypoints(self, image: np.ndarray, box: np.ndarray, reach_up: bool = False) -> np.ndarray:
         """(17, 3) of ``x, y, score`` (x, y normalised to the frame) for the person in ``box``
-        (normalised ``x1, y1, x2, y2``) of the BGR ``image``."""
+        (normalised ``x1, y1, x2, y2``) of the BGR ``image``; ``reach_up`` grows the crop by
+        :attr:`above` over the box."""
         height, width = image.shape[:2]
         x1, y1, x2, y2 = (float(v) for v in box)
-        y1, y2 = y1 - self.above * (y2 - y1), y1 + self.top_share * (y2 - y1)
+        above = self.above if reach_up else 0.0
+        y1, y2 = y1 - above * (y2 - y1), y1 + self.top_share * (y2 - y1)
         cx, cy = (x1 + x2) / 2 * width, (y1 + y2) / 2 * height
         side = max((x2 - x1) * width, (y2 - y1) * height) * (1 + 2 * PAD)
         left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
