@@ -5,9 +5,9 @@ person near one of the clip's shelf polygons at ``shelf.pose_interval_s``, as th
 a recording (the poses are computed once and cached in memory), then through
 :class:`intentcam.analytics.shelf.ShelfInteractions` (one per person and shelf) with the
 thresholds under test. A detected event matches a labelled one of the same kind and shelf when
-their starts are within the tolerance (0.5 s), each label at most once. Thresholds are chosen on the clips labelled
-``tune`` (best mean reach F1 over a small grid) and reported on the ``test`` clips; quiet
-stretches (frames inside no labelled event) give the false events per minute. Labels without
+their starts are within the tolerance (0.5 s), each label at most once. Thresholds are chosen on
+the clips labelled ``tune`` (best mean reach F1 over a small grid) and reported on the ``test``
+clips; quiet stretches (time inside no labelled event) give the false events per minute. Labels without
 tune clips (someone else's held-out set; ``split`` may be left out, meaning ``test``) are
 scored with the configured ``[shelf]`` thresholds.
 """
