@@ -125,7 +125,8 @@ def test_sampler_runs_real_movenet_within_rate_and_budget(model_dir: Path) -> No
 
     def frame(which: PoseSampler, t: int, people: int, spare_ms: float = 0.0) -> int:
         which.budget.earn(40.0, spare_ms)
-        return which.sample(image, tokens[:people], boxes[:people], list(range(people)), t / 15,
+        at_shelf = dict.fromkeys(range(people), False)
+        return which.sample(image, tokens[:people], boxes[:people], at_shelf, t / 15,
                             lambda i, p: got.append((i, p)))  # fmt: skip
 
     # 40 ms detector: 6 ms of pose per frame, a pose "takes" 10 ms -> at most one per frame

@@ -519,6 +519,11 @@ class AlertsConfig(_Section):
     enabled: bool = True
     rules: list[AlertRuleConfig] = Field(default_factory=list)
 
+    @property
+    def active(self) -> list[AlertRuleConfig]:
+        """The rules in effect: those turned on, none when alerts are off."""
+        return [rule for rule in self.rules if rule.enabled] if self.enabled else []
+
 
 class MqttConfig(_Section):
     """The store gateway's broker. With no ``host`` telemetry is only spooled (and sunk)."""

@@ -116,7 +116,7 @@ class ViewAnalytics:
         return records + self.aggregator.take_events() + self._alerts(events)
 
     def _alerts(self, events: FrameEvents) -> list[Record]:
-        if not self.alerts.config.rules:
+        if not self.alerts.config.active:
             return []
         return self.alerts.check(
             Watched(
@@ -134,14 +134,10 @@ class ViewAnalytics:
         return self.aggregator.take_events()
 
     @property
-    def at_shelf(self) -> list[int]:
-        """Indexes of the last frame's people who are at a shelf zone."""
+    def at_shelf(self) -> dict[int, bool]:
+        """The last frame's people at a shelf zone, by index, each with whether their pose crop
+        reaches up (a shelf rising above their head in the picture)."""
         return self.scene.at_shelf
-
-    @property
-    def shelf_above_head(self) -> set[int]:
-        """Those of :attr:`at_shelf` at a shelf that rises above their head in the picture."""
-        return self.scene.shelf_above_head
 
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): summarise and queue them."""
@@ -366,8 +362,7 @@ class CameraView:
             records.extend(self.analytics.add_pose(tokens[index], timestamp, points))
 
         self.poses.budget.earn(*earned)
-        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, take,
-                          above_head=self.analytics.shelf_above_head)  # fmt: skip
+        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, take)
         self.stage_ms["pose"] = (time.perf_counter() - started) * 1e3
         return records
 

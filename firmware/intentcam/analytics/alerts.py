@@ -66,12 +66,8 @@ class AlertRules:
 
     def check(self, watched: Watched) -> list[Record]:
         """The alerts this frame raises."""
-        if not self.config.enabled:
-            return []
         alerts: list[Record] = []
-        for rule in self.config.rules:
-            if not rule.enabled:
-                continue
+        for rule in self.config.active:
             for zone, reason, details in self._findings(rule, watched):
                 key = (rule.id, zone)
                 if watched.timestamp < self._quiet_until.get(key, float("-inf")):

@@ -163,8 +163,7 @@ class Analytics:
         self._visit_interactions = Counter(
             {key: n for key, n in self._visit_interactions.items() if key[0] in self._shelf_column}
         )
-        self.at_shelf: list[int] = []
-        self.shelf_above_head: set[int] = set()
+        self.at_shelf: dict[int, bool] = {}
 
     def no_face_tokens(self) -> set[str]:
         """Tokens in staff or excluded zones in the last frame: their faces are never analysed.
@@ -209,12 +208,9 @@ class Analytics:
         self._last_tokens, self._last_feet = tokens, feet.image
         events = FrameEvents(timestamp, min(dt, MAX_STEP_S), tokens, feet)
         at_shelf = self.shelves.at_shelf(boxes)
-        #: Indexes of this frame's people who are at a shelf (whose poses are wanted).
-        self.at_shelf = np.flatnonzero(at_shelf.any(axis=1)).tolist()
-        #: Those of them at a shelf that rises above their head (their crop reaches up).
-        self.shelf_above_head = set(
-            np.flatnonzero(self.shelves.above_heads(boxes, at_shelf)).tolist()
-        )
+        #: This frame's people at a shelf (whose poses are wanted), by index, each with whether
+        #: their crop reaches up (a shelf rising above their head).
+        self.at_shelf = self.shelves.poses_wanted(boxes, at_shelf)
         events.interactions = self._record(self.shelves.present(tokens, at_shelf, timestamp))
         for line in self.lines:
             for crossing in line.observe(tokens, feet.image, timestamp, view_points=feet.view):

@@ -259,6 +259,12 @@ class ShelfWatch:
             return np.zeros(len(boxes), dtype=bool)
         return np.asarray((at & (self._tops[None, :] < boxes[:, 1:2])).any(axis=1))
 
+    def poses_wanted(self, boxes: np.ndarray, at: np.ndarray) -> dict[int, bool]:
+        """The people at a shelf (indexes into ``boxes``; ``at``: :meth:`at_shelf` of them),
+        each with whether their pose crop reaches up (:meth:`above_heads`)."""
+        reach_up = self.above_heads(boxes, at)
+        return {int(i): bool(reach_up[i]) for i in np.flatnonzero(at.any(axis=1))}
+
     def present(self, tokens: list[str], at: np.ndarray,
                 timestamp: float) -> list[ZoneInteraction]:  # fmt: skip
         """One frame's people and :meth:`at_shelf` of their boxes: stays begin for those who

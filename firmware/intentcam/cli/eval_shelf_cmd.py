@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     def poses_of(clip: Any) -> Any:
         return extract_poses(clip, lambda image: detector.detect(image, min_score=low),
                              lambda aspect: ByteTracker(tracking, aspect=aspect), pose,
-                             settings.shelf.near, settings.shelf.pose_interval_s)  # fmt: skip
+                             settings.shelf)  # fmt: skip
 
     bar = tqdm(total=len(clips), desc="clips", unit="clip", leave=False, disable=None)
 

@@ -18,6 +18,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ from intentcam.analytics.shelf import (
     ShelfSettings,
     ShelfWatch,
 )
+from intentcam.config import ShelfConfig
 from intentcam.errors import UserError
+from intentcam.pose.movenet import PoseModel
+from intentcam.pose.sampler import MAX_SPARE_MS, PoseSampler
 
 TOLERANCE_S = 0.5
 #: The grid thresholds are chosen from on the tuning clips.
@@ -116,17 +120,17 @@ def extract_poses(
     clip: LabelledClip,
     detect: Callable[[np.ndarray], Any],
     new_tracker: Callable[[float], Any],
-    pose: Any,
-    near: float,
-    interval_s: float,
+    pose: PoseModel,
+    shelf: ShelfConfig,
 ) -> ClipPoses:
     """Detect, track and estimate poses of the people at a shelf as the daemon does for a
-    recording: their box within ``near`` of a shelf's bounds, a pose each at most every
-    ``interval_s`` (``shelf.pose_interval_s``). ``new_tracker(aspect)`` makes the tracker for
-    the clip's width / height."""
+    recording: the daemon's :class:`PoseSampler` with ``shelf``'s settings, given the spare time
+    a recording has every frame. ``new_tracker(aspect)`` makes the tracker for the clip's width /
+    height."""
     capture = cv2.VideoCapture(str(clip.path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
-    watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(), near)
+    watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(shelf), shelf.near)
+    sampler = PoseSampler.from_config(pose, shelf)
     tracker = None
     people: dict[int, PersonPoses] = {}
     frame_number = 0
@@ -139,20 +143,23 @@ def extract_poses(
         timestamp = frame_number / fps
         detections = detect(image)
         tracked = tracker.update(detections.boxes, detections.scores, timestamp)
+        ids = tracked.ids.tolist()
         at_shelf = watch.at_shelf(tracked.boxes)
-        above_head = watch.above_heads(tracked.boxes, at_shelf)
-        for track_id, box, at, up in zip(tracked.ids.tolist(), tracked.boxes, at_shelf, above_head):
-            if not at.any():
-                continue
-            person = people.setdefault(int(track_id), PersonPoses())
-            if person.times and timestamp - person.times[-1] < interval_s:
-                continue
-            person.times.append(timestamp)
-            person.poses.append(pose.keypoints(image, box, reach_up=bool(up)))
-            person.at.append(at)
+        take = partial(_keep_pose, people, ids, at_shelf, timestamp)
+        sampler.budget.earn(0.0, MAX_SPARE_MS)
+        sampler.sample(image, [str(i) for i in ids], tracked.boxes,
+                       watch.poses_wanted(tracked.boxes, at_shelf), timestamp, take)  # fmt: skip
         frame_number += 1
     capture.release()
     return ClipPoses(fps, frame_number, people)
+
+
+def _keep_pose(people: dict[int, PersonPoses], ids: list[int], at_shelf: np.ndarray,
+               timestamp: float, index: int, points: np.ndarray) -> None:  # fmt: skip
+    person = people.setdefault(int(ids[index]), PersonPoses())
+    person.times.append(timestamp)
+    person.poses.append(points)
+    person.at.append(at_shelf[index])
 
 
 def detect_events(

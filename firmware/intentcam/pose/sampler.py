@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,15 +80,13 @@ class PoseSampler:
         image: np.ndarray,
         tokens: list[str],
         boxes: np.ndarray,
-        at_shelf: list[int],
+        at_shelf: Mapping[int, bool],
         now: float,
         sink: PoseSink,
-        above_head: Collection[int] = (),
     ) -> int:
-        """Poses for the due people among ``at_shelf`` (indexes into ``tokens``/``boxes``) while
-        the budget lasts (the caller has added this frame's :meth:`PoseBudget.earn`); returns how
-        many were computed. The crops of those in ``above_head`` (at a shelf that rises above
-        their head) reach up above their box."""
+        """Poses for the due people among ``at_shelf`` (indexes into ``tokens``/``boxes``, each
+        with whether its crop reaches up above the box) while the budget lasts (the caller has
+        added this frame's :meth:`PoseBudget.earn`); returns how many were computed."""
         due = sorted(
             (self._last.get(tokens[i], float("-inf")), i)
             for i in at_shelf
@@ -100,7 +98,7 @@ class PoseSampler:
                 self.counts["over_budget"] += len(due) - done
                 break
             started = self.clock()
-            points = self.model.keypoints(image, boxes[index], reach_up=index in above_head)
+            points = self.model.keypoints(image, boxes[index], reach_up=at_shelf[index])
             self.budget.spend((self.clock() - started) * 1e3)
             self._last[tokens[index]] = now
             sink(index, points)

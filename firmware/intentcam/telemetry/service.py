@@ -190,12 +190,9 @@ class Telemetry:
 
     def _announcement(self, homeassistant: HomeAssistantDiscovery) -> bytes:
         settings = self.settings
-        alerts = settings.alerts
-        kinds = (
-            sorted({rule.kind for rule in alerts.rules if rule.enabled}) if alerts.enabled else []
-        )
+        kinds = tuple(sorted({rule.kind for rule in settings.alerts.active}))
         return homeassistant.announcement(
-            [line.id for line in settings.lines], [zone.id for zone in settings.zones], tuple(kinds)
+            [line.id for line in settings.lines], [zone.id for zone in settings.zones], kinds
         )
 
     def _homeassistant_birth(self, payload: bytes) -> None:
