@@ -38,7 +38,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument(
-        "--idle", type=float, metavar="SECONDS", help="stop after this long without a message"
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long without a message while connected (time spent "
+        "reconnecting does not count)",
     )
     parser.add_argument(
         "--json", action="store_true", help="JSON lines: one per message, then a summary line"
@@ -55,8 +59,10 @@ def _client(args: argparse.Namespace, messages: queue.Queue) -> mqtt.Client:
             messages.put(("error", f"broker refused the connection: {reason}"))
             return
         client.subscribe(topic, qos=1)
+        messages.put(("connected", None))
 
     client.on_connect = on_connect
+    client.on_disconnect = lambda *_: messages.put(("disconnected", None))
     client.on_message = lambda c, u, message: messages.put(("message", message))
     return client
 
@@ -71,24 +77,29 @@ def run(args: argparse.Namespace) -> int:
     client.loop_start()
     checker = StreamChecker()
     started = last = time.monotonic()
+    connected = False
     received = 0
     try:
         while True:
-            now = time.monotonic()
-            if args.timeout is not None and now - started >= args.timeout:
-                break
-            if args.idle is not None and now - last >= args.idle:
+            if args.timeout is not None and time.monotonic() - started >= args.timeout:
                 break
             if args.count is not None and received >= args.count:
                 break
             try:
                 kind, item = messages.get(timeout=0.1)
             except queue.Empty:
+                # Idle only while connected with nothing waiting: time spent blocked writing
+                # to a slow reader, or waiting out a broker restart, is not a quiet stream.
+                if connected and args.idle is not None and time.monotonic() - last >= args.idle:
+                    break
                 continue
+            last = time.monotonic()
             if kind == "error":
                 raise UserError(f"mqtt {host}:{port}: {item}")
+            if kind in ("connected", "disconnected"):
+                connected = kind == "connected"
+                continue
             received += 1
-            last = time.monotonic()
             checked = checker.check(item.topic, item.payload)
             _print(checked, args.json)
     except KeyboardInterrupt:
