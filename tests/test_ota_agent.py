@@ -34,6 +34,21 @@ class RaisingDetector:
         return getattr(self.inner, name)
 
 
+class SlowDetector:
+    """A new model that works but takes far longer per frame than the one it replaces."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+
+    def detect(self, image: Any, min_score: float | None = None) -> Any:
+        time.sleep(self.seconds)
+        return self.inner.detect(image, min_score)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 @dataclass
 class Loop:
     """The frame loop as the agent sees it."""
@@ -88,6 +103,26 @@ def test_an_exception_in_probation_swaps_the_old_model_back_at_once(
     assert loop.detector is detector  # the previous detector object, still in memory
     assert agent.installer.store.current() is None
     assert agent.installer.store.load_state().trial is None
+
+
+def test_a_model_too_slow_on_the_camera_is_rolled_back_after_probation(
+    make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
+) -> None:
+    settings = make_settings(ota={"trusted_keys_dir": str(ota_kit.keys), "probation_s": 2})
+    loop = Loop(detector=detector)
+    agent = make_agent(settings, loop)
+    prepared = agent.installer.prepare(Download(str(ota_kit.bundle("good"))))
+    # Each frame costs 0.5 s more than before: well under half the frame rate on any machine.
+    prepared.detector = SlowDetector(prepared.detector, 0.5)
+    # The previous model's frame rate over the last probation_s: the baseline to compare with.
+    loop.run(agent, 60, lambda: agent._baseline(agent.clock())[0] is not None)
+    agent._ready = (prepared, None)
+    agent._busy = True
+    loop.run(agent, 60, lambda: "rolled_back" in states(loop))
+    assert states(loop)[-3:] == ["switching", "probation", "rolled_back"]
+    assert "fps, below 50% of" in loop.published[-1]["reason"]
+    assert loop.published[-2]["baseline_fps"] > 0
+    assert loop.detector is detector
 
 
 def test_a_second_request_while_one_runs_is_refused(

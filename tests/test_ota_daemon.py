@@ -269,6 +269,10 @@ def test_install_and_rollback_with_and_without_a_running_daemon(
         "INTENTCAM_PATHS__MODEL_DIR": str(model_dir),
         "INTENTCAM_OTA__TRUSTED_KEYS_DIR": str(ota_kit.keys),
         "INTENTCAM_OTA__PROBATION_S": "3",
+        # This test is about the install and rollback paths, not the frame-rate gate (that is
+        # test_ota_agent's): on a busy test machine 3 s of probation once ran at 1.1 fps
+        # against a 3.1 baseline, with `ota install`'s own self-test competing for the CPU.
+        "INTENTCAM_OTA__MIN_FPS_RATIO": "0.05",
     }
     offline = run_cli("ota", "install", str(ota_kit.bundle("good")), env=env)
     assert offline.returncode == 0 and "next start" in offline.stdout, offline.stderr

@@ -102,9 +102,12 @@ def write_config(
     window: float = 1.0,
     mqtt_extra: str = "",
 ) -> Path:
+    # These tests check that every window arrives: on a loaded machine draining the spool at
+    # stop can take longer than the default stop_flush_s, which would leave the rest for a next
+    # start that these runs never have.
     mqtt = (
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_min_s = 0.2\n'
-        f"reconnect_max_s = 1.0\n{mqtt_extra}"
+        f"reconnect_max_s = 1.0\nstop_flush_s = 120\n{mqtt_extra}"
         if broker
         else ""
     )
@@ -184,6 +187,25 @@ def broker(tmp_path: Path):
     running.stop()
 
 
+def test_tail_until_stopped_waits_for_every_device_heard_from() -> None:
+    from intentcam.cli.tail_cmd import StoppedDevices
+
+    def status(device: str, state: str) -> dict:
+        return {"type": "status", "site": "s", "device": device, "state": state}
+
+    devices = StoppedDevices()
+    # A retained "stopped" is a device that was off before the tail started: not a stop now.
+    assert not devices.all_after(status("cam1", "stopped"), retained=True)
+    assert not devices.all_after(status("cam1", "online"))
+    assert not devices.all_after({"type": "counts", "site": "s", "device": "cam2"})
+    assert not devices.all_after(status("cam1", "stopped"))  # cam2 still runs
+    assert not devices.all_after({"type": "health", "site": "s", "device": "cam1"})
+    assert not devices.all_after(status("cam1", "online"))  # cam1 came back
+    assert not devices.all_after(status("cam2", "stopped"))
+    assert devices.all_after(status("cam1", "stopped"))
+    assert not StoppedDevices().all_after(b"not json")
+
+
 @pytest.mark.broker
 def test_tail_is_idle_only_when_the_stream_is_quiet(tmp_path: Path, broker: Broker) -> None:
     import paho.mqtt.client as mqtt
@@ -225,11 +247,11 @@ def test_daemon_publishes_a_schema_valid_stream(
     tmp_path: Path, model_dir: Path, broker: Broker
 ) -> None:
     config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker)
-    # The tail stops after 20 s without a message: on a loaded machine the daemon's shutdown
-    # (last windows, the spool drained, then the "stopped" status) once took longer than 8 s.
-    # The timeouts only catch a hang: a realtime run took 110 s on a machine with three more
-    # busy processes than cores.
-    tail = start_tail(broker, "--idle", "20", "--timeout", "400")
+    # The tail stops at the "stopped" status (after the last windows and the spool's drain), not
+    # after a quiet spell: on a loaded machine the daemon's start or shutdown outlasted any idle
+    # time chosen. The timeouts only catch a hang: a realtime run took 110 s on a machine with
+    # three more busy processes than cores.
+    tail = start_tail(broker, "--until-stopped", "--timeout", "400")
     daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
     _, stderr = daemon.communicate(timeout=300)
     assert daemon.returncode == 0, stderr
@@ -259,7 +281,7 @@ def test_broker_outage_loses_nothing(tmp_path: Path, model_dir: Path) -> None:
     try:
         config = write_config(tmp_path / "c.toml", model_dir, tmp_path / "state", broker)
         # A gateway with a persistent session: it gets what was published while it was away.
-        tail = start_tail(broker, "--session", "gateway-1", "--idle", "10", "--timeout", "400")
+        tail = start_tail(broker, "--session", "gateway-1", "--until-stopped", "--timeout", "400")
         daemon = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
         time.sleep(5)
         broker.stop()
@@ -312,9 +334,9 @@ def test_sigkill_then_restart_delivers_everything_spooled(tmp_path: Path, model_
     assert spooled >= 6
     broker.start()
     try:
-        tail = start_tail(broker, "--idle", "8", "--timeout", "120")
+        tail = start_tail(broker, "--until-stopped", "--timeout", "300")
         restarted = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "50")
-        _, stderr = restarted.communicate(timeout=120)
+        _, stderr = restarted.communicate(timeout=300)
         assert restarted.returncode == 0, stderr
         messages, summary, _ = tail_result(tail)
     finally:
@@ -362,13 +384,12 @@ def test_tls_client_certificates_and_password(tmp_path: Path, model_dir: Path) -
             "cam1",
             "--password-file",
             str(password_file),
-            "--idle",
-            "6",
+            "--until-stopped",
             "--timeout",
-            "90",
+            "300",
         )
         daemon = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "60")
-        _, stderr = daemon.communicate(timeout=90)
+        _, stderr = daemon.communicate(timeout=300)
         assert daemon.returncode == 0, stderr
         assert "pa55word" not in stderr
         messages, summary, code = tail_result(tail)
@@ -419,9 +440,9 @@ def test_mqtt_3_1_1_is_selectable(tmp_path: Path, model_dir: Path, broker: Broke
         broker,
         mqtt_extra='protocol = "3.1.1"\n',
     )
-    tail = start_tail(broker, "--protocol", "3.1.1", "--idle", "6", "--timeout", "90")
+    tail = start_tail(broker, "--protocol", "3.1.1", "--until-stopped", "--timeout", "300")
     daemon = start_daemon(config, "--source", str(CONCOURSE), "--max-frames", "40")
-    _, stderr = daemon.communicate(timeout=90)
+    _, stderr = daemon.communicate(timeout=300)
     assert daemon.returncode == 0, stderr
     messages, summary, code = tail_result(tail)
     assert code == 0, summary

@@ -548,6 +548,10 @@ class MqttConfig(_Section):
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
     #: Messages sent but not yet acknowledged at any time.
     max_inflight: int = Field(default=20, ge=1, le=1000)
+    #: How long a stopping daemon goes on publishing what the spool holds before it sends
+    #: ``stopped`` and leaves the rest for its next start (kept on disk, nothing lost); keep it
+    #: well under the service's ``TimeoutStopSec`` (30 s in systemd/intentcam.service).
+    stop_flush_s: float = Field(default=5.0, ge=0, le=600)
     #: MQTT 5 response topics a command may name must start with this (no wildcards); unset,
     #: replies go only to the device's own ``cmd/<name>/reply``.
     response_prefix: str | None = Field(default=None, pattern=r"^[^#+\x00]{1,200}$")

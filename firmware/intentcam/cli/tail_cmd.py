@@ -45,6 +45,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "reconnecting does not count)",
     )
     parser.add_argument(
+        "--until-stopped",
+        action="store_true",
+        help="stop once every device heard from has published its 'stopped' status (a clean "
+        "shutdown: its spool was drained first)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="JSON lines: one per message, then a summary line"
     )
     parser.set_defaults(handler=run)
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     started = last = time.monotonic()
     connected = False
     received = 0
+    stopped = StoppedDevices()
     try:
         while True:
             if args.timeout is not None and time.monotonic() - started >= args.timeout:
@@ -102,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             received += 1
             checked = checker.check(item.topic, item.payload)
             _print(checked, args.json)
+            if args.until_stopped and stopped.all_after(checked.message, bool(item.retain)):
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -119,6 +128,29 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0 if checker.clean else 1
+
+
+class StoppedDevices:
+    """Which of the devices heard from last said ``stopped`` (a device that comes back online
+    is running again)."""
+
+    def __init__(self) -> None:
+        self._running: set[str] = set()
+        self._stopped: set[str] = set()
+
+    def all_after(self, message: object, retained: bool = False) -> bool:
+        """Take in one message; True when every device heard from has stopped. A retained
+        message tells of an earlier run (a device that is off): it is not a stop seen now."""
+        if retained or not isinstance(message, dict):
+            return False
+        device = f"{message.get('site')}/{message.get('device')}"
+        if message.get("type") == "status" and message.get("state") == "stopped":
+            self._running.discard(device)
+            self._stopped.add(device)
+        elif message.get("type") == "status" or device not in self._stopped:
+            self._stopped.discard(device)
+            self._running.add(device)
+        return bool(self._stopped) and not self._running
 
 
 def _print(checked, as_json: bool) -> None:

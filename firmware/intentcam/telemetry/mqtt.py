@@ -218,8 +218,10 @@ class MqttLink:
         self._wake.set()
         return True
 
-    def stop(self, final_status: dict[str, Any] | None = None, flush_s: float = 5.0) -> None:
-        """Drain the spool (up to ``flush_s``), publish ``final_status`` retained, disconnect."""
+    def stop(self, final_status: dict[str, Any] | None = None) -> None:
+        """Drain the spool (up to ``stop_flush_s``), publish ``final_status`` retained,
+        disconnect."""
+        flush_s = self.config.stop_flush_s
         self._wait(lambda: self.spool.stats()["depth"] == 0, flush_s)
         if final_status is not None and self.connected:
             status = DELIVERY["status"]
