@@ -5,17 +5,22 @@ from __future__ import annotations
 import datetime
 import getpass
 import ipaddress
+import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -162,3 +167,17 @@ def make_pki(folder: Path, name: str = "test") -> dict[str, Path]:
         "client_cert": _write_cert(client, folder / "client.pem"),
         "client_key": _write_key(client_key, folder / "client.key"),
     }
+
+
+def subscriber(port: int, topic: str, received: list[int], client_id: str) -> mqtt.Client:
+    """A QoS 1 MQTT 5 subscriber on the loopback broker at ``port`` that appends each message's
+    ``seq`` to ``received``; returned once the subscription is in place."""
+    ready = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: received.append(json.loads(m.payload)["seq"])
+    client.on_subscribe = lambda *args: ready.set()
+    client.on_connect = lambda c, u, f, code, p: c.subscribe(topic, options=SubscribeOptions(qos=1))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert ready.wait(10)
+    return client

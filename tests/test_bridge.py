@@ -15,9 +15,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from tests.brokers import MOSQUITTO, Broker, free_port
+from tests.brokers import MOSQUITTO, Broker, free_port, subscriber
 from tests.data import ROOT
 
 BRIDGE = ROOT / "provisioning" / "mosquitto" / "bridge.conf"
@@ -116,18 +115,6 @@ def wait_for_port(port: int) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
-
-
-def subscriber(port: int, topic: str, received: list[int], client_id: str) -> mqtt.Client:
-    ready = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.on_message = lambda c, u, m: received.append(json.loads(m.payload)["seq"])
-    client.on_subscribe = lambda *args: ready.set()
-    client.on_connect = lambda c, u, f, code, p: c.subscribe(topic, options=SubscribeOptions(qos=1))
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    assert ready.wait(10)
-    return client
 
 
 @pytest.mark.broker

@@ -15,7 +15,7 @@ import pytest
 from intentcam.config import load_config
 from intentcam.sinks import NullSink
 from intentcam.telemetry.service import Telemetry
-from tests.brokers import Broker, add_password, make_pki
+from tests.brokers import Broker, add_password, make_pki, subscriber
 
 pytestmark = pytest.mark.broker
 
@@ -115,4 +115,31 @@ def test_a_dead_network_thread_is_restarted(tmp_path: Path) -> None:
         assert link.supervise() is False and link.restarts == 1
     finally:
         telemetry.stop()
+        broker.stop()
+
+
+def test_a_stop_before_the_spool_drains_keeps_the_rest_for_the_next_start(tmp_path: Path) -> None:
+    """``stop_flush_s`` bounds the drain at stop; what it leaves goes at the next start."""
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker").start()
+    received: list[int] = []
+    first = telemetry_for(tmp_path, broker.port, stop_flush_s=0)
+    gateway = subscriber(broker.port, first.topics.of("event"), received, "gateway")
+    try:
+        for number in range(2000):  # queued before the link starts: all waiting at once
+            first.write({"type": "event", "event": "line_in", "at": "2026-11-22T10:00:00Z",
+                         "line": "door", "n": number})  # fmt: skip
+        first.start()
+        assert wait_for(lambda: first.broker_connected, 15)
+        first.stop()
+        second = telemetry_for(tmp_path, broker.port)  # the next start, same spool
+        left = second.spool.stats()["depth"]
+        assert left > 0, "stop_flush_s = 0 waited for the whole spool"
+        second.start()
+        assert wait_for(lambda: len(set(received)) == 2000, 120), f"{len(set(received))} of 2000"
+        second.stop()
+        assert sorted(set(received)) == list(range(min(received), min(received) + 2000))
+    finally:
+        gateway.loop_stop()
+        gateway.disconnect()
         broker.stop()

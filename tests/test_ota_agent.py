@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,19 @@ def make_agent(settings: Settings, loop: Loop) -> OtaAgent:
     return agent
 
 
+def prepared_update(settings: Settings, detector: Any, bundle: Path) -> tuple[Loop, OtaAgent, Any]:
+    """A loop running ``detector``, its agent, and ``bundle`` verified and loaded, not yet in use."""
+    loop = Loop(detector=detector)
+    agent = make_agent(settings, loop)
+    return loop, agent, agent.installer.prepare(Download(str(bundle)))
+
+
+def hand_over(agent: OtaAgent, prepared: Any) -> None:
+    """Give the agent a prepared bundle as its worker thread would, so a test can doctor it first."""
+    agent._ready = (prepared, None)
+    agent._busy = True
+
+
 def states(loop: Loop) -> list[str]:
     return [body["state"] for body in loop.published]
 
@@ -91,12 +105,9 @@ def test_an_exception_in_probation_swaps_the_old_model_back_at_once(
     make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
 ) -> None:
     settings = make_settings(ota={"trusted_keys_dir": str(ota_kit.keys), "probation_s": 600})
-    loop = Loop(detector=detector)
-    agent = make_agent(settings, loop)
-    prepared = agent.installer.prepare(Download(str(ota_kit.bundle("good"))))
+    loop, agent, prepared = prepared_update(settings, detector, ota_kit.bundle("good"))
     prepared.detector = RaisingDetector(prepared.detector)
-    agent._ready = (prepared, None)  # what the worker thread hands over
-    agent._busy = True
+    hand_over(agent, prepared)
     loop.run(agent, 30, lambda: "rolled_back" in states(loop))
     assert states(loop)[-3:] == ["switching", "probation", "rolled_back"]
     assert "RuntimeError: tensor arena exhausted" in loop.published[-1]["reason"]
@@ -109,15 +120,12 @@ def test_a_model_too_slow_on_the_camera_is_rolled_back_after_probation(
     make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
 ) -> None:
     settings = make_settings(ota={"trusted_keys_dir": str(ota_kit.keys), "probation_s": 2})
-    loop = Loop(detector=detector)
-    agent = make_agent(settings, loop)
-    prepared = agent.installer.prepare(Download(str(ota_kit.bundle("good"))))
+    loop, agent, prepared = prepared_update(settings, detector, ota_kit.bundle("good"))
     # Each frame costs 0.5 s more than before: well under half the frame rate on any machine.
     prepared.detector = SlowDetector(prepared.detector, 0.5)
     # The previous model's frame rate over the last probation_s: the baseline to compare with.
     loop.run(agent, 60, lambda: agent._baseline(agent.clock())[0] is not None)
-    agent._ready = (prepared, None)
-    agent._busy = True
+    hand_over(agent, prepared)
     loop.run(agent, 60, lambda: "rolled_back" in states(loop))
     assert states(loop)[-3:] == ["switching", "probation", "rolled_back"]
     assert "fps, below 50% of" in loop.published[-1]["reason"]
