@@ -19,6 +19,14 @@ from tests.data import SHARED, mirror_dir
 SSD_V2 = "ssd_mobilenet_v2_coco_quant"
 SSD_V2_FILE = "mobilenet_ssd_v2_coco_quant_postprocess.tflite"
 FRAMES = (SHARED / "data" / "kite_and_cold.jpg", SHARED / "data" / "grace_hopper.bmp")
+#: The self-test's latency budget of the kit's bundles (a minute a frame). A budget is an absolute
+#: time, and this machine is shared: a CI run once went 100 times slower for seconds at a time,
+#: so bundles built here get a budget no load can break. The budget's own tests pass their own.
+LOAD_PROOF_BUDGET_MS = "60000"
+#: ``ota.min_fps_ratio`` for tests about something other than the frame-rate gate: probation's
+#: frame rate is wall-clock, and on a loaded test machine a 4 s probation once ran at a third of
+#: the rate measured just before it. The gate's own test is test_ota_agent's.
+LOAD_PROOF_FPS_RATIO = 0.01
 
 
 def run_ota(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -81,6 +89,8 @@ class Kit:
             str(out),
             *extra,
         ]
+        if "--latency-budget-ms" not in extra:
+            args += ["--latency-budget-ms", LOAD_PROOF_BUDGET_MS]
         if frames:
             args += ["--frames", *map(str, FRAMES)]
         result = run_ota(*args)

@@ -17,6 +17,7 @@ import pytest
 from tests.cli import intentcam_argv
 from tests.data import MALL
 from tests.goosebit import GooseBit
+from tests.ota_kit import LOAD_PROOF_FPS_RATIO
 
 pytestmark = pytest.mark.slow
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
@@ -45,6 +46,7 @@ id = "cam1"
 [ota]
 trusted_keys_dir = "{ota_kit.keys}"
 probation_s = 4
+min_fps_ratio = {LOAD_PROOF_FPS_RATIO}
 server_url = "{server.url}"
 poll_interval_s = 2
 [paths]

@@ -18,7 +18,7 @@ from intentcam_ota.rollout import ring_sizes
 from tests.brokers import Broker
 from tests.cli import intentcam_argv
 from tests.data import MALL
-from tests.ota_kit import BundleServer, run_ota
+from tests.ota_kit import LOAD_PROOF_FPS_RATIO, BundleServer, run_ota
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 
@@ -44,6 +44,7 @@ port = {port}
 [ota]
 trusted_keys_dir = "{keys}"
 probation_s = 3
+min_fps_ratio = {LOAD_PROOF_FPS_RATIO}
 [paths]
 model_dir = "{model_dir}"
 state_dir = "{tmp_path / name}"
