@@ -32,6 +32,7 @@ from intentcam.capture.picamera import PicameraGrabber, import_picamera2, lores_
 from intentcam.config import CameraConfig
 from intentcam.errors import SourceError
 from tests.data import CAVIAR, CONCOURSE, MALL
+from tests.waiting import wait_until
 
 # --- files --------------------------------------------------------------------------------
 
@@ -203,15 +204,6 @@ def clip_server(tmp_path: Path) -> Iterator[ClipServer]:
         server.stop()
     except AssertionError:
         pass
-
-
-def wait_until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_http_stream_drops_stale_frames_and_reconnects(clip_server: ClipServer) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from intentcam.config import load_config
 from intentcam.sinks import NullSink
 from intentcam.telemetry.service import Telemetry
 from tests.brokers import Broker, add_password, make_pki, subscriber
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -33,15 +33,6 @@ def telemetry_for(tmp_path: Path, port: int, **mqtt: Any) -> Telemetry:
     return Telemetry(settings, NullSink())
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_missing_ca_file_is_retried_reported_and_recovers(tmp_path: Path, caplog: Any) -> None:
     pki = make_pki(tmp_path / "pki")
     (tmp_path / "broker").mkdir()
@@ -56,14 +47,14 @@ def test_a_missing_ca_file_is_retried_reported_and_recovers(tmp_path: Path, capl
     try:
         with caplog.at_level(logging.DEBUG, logger="intentcam.telemetry.mqtt"):
             telemetry.start()
-            assert wait_for(lambda: link.attempts >= 3, 20)
+            assert wait_until(lambda: link.attempts >= 3, 20)
         assert link._thread.is_alive(), "the network thread must survive a missing TLS file"
         assert "TLS file missing" in telemetry.broker_error
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and "retrying with backoff" in errors[0].getMessage()
         rotated.parent.mkdir()
         shutil.copyfile(pki["ca"], rotated)
-        assert wait_for(lambda: telemetry.broker_connected, 20), telemetry.broker_error
+        assert wait_until(lambda: telemetry.broker_connected, 20), telemetry.broker_error
         assert telemetry.broker_error == ""
     finally:
         telemetry.stop()
@@ -96,7 +87,7 @@ def test_a_plain_client_on_a_tls_port_is_told_so(tmp_path: Path) -> None:
     telemetry = telemetry_for(tmp_path, broker.port)
     try:
         telemetry.start()
-        assert wait_for(lambda: bool(telemetry.link and telemetry.link.last_error), 15)
+        assert wait_until(lambda: bool(telemetry.link and telemetry.link.last_error), 15)
         assert "TLS port" in telemetry.broker_error or "tls" in telemetry.broker_error.lower()
     finally:
         telemetry.stop()
@@ -111,7 +102,7 @@ def test_a_dead_network_thread_is_restarted(tmp_path: Path) -> None:
     assert link is not None
     try:
         assert link.supervise() is True  # never started (a crashed thread looks the same)
-        assert wait_for(lambda: telemetry.broker_connected, 15)
+        assert wait_until(lambda: telemetry.broker_connected, 15)
         assert link.supervise() is False and link.restarts == 1
     finally:
         telemetry.stop()
@@ -130,13 +121,13 @@ def test_a_stop_before_the_spool_drains_keeps_the_rest_for_the_next_start(tmp_pa
             first.write({"type": "event", "event": "line_in", "at": "2026-11-22T10:00:00Z",
                          "line": "door", "n": number})  # fmt: skip
         first.start()
-        assert wait_for(lambda: first.broker_connected, 15)
+        assert wait_until(lambda: first.broker_connected, 15)
         first.stop()
         second = telemetry_for(tmp_path, broker.port)  # the next start, same spool
         left = second.spool.stats()["depth"]
         assert left > 0, "stop_flush_s = 0 waited for the whole spool"
         second.start()
-        assert wait_for(lambda: len(set(received)) == 2000, 120), f"{len(set(received))} of 2000"
+        assert wait_until(lambda: len(set(received)) == 2000, 120), f"{len(set(received))} of 2000"
         second.stop()
         assert sorted(set(received)) == list(range(min(received), min(received) + 2000))
     finally:

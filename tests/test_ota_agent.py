@@ -141,8 +141,13 @@ def test_a_model_too_slow_on_the_camera_is_rolled_back_after_probation(
 def test_a_second_request_while_one_runs_is_refused(
     make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
 ) -> None:
-    ota = {"trusted_keys_dir": str(ota_kit.keys), "probation_s": 1}
-    settings = make_settings(ota={**ota, "min_fps_ratio": LOAD_PROOF_FPS_RATIO})
+    settings = make_settings(
+        ota={
+            "trusted_keys_dir": str(ota_kit.keys),
+            "probation_s": 1,
+            "min_fps_ratio": LOAD_PROOF_FPS_RATIO,
+        }
+    )
     loop = Loop(detector=detector)
     agent = make_agent(settings, loop)
     bundle = str(ota_kit.bundle("good"))

@@ -34,7 +34,7 @@ def test_gooseBit_rollout_success_then_failure_feedback(  # noqa: N802 - the pro
     tmp_path: Path, model_dir: Path, ota_kit: Any
 ) -> None:
     good = ota_kit.bundle("serial-2", serial=2, version="1.1.0")
-    slow = ota_kit.bundle("ddi-slow", "--latency-budget-ms", "0.01", serial=3, version="1.2.0")
+    slow = ota_kit.bundle("ddi-slow", serial=3, version="1.2.0", budget_ms=0.01)
     (tmp_path / "gb").mkdir()
     server = GooseBit(tmp_path / "gb").start()
     records = tmp_path / "records.jsonl"

@@ -107,7 +107,7 @@ def test_a_model_that_does_not_load_is_refused(
 def test_a_model_over_its_latency_budget_is_refused(
     device: Callable[..., Installer], ota_kit: Any
 ) -> None:
-    slow = ota_kit.bundle("slow", "--latency-budget-ms", "0.01")
+    slow = ota_kit.bundle("slow", budget_ms=0.01)
     problem = refused(device(), slow)
     assert problem.step == "self_test" and "exceeds the 0.01 ms budget" in problem.reason
 

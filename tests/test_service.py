@@ -20,6 +20,7 @@ from tests.brokers import free_port
 from tests.cli import intentcam_argv, run_cli
 from tests.data import CAVIAR, ROOT
 from tests.test_capture import ClipServer
+from tests.waiting import wait_until
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 
@@ -101,12 +102,7 @@ class NotifySocket:
 
     def wait_for(self, prefix: str, timeout: float = 60.0, count: int = 1) -> bool:
         """Whether ``count`` messages starting with ``prefix`` arrived within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.lines(prefix)) >= count:
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_until(lambda: len(self.lines(prefix)) >= count, timeout)
 
     def close(self) -> None:
         self._stop.set()

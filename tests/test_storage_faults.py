@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from intentcam.telemetry.spool import SEQ_BLOCK, Spool, SpoolClock
+from tests.waiting import wait_until
 
 
 def put(spool: Spool, count: int, size: int = 100) -> list[int]:
@@ -302,15 +303,16 @@ def test_the_daemon_rides_out_a_failing_sd_card_and_check_says_why(
         text=True,
     )
 
+    def alive() -> bool:
+        assert daemon.poll() is None, "the daemon died"
+        return True
+
+    def reports(state: str) -> bool:
+        report = read_health_file(runtime)
+        return report is not None and report.state == state and report.age_s() < 1.5
+
     def wait_for(state: str) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            report = read_health_file(runtime)
-            if report is not None and report.state == state and report.age_s() < 1.5:
-                return
-            assert daemon.poll() is None, "the daemon died"
-            time.sleep(0.3)
-        raise AssertionError(f"no {state} health report")
+        assert wait_until(lambda: alive() and reports(state), 90, 0.3), f"no {state} health report"
 
     def published() -> list[int]:
         """The seqs of the counts in the sink so far (a line still being written left out)."""
@@ -318,13 +320,10 @@ def test_the_daemon_rides_out_a_failing_sd_card_and_check_says_why(
         return [r["seq"] for r in map(json.loads, lines) if r["type"] == "counts"]
 
     def wait_for_a_window() -> None:
-        """Until one more counts window closes: the test waits for events, not for time."""
+        """Until one more counts window closes."""
         seen = len(published())
-        deadline = time.monotonic() + 90
-        while len(published()) <= seen:
-            assert time.monotonic() < deadline, "no counts window in 90 s"
-            assert daemon.poll() is None, "the daemon died"
-            time.sleep(0.3)
+        closed = wait_until(lambda: alive() and len(published()) > seen, 90, 0.3)
+        assert closed, "no counts window in 90 s"
 
     try:
         wait_for("online")
