@@ -4,6 +4,7 @@ on a real shelf clip, and intentcam eval-shelf against the hand labels."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -185,14 +186,58 @@ def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> 
         load_labels(tmp_path, tmp_path / "clips")
 
 
+def bar_ids(svg: str) -> list[str]:
+    """The ids of a timeline's bars, less their number: ``STATUS-SOURCE-KIND``."""
+    return sorted(
+        re.sub(r"-\d+$", "", i) for i in re.findall(r'id="((?:matched|missed|false)-[^"]+)"', svg)
+    )
+
+
+def test_events_are_paired_within_the_tolerance_and_drawn_by_what_became_of_them(
+    tmp_path: Path,
+) -> None:
+    from intentcam.analytics.shelf import Interaction
+    from intentcam.errors import UserError
+    from intentcam.evaluation.shelf import event_counts, event_rows
+    from intentcam.evaluation.shelf_timeline import check_timeline_path, timeline
+
+    labelled = [Interaction("reach", 1.0, 2.0), Interaction("reach", 5.0, 6.0),
+                Interaction("inspect", 2.0, 4.0)]  # fmt: skip
+    found = [Interaction("reach", 1.4, 2.2), Interaction("reach", 5.6, 6.0),  # 0.6 s late
+             Interaction("inspect", 2.3, 4.0), Interaction("reach", 1.1, 1.3)]  # fmt: skip
+    events = event_rows(found, labelled, "shelf")
+    # One label, one match: the other early detection is false.
+    assert event_counts(events, "reach") == [1, 3, 2]
+    assert event_counts(events, "inspect") == [1, 1, 1]
+    assert event_counts(events, "put_back") == [0, 0, 0]
+    row = {"clip": "c", "split": "test", "seconds": 7.0, "events": events}
+    assert bar_ids(timeline([row]).decode()) == sorted(
+        ["matched-label-reach", "missed-label-reach", "matched-found-reach", "false-found-reach",
+         "false-found-reach", "matched-label-inspect", "matched-found-inspect"]
+    )  # fmt: skip
+    assert timeline([row], "png").startswith(b"\x89PNG")
+    for wrong, message in ((tmp_path / "t.gif", "write .svg or .png, not '.gif'"),
+                           (tmp_path / "no" / "t.svg", "no folder")):  # fmt: skip
+        with pytest.raises(UserError, match=message):
+            check_timeline_path(wrong)
+
+
 @pytest.mark.slow
 def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'[paths]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")
+    picture = tmp_path / "timeline.svg"
     result = run_cli("eval-shelf", str(DATA / "shelf"), "--config", str(config), "--json",
-                     timeout=900)  # fmt: skip
+                     "--timeline", str(picture), timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    reach = report["all"]["total"]["reach"]
+    drawn = bar_ids(picture.read_text(encoding="utf-8"))
+    assert (
+        drawn.count("matched-found-reach") == drawn.count("matched-label-reach") == reach["matched"]
+    )
+    assert drawn.count("false-found-reach") == reach["detected"] - reach["matched"]
+    assert drawn.count("missed-label-reach") == reach["labelled"] - reach["matched"]
     labels = json.loads((Path(__file__).parents[1] / "evaluation/shelf/labels.json").read_text())
     assert {row["clip"] for row in report["all"]["clips"]} == set(labels["clips"])
     assert {row["clip"] for row in report["test"]["clips"]} == {

@@ -35,7 +35,15 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="score the config's [shelf] thresholds instead of choosing them on "
                         "the tune clips")  # fmt: skip
     add_config_option(parser)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON (with every labelled and detected event)",
+    )
+    parser.add_argument("--timeline", type=Path, metavar="FILE",
+                        help="also draw every clip's labelled and detected events on a time line "
+                        "(.svg or .png; misses and false events in red; needs matplotlib, the "
+                        "'eval' extra)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -45,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from intentcam.analytics.shelf import ShelfSettings
     from intentcam.detect import build_detector
     from intentcam.evaluation.shelf import evaluate, extract_poses, load_labels
+    from intentcam.evaluation.shelf_timeline import check_timeline_path, write_timeline
     from intentcam.pose.build import build_pose_model
     from intentcam.track.bytetrack import ByteTracker, TrackerSettings
 
     settings = settings_from(args, {})
     if not args.clips.is_dir():
         raise UserError(f"{args.clips}: not a folder of clips", exit_code=2)
+    if args.timeline:
+        check_timeline_path(args.timeline)
     labels = args.labels or (
         args.clips if (args.clips / "labels.json").is_file() else DEFAULT_LABELS
     )
@@ -77,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
                           tune=not args.configured)  # fmt: skip
     finally:
         bar.close()
+    if args.timeline:
+        write_timeline(result["all"]["clips"], args.timeline)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -95,4 +108,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"test false events per quiet minute: {result['test']['total']['false_per_quiet_minute']}"
     )
+    if args.timeline:
+        print(f"time line of every clip's events: {args.timeline}")
     return 0

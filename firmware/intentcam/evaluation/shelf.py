@@ -184,18 +184,43 @@ def detect_events(
     return found
 
 
-def match(found: list[Interaction], labelled: list[Interaction], kind: str) -> tuple[int, int, int]:
-    """(matched, detected, labelled) of one kind; starts within :data:`TOLERANCE_S`."""
+def pair(found: list[Interaction], labelled: list[Interaction],
+         kind: str) -> tuple[list[Interaction], list[Interaction], list[tuple[int, int]]]:  # fmt: skip
+    """The detections and labels of one kind, each by start, and which match: (detection index,
+    label index) pairs, each detection matched to the nearest free label starting within
+    :data:`TOLERANCE_S`, each label at most once."""
     detections = sorted((e for e in found if e.kind == kind), key=lambda e: e.start)
-    labels = [e for e in labelled if e.kind == kind]
-    free = list(labels)
-    matched = 0
-    for event in detections:
-        nearest = min(free, key=lambda label: abs(label.start - event.start), default=None)
-        if nearest is not None and abs(nearest.start - event.start) <= TOLERANCE_S:
+    labels = sorted((e for e in labelled if e.kind == kind), key=lambda e: e.start)
+    free = list(range(len(labels)))
+    pairs = []
+    for index, event in enumerate(detections):
+        nearest = min(free, key=lambda j: abs(labels[j].start - event.start), default=None)
+        if nearest is not None and abs(labels[nearest].start - event.start) <= TOLERANCE_S:
             free.remove(nearest)
-            matched += 1
-    return matched, len(detections), len(labels)
+            pairs.append((index, nearest))
+    return detections, labels, pairs
+
+
+def event_rows(found: list[Interaction], labelled: list[Interaction],
+               shelf: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Every labelled and detected event of one shelf, in seconds, each saying whether it was
+    matched (for the JSON and the timeline picture)."""
+    rows = []
+    for kind in KINDS:
+        detections, labels, pairs = pair(found, labelled, kind)
+        matched = {"found": {i for i, _ in pairs}, "label": {j for _, j in pairs}}
+        for source, events in (("label", labels), ("found", detections)):
+            rows += [{"source": source, "kind": kind, "shelf": shelf, "start": round(e.start, 3),
+                      "end": round(e.end, 3), "matched": i in matched[source]}
+                     for i, e in enumerate(events)]  # fmt: skip
+    return rows
+
+
+def event_counts(events: list[dict[str, Any]], kind: str) -> list[int]:
+    """[matched, detected, labelled] of one kind among :func:`event_rows`."""
+    found = [e for e in events if e["kind"] == kind and e["source"] == "found"]
+    labelled = sum(1 for e in events if e["kind"] == kind and e["source"] == "label")
+    return [sum(e["matched"] for e in found), len(found), labelled]
 
 
 def quiet_false_per_minute(found: list[Interaction], labelled: list[Interaction],
@@ -229,11 +254,13 @@ def score(
     for clip, poses in clips:
         labelled = in_seconds(clip, poses.fps)
         found = detect_events(poses, clip.shelves, settings)
+        events = [
+            event for shelf in clip.shelves for event in
+            event_rows(found[shelf], labelled[shelf], shelf)
+        ]  # fmt: skip
         row: dict[str, Any] = {"clip": clip.name, "split": clip.split}
         for kind in KINDS:
-            per_shelf = [match(found[shelf], labelled[shelf], kind) for shelf in clip.shelves]
-            counts = tuple(sum(column) for column in zip(*per_shelf))
-            row[kind] = list(counts)
+            row[kind] = counts = event_counts(events, kind)
             totals[kind] = [a + b for a, b in zip(totals[kind], counts)]
         false, quiet = quiet_false_per_minute(
             [e for events in found.values() for e in events],
@@ -241,6 +268,7 @@ def score(
             poses.frames / poses.fps,
         )
         row["false_in_quiet"], row["quiet_min"] = false, round(quiet, 3)
+        row["seconds"], row["events"] = round(poses.frames / poses.fps, 3), events
         false_total, quiet_total = false_total + false, quiet_total + quiet
         rows.append(row)
     summary: dict[str, Any] = {}

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from intentcam.charts import figure_bytes
 from intentcam.errors import UserError
 from intentcam.report.day import SLOT_MINUTES, CameraHeat, Day, Table
 
@@ -61,23 +62,6 @@ def _csv_text(table: Table) -> str:
     return out.getvalue()
 
 
-def _figure(draw: Any, size: tuple[float, float] = (9.0, 3.2), fmt: str = "svg") -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # The same day draws the same bytes; set for this figure only, not matplotlib's globals.
-    with plt.rc_context({"svg.hashsalt": "intentcam"}):
-        figure, axes = plt.subplots(figsize=size, layout="constrained")
-        draw(figure, axes)
-        buffer = io.BytesIO()
-        metadata = {"Date": None} if fmt == "svg" else None
-        figure.savefig(buffer, format=fmt, dpi=110, metadata=metadata)
-        plt.close(figure)
-    return buffer.getvalue()
-
-
 def footfall_chart(day: Day) -> bytes:
     rows = day.footfall.rows
     hours = np.arange(24)
@@ -94,7 +78,7 @@ def footfall_chart(day: Day) -> bytes:
         axes.set_ylabel("people")
         axes.legend(frameon=False)
 
-    return _figure(draw)
+    return figure_bytes(draw)
 
 
 def occupancy_chart(day: Day) -> bytes:
@@ -116,7 +100,7 @@ def occupancy_chart(day: Day) -> bytes:
         axes.set_ylabel("people in the store")
         axes.legend(frameon=False)
 
-    return _figure(draw)
+    return figure_bytes(draw)
 
 
 def bars_chart(table: Table, columns: list[str], xlabel: str) -> bytes:
@@ -138,7 +122,7 @@ def bars_chart(table: Table, columns: list[str], xlabel: str) -> bytes:
         if not labels:
             axes.text(0.5, 0.5, "nothing to show", ha="center", transform=axes.transAxes)
 
-    return _figure(draw, size=(9.0, height))
+    return figure_bytes(draw, size=(9.0, height))
 
 
 def _read_image(path: Path, option: str) -> np.ndarray:
@@ -169,7 +153,7 @@ def camera_heat_png(heat: CameraHeat, plate: Path | None) -> bytes:
         axes.set_axis_off()
         axes.set_title(f"{heat.device}: {heat.windows} window(s), grid {columns}x{rows}")
 
-    return _figure(draw, size=(8.0, 8.0 * height / width * 0.9 + 0.6), fmt="png")
+    return figure_bytes(draw, size=(8.0, 8.0 * height / width * 0.9 + 0.6), fmt="png")
 
 
 def floor_heat_png(heats: list[CameraHeat], plan: FloorPlan) -> tuple[bytes, np.ndarray]:
@@ -204,7 +188,7 @@ def floor_heat_png(heats: list[CameraHeat], plan: FloorPlan) -> tuple[bytes, np.
         axes.set_axis_off()
         axes.set_title(f"floor plan: {len(heats)} camera(s)")
 
-    return _figure(draw, size=(8.0, 5.5), fmt="png"), density
+    return figure_bytes(draw, size=(8.0, 5.5), fmt="png"), density
 
 
 #: The sentiment slots drawn (the expression ones only when some zone has them).
