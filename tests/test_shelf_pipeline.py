@@ -15,11 +15,17 @@ import numpy as np
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from intentcam.aggregator import Aggregator
+from intentcam.aggregator import Aggregator, DayState
 from intentcam.analytics.alerts import AlertRules, Watched, in_quiet_hours
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics
-from intentcam.analytics.shelf import Interaction, ShelfSettings, ShelfStay, ShelfWatch
+from intentcam.analytics.shelf import (
+    Interaction,
+    ShelfSettings,
+    ShelfStay,
+    ShelfWatch,
+    ZoneInteraction,
+)
 from intentcam.analytics.zones import Visit
 from intentcam.benchmark import ClipAsCamera
 from intentcam.capture import VideoFileSource
@@ -153,8 +159,6 @@ def test_window_reports_interactions_and_withholds_engagement_below_k() -> None:
     zones = [shelf_zone()]
     aggregator = Aggregator(config, [], zones, Heatmap((4, 4), Analytics(config, [], zones,
                             aspect=1.0).space, 3), k_min=3, wall_origin=1000.0)  # fmt: skip
-    from intentcam.analytics.shelf import ZoneInteraction
-
     aggregator.advance(0.0)
     reach = ZoneInteraction("table", "a", Interaction("reach", 1.0, 2.0))
     aggregator.interactions([reach, reach, ZoneInteraction("table", "a",
@@ -173,6 +177,41 @@ def test_window_reports_interactions_and_withholds_engagement_below_k() -> None:
     message = envelope("counts", "cam", "site", {k: v for k, v in counts.items() if k != "type"},
                        1, boot_id="0" * 32)  # fmt: skip
     assert validation_errors(message) == []
+
+
+def test_todays_reaches_per_shelf_add_up_and_survive_a_restart() -> None:
+    config = AnalyticsConfig(window_s=10)
+    zones = [shelf_zone(), ZoneConfig(id="aisle", points=[(0, 0), (0.2, 0), (0.2, 0.2)])]
+
+    def aggregator(restored: DayState | None = None) -> Aggregator:
+        space = Analytics(config, [], zones, aspect=1.0).space
+        return Aggregator(config, [], zones, Heatmap((4, 4), space, 3), wall_origin=1000.0,
+                          restored=restored)  # fmt: skip
+
+    def reaches(n: int) -> list[ZoneInteraction]:
+        return [ZoneInteraction("table", "a", Interaction("reach", 1.0, 2.0))] * n
+
+    first = aggregator()
+    first.advance(0.0)
+    first.interactions(reaches(2))
+    (counts,) = [r for r in first.advance(10.5) if r["type"] == "counts"]
+    assert counts["today"]["zones"]["reaches"] == {"table": 2}, "shelf zones only"
+    first.interactions(reaches(1))
+    assert first.live_state()["today"]["zones"]["reaches"] == {"table": 3}, "the open window too"
+    # A restart continues the day from the last counts message, as the spool keeps it.
+    second = aggregator(DayState.from_saved(counts))
+    second.advance(0.0)
+    second.interactions(reaches(4))
+    (counts,) = [r for r in second.advance(10.5) if r["type"] == "counts"]
+    assert counts["today"]["zones"]["reaches"] == {"table": 2 + 4}
+    message = envelope("counts", "cam", "site", {k: v for k, v in counts.items() if k != "type"},
+                       1, boot_id="0" * 32)  # fmt: skip
+    assert validation_errors(message) == []
+    second.reset_counters()
+    assert second.live_state()["today"]["zones"]["reaches"] == {"table": 0}
+    no_shelf = DayState(0.0, zones={"aisle": 1})
+    assert "reaches" not in no_shelf.today()["zones"]
+    assert DayState.from_saved({"store_occupancy": 0, "today": no_shelf.today()}) == no_shelf
 
 
 def rules(**rule: Any) -> AlertRules:
@@ -376,6 +415,16 @@ def test_the_alert_fires_where_a_shopper_lingers_and_reaches(
                                     "reason": alerts[0]["reason"],
                                     "alert_id": alerts[0]["alert_id"]}  # fmt: skip
     assert event["event_types"] == ["shelf_help"]
+    # ... and today's reaches at the shelf as a sensor on the retained state.
+    sensor = discovery.components([], ["table"], (), ("table",))["zone_table_reaches_today"]
+    assert sensor["state_class"] == "total_increasing" and sensor["state_topic"] == "r/s/d/state"
+    state = {"today": [r for r in records if r["type"] == "counts"][-1]["today"]}
+    rendered = (
+        ImmutableSandboxedEnvironment()
+        .from_string(sensor["value_template"])
+        .render(value_json=state)
+    )
+    assert int(rendered) == kinds.count("reach")
     discovery.announcement([], [], ("shelf_help",))
     gone = json.loads(discovery.announcement([], []))["cmps"]
     assert gone["alerts"] == {"p": "event"}, "rules turned off: Home Assistant removes the entity"

@@ -98,13 +98,19 @@ class DayState:
     store_occupancy: int = 0
     lines: dict[str, dict[str, int]] = field(default_factory=dict)
     zones: dict[str, int] = field(default_factory=dict)
+    #: Reaches into each shelf zone (shelf zones only).
+    reaches: dict[str, int] = field(default_factory=dict)
 
     def today(self) -> dict[str, Any]:
-        """The ``today`` object of ``counts`` and ``state`` messages."""
+        """The ``today`` object of ``counts`` and ``state`` messages (``zones.reaches`` only
+        with shelf zones)."""
+        zones: dict[str, Any] = {"entries": dict(self.zones)}
+        if self.reaches:
+            zones["reaches"] = dict(self.reaches)
         return {
             "since": iso(self.since),
             "lines": {line: dict(counts) for line, counts in self.lines.items()},
-            "zones": {"entries": dict(self.zones)},
+            "zones": zones,
         }
 
     @classmethod
@@ -118,18 +124,21 @@ class DayState:
                 str(line): {IN: int(c[IN]), OUT: int(c[OUT])} for line, c in today["lines"].items()
             }
             zones = {str(zone): int(n) for zone, n in today["zones"]["entries"].items()}
-            return cls(since, max(0, int(saved["store_occupancy"])), lines, zones)
+            # Saved before shelves had day totals, or without shelf zones: none.
+            reaches = {str(zone): int(n) for zone, n in today["zones"].get("reaches", {}).items()}
+            return cls(since, max(0, int(saved["store_occupancy"])), lines, zones, reaches)
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
-    def live(self, lines: list[str], zones: list[str]) -> dict[str, Any]:
+    def live(self, lines: list[str], zones: list[str], shelves: list[str]) -> dict[str, Any]:
         """A ``state`` body before the first frame: nobody seen yet, the day as saved, for the
-        configured ``lines`` and ``zones``."""
+        configured ``lines`` and ``zones`` (``shelves`` of them shelf zones)."""
         day = DayState(
             self.since,
             self.store_occupancy,
             {line: self.lines.get(line, {IN: 0, OUT: 0}) for line in lines},
             {zone: self.zones.get(zone, 0) for zone in zones},
+            {zone: self.reaches.get(zone, 0) for zone in shelves},
         )
         return {"people": 0, "store_occupancy": day.store_occupancy, "today": day.today(),
                 "zones": dict.fromkeys(zones, 0)}  # fmt: skip
@@ -226,6 +235,8 @@ class Aggregator:
         self._zones = {zone.id: _ZoneWindow(zone.kind) for zone in zones}
         self.day.lines = {line.id: self.day.lines.get(line.id, {IN: 0, OUT: 0}) for line in lines}
         self.day.zones = {zone.id: self.day.zones.get(zone.id, 0) for zone in zones}
+        self.day.reaches = {zone.id: self.day.reaches.get(zone.id, 0) for zone in zones
+                            if zone.kind == "shelf"}  # fmt: skip
 
     @property
     def store_occupancy(self) -> int:
@@ -264,6 +275,8 @@ class Aggregator:
                 self.day.lines = {line: restored.lines.get(line, counts)
                                   for line, counts in self.day.lines.items()}  # fmt: skip
                 self.day.zones = {zone: restored.zones.get(zone, 0) for zone in self.day.zones}
+                self.day.reaches = {zone: restored.reaches.get(zone, 0)
+                                    for zone in self.day.reaches}  # fmt: skip
         else:
             self._zero_day()
         self.day.since = since
@@ -273,6 +286,7 @@ class Aggregator:
         self.day.store_occupancy = 0
         self.day.lines = {line: {IN: 0, OUT: 0} for line in self.day.lines}
         self.day.zones = dict.fromkeys(self.day.zones, 0)
+        self.day.reaches = dict.fromkeys(self.day.reaches, 0)
 
     # --- events -------------------------------------------------------------------------
 
@@ -376,6 +390,8 @@ class Aggregator:
                 today["lines"][line][direction] += count
         for zone, stats in self._zones.items():
             today["zones"]["entries"][zone] += stats.entries
+            if zone in self.day.reaches:
+                today["zones"]["reaches"][zone] += stats.interactions["reach"]
         return {"store_occupancy": self.store_occupancy, "today": today}
 
     # --- windows ------------------------------------------------------------------------
@@ -468,6 +484,8 @@ class Aggregator:
                 self.day.lines[line][direction] += count
         for zone_id, stats in self._zones.items():
             self.day.zones[zone_id] += stats.entries
+            if zone_id in self.day.reaches:
+                self.day.reaches[zone_id] += stats.interactions["reach"]
         zones = {zone_id: self._close_zone(stats) for zone_id, stats in self._zones.items()}
         counts: Record = {
             "type": "counts",

@@ -261,7 +261,11 @@ class Daemon:
             return view.live_state()
         settings = self.settings
         day = self.restored or DayState(self._day_began())
-        return day.live([line.id for line in settings.lines], [zone.id for zone in settings.zones])
+        return day.live(
+            [line.id for line in settings.lines],
+            [zone.id for zone in settings.zones],
+            [zone.id for zone in settings.zones if zone.kind == "shelf"],
+        )
 
     def _publish_state_if_changed(self, now: float) -> None:
         """Looked at once per ``state_interval_s``, not every loop turn: building and comparing

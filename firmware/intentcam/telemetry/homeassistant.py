@@ -2,8 +2,8 @@
 
 One retained device-level discovery message, ``<prefix>/device/<node>/config``, lists every
 sensor as a component (``cmps``): people in view, store occupancy, each zone's occupancy, each
-line's ``in`` and ``out`` today (``total_increasing``: a daily reset or ``reset_counters`` starts a
-new cycle), and, as diagnostics, fps, SoC temperature and spool depth. The sensors read the
+shelf zone's reaches today and each line's ``in`` and ``out`` today (``total_increasing``: a daily
+reset or ``reset_counters`` starts a new cycle), and, as diagnostics, fps, SoC temperature and spool depth. The sensors read the
 retained ``state`` and ``health`` topics through value templates, so nothing is published twice;
 availability follows the retained ``status`` (``online`` or ``degraded`` is available; the last
 will, ``stopped`` and ``offline`` are not).
@@ -84,10 +84,15 @@ class HomeAssistantDiscovery:
         }
 
     def components(
-        self, lines: list[str], zones: list[str], alert_kinds: tuple[str, ...] = ()
+        self,
+        lines: list[str],
+        zones: list[str],
+        alert_kinds: tuple[str, ...] = (),
+        shelves: tuple[str, ...] = (),
     ) -> dict[str, dict[str, Any]]:
-        """Every sensor for these lines and zones (and the alert event entity when rules of
-        ``alert_kinds`` are on), by component id."""
+        """Every sensor for these lines and zones (``shelves`` of them shelf zones, which also
+        count today's reaches), and the alert event entity when rules of ``alert_kinds`` are
+        on, by component id."""
         people = {"state_class": "measurement", "unit_of_measurement": "people"}
         diagnostic = {"entity_category": "diagnostic", "state_class": "measurement"}
         found = [
@@ -108,6 +113,17 @@ class HomeAssistantDiscovery:
                     "state",
                     f"{{{{ value_json.zones[{json.dumps(zone)}] }}}}",
                     **people,
+                )
+            )
+        for shelf in shelves:
+            found.append(
+                self._sensor(
+                    f"zone_{_key(shelf)}_reaches_today",
+                    f"Shelf {shelf} reaches today",
+                    "state",
+                    f"{{{{ value_json.today.zones.reaches[{json.dumps(shelf)}] }}}}",
+                    state_class="total_increasing",
+                    unit_of_measurement="reaches",
                 )
             )
         for line in lines:
@@ -163,11 +179,16 @@ class HomeAssistantDiscovery:
         return dict(found)
 
     def announcement(
-        self, lines: list[str], zones: list[str], alert_kinds: tuple[str, ...] = ()
+        self,
+        lines: list[str],
+        zones: list[str],
+        alert_kinds: tuple[str, ...] = (),
+        shelves: tuple[str, ...] = (),
     ) -> bytes:
-        """The discovery message for these lines, zones and alert kinds; components announced
-        before and gone now are included as ``{"p": platform}`` so Home Assistant removes them."""
-        components: dict[str, dict[str, Any]] = self.components(lines, zones, alert_kinds)
+        """The discovery message for these lines, zones, alert kinds and shelf zones; components
+        announced before and gone now are included as ``{"p": platform}`` so Home Assistant
+        removes them."""
+        components = self.components(lines, zones, alert_kinds, shelves)
         for gone in sorted(self._announced.keys() - components.keys()):
             components[gone] = {"p": self._announced[gone]}
         self._announced = {key: value["p"] for key, value in components.items() if len(value) > 1}

@@ -192,7 +192,10 @@ class Telemetry:
         settings = self.settings
         kinds = tuple(sorted({rule.kind for rule in settings.alerts.active}))
         return homeassistant.announcement(
-            [line.id for line in settings.lines], [zone.id for zone in settings.zones], kinds
+            [line.id for line in settings.lines],
+            [zone.id for zone in settings.zones],
+            kinds,
+            tuple(zone.id for zone in settings.zones if zone.kind == "shelf"),
         )
 
     def _homeassistant_birth(self, payload: bytes) -> None:
