@@ -51,6 +51,9 @@ def test_gate_skips_still_frames_and_opens_for_change_and_tracks() -> None:
     assert gate.should_detect(  # a still person at a shelf: their hands need every frame
         person, 0.55, tracks_present=True, tracks_moving=False, people_at_shelves=True
     )
+    assert gate.should_detect(  # someone just detected: confirmed on consecutive frames
+        person, 0.6, tracks_present=True, tracks_moving=False, tracks_starting=True
+    )
     assert gate.should_detect(person, 2.5, tracks_present=True, tracks_moving=False)  # recheck
     gate.detected(2.5)
     assert gate.should_detect(person, 12.6, tracks_present=False, tracks_moving=False)  # safety

@@ -208,6 +208,7 @@ class Pipeline:
             frame.timestamp,
             tracks_present=view.tracks_present,
             tracks_moving=view.tracks_moving(self.gate.settings.moving_speed),
+            tracks_starting=view.tracks_starting,
             people_at_shelves=view.people_at_shelves,
         )
         if run:

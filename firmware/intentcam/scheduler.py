@@ -8,6 +8,10 @@ with the thumbnail of the frame the detector last ran on. The detector runs when
 - a confirmed track is moving (Kalman speed above ``moving_speed`` frame heights per second),
   so nobody walking through the view is missed between two detections;
 - tracks are present and ``recheck_s`` passed (people standing still are re-confirmed);
+- a track is starting (tentative, waiting for its confirming hits): someone just came into view
+  is confirmed on consecutive frames, not over seconds of skipped ones; without this, a shopper
+  already at a shelf when the camera starts, who barely moves, would be confirmed late and their
+  first reach lost;
 - someone is at a shelf zone: their hands are watched frame by frame (poses need this frame's
   box), and a reach barely changes a thumbnail;
 - ``max_skip_s`` passed (a safety net against a gate that never opens).
@@ -73,6 +77,7 @@ class MotionGate:
         *,
         tracks_present: bool,
         tracks_moving: bool,
+        tracks_starting: bool = False,
         people_at_shelves: bool = False,
     ) -> bool:
         """Whether to run the detector on this frame (call :meth:`detected` when it ran)."""
@@ -82,6 +87,7 @@ class MotionGate:
         run = (
             self._reference is None
             or tracks_moving
+            or tracks_starting
             or people_at_shelves
             or since >= s.max_skip_s
             or (tracks_present and since >= s.recheck_s)

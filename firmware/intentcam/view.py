@@ -293,6 +293,11 @@ class CameraView:
     def tracks_present(self) -> bool:
         return self.tracker.confirmed_count() > 0
 
+    @property
+    def tracks_starting(self) -> bool:
+        """A tentative track waits for the hits that confirm it."""
+        return self.tracker.tentative_count() > 0
+
     def tracks_moving(self, speed: float) -> bool:
         """Whether a confirmed track moves faster than ``speed`` frame heights per second."""
         return self.tracker.moving(speed)

@@ -160,6 +160,12 @@ class ShelfInteractions:
         self.events += ended
         return ended
 
+    @property
+    def reaches_begun(self) -> int:
+        """Reaches so far, the one under way included: a hand that has been in the shelf for
+        a while is a reach now, not only once it comes out."""
+        return sum(e.kind == "reach" for e in self.events) + (self._reach_start is not None)
+
     def _end_reach(self, end: float) -> list[Interaction]:
         assert self._reach_start is not None
         ended = [Interaction("reach", self._reach_start, end)]
@@ -205,7 +211,8 @@ class _Stay:
 
 @dataclass(frozen=True)
 class ShelfStay:
-    """Someone at a shelf zone now: since when, and how many reaches there so far."""
+    """Someone at a shelf zone now: since when, and how many reaches there so far (the one
+    under way included)."""
 
     zone: str
     token: str
@@ -309,6 +316,6 @@ class ShelfWatch:
     def stays(self) -> list[ShelfStay]:
         """Everyone at a shelf now, with their reaches there so far (for the alert rules)."""
         return [
-            ShelfStay(zone, token, stay.since, sum(e.kind == "reach" for e in stay.hands.events))
+            ShelfStay(zone, token, stay.since, stay.hands.reaches_begun)
             for (zone, token), stay in self._stays.items()
         ]

@@ -259,6 +259,10 @@ class ByteTracker:
     def confirmed_count(self) -> int:
         return int((self._state == CONFIRMED).sum())
 
+    def tentative_count(self) -> int:
+        """Tracks born from a detection and not yet confirmed (``min_hits``)."""
+        return int((self._state == TENTATIVE).sum())
+
     def end_all(self, now: float) -> np.ndarray:
         """End every confirmed track (shutdown, or a reset); returns their ids."""
         ended = self._ids[self._state == CONFIRMED].copy()
