@@ -384,15 +384,19 @@ class Aggregator:
 
     def live_state(self) -> dict[str, Any]:
         """Store occupancy and today's totals including the open window (the ``state`` topic)."""
-        today = self.day.today()
+        day = copy.deepcopy(self.day)
+        self._add_window_to(day)
+        return {"store_occupancy": self.store_occupancy, "today": day.today()}
+
+    def _add_window_to(self, day: DayState) -> None:
+        """Add the open window's line counts, zone entries and shelf reaches to ``day``."""
         for line, counts in self._line_counts.items():
             for direction, count in counts.items():
-                today["lines"][line][direction] += count
+                day.lines[line][direction] += count
         for zone, stats in self._zones.items():
-            today["zones"]["entries"][zone] += stats.entries
-            if zone in self.day.reaches:
-                today["zones"]["reaches"][zone] += stats.interactions["reach"]
-        return {"store_occupancy": self.store_occupancy, "today": today}
+            day.zones[zone] += stats.entries
+            if zone in day.reaches:
+                day.reaches[zone] += stats.interactions["reach"]
 
     # --- windows ------------------------------------------------------------------------
 
@@ -477,15 +481,9 @@ class Aggregator:
 
     def _close_window(self, start: float, end: float) -> list[Record]:
         window = {"start": iso(start), "end": iso(end)}
+        self._add_window_to(self.day)
         lines = self._line_counts
         self._line_counts = {line: {IN: 0, OUT: 0} for line in lines}
-        for line, by_direction in lines.items():
-            for direction, count in by_direction.items():
-                self.day.lines[line][direction] += count
-        for zone_id, stats in self._zones.items():
-            self.day.zones[zone_id] += stats.entries
-            if zone_id in self.day.reaches:
-                self.day.reaches[zone_id] += stats.interactions["reach"]
         zones = {zone_id: self._close_zone(stats) for zone_id, stats in self._zones.items()}
         counts: Record = {
             "type": "counts",

@@ -730,6 +730,11 @@ class Settings(BaseSettings):
         check_unique_ids(self.lines, self.zones)
         return self
 
+    @property
+    def shelf_zone_ids(self) -> list[str]:
+        """The ids of the ``shelf`` zones (where hands are watched and reaches counted)."""
+        return [zone.id for zone in self.zones if zone.kind == "shelf"]
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -264,7 +264,7 @@ class Daemon:
         return day.live(
             [line.id for line in settings.lines],
             [zone.id for zone in settings.zones],
-            [zone.id for zone in settings.zones if zone.kind == "shelf"],
+            settings.shelf_zone_ids,
         )
 
     def _publish_state_if_changed(self, now: float) -> None:

@@ -229,7 +229,7 @@ class CameraView:
         from intentcam.pose.build import build_pose_sampler
         from intentcam.sentiment.build import build_face_analyzer
 
-        has_shelf = any(zone.kind == "shelf" for zone in settings.zones)
+        has_shelf = bool(settings.shelf_zone_ids)
 
         return cls(
             tracker=ByteTracker(

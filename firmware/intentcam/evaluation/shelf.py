@@ -254,6 +254,7 @@ def score(
     for clip, poses in clips:
         labelled = in_seconds(clip, poses.fps)
         found = detect_events(poses, clip.shelves, settings)
+        seconds = poses.frames / poses.fps
         events = [
             event for shelf in clip.shelves for event in
             event_rows(found[shelf], labelled[shelf], shelf)
@@ -265,10 +266,10 @@ def score(
         false, quiet = quiet_false_per_minute(
             [e for events in found.values() for e in events],
             [e for events in labelled.values() for e in events],
-            poses.frames / poses.fps,
+            seconds,
         )
         row["false_in_quiet"], row["quiet_min"] = false, round(quiet, 3)
-        row["seconds"], row["events"] = round(poses.frames / poses.fps, 3), events
+        row["seconds"], row["events"] = round(seconds, 3), events
         false_total, quiet_total = false_total + false, quiet_total + quiet
         rows.append(row)
     summary: dict[str, Any] = {}

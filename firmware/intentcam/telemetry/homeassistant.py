@@ -3,8 +3,8 @@
 One retained device-level discovery message, ``<prefix>/device/<node>/config``, lists every
 sensor as a component (``cmps``): people in view, store occupancy, each zone's occupancy, each
 shelf zone's reaches today and each line's ``in`` and ``out`` today (``total_increasing``: a daily
-reset or ``reset_counters`` starts a new cycle), and, as diagnostics, fps, SoC temperature and spool depth. The sensors read the
-retained ``state`` and ``health`` topics through value templates, so nothing is published twice;
+reset or ``reset_counters`` starts a new cycle), and, as diagnostics, fps, SoC temperature and
+spool depth. The sensors read the retained ``state`` and ``health`` topics through value templates, so nothing is published twice;
 availability follows the retained ``status`` (``online`` or ``degraded`` is available; the last
 will, ``stopped`` and ``offline`` are not).
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,7 @@ class HomeAssistantDiscovery:
         lines: list[str],
         zones: list[str],
         alert_kinds: tuple[str, ...] = (),
-        shelves: tuple[str, ...] = (),
+        shelves: Sequence[str] = (),
     ) -> dict[str, dict[str, Any]]:
         """Every sensor for these lines and zones (``shelves`` of them shelf zones, which also
         count today's reaches), and the alert event entity when rules of ``alert_kinds`` are
@@ -183,7 +184,7 @@ class HomeAssistantDiscovery:
         lines: list[str],
         zones: list[str],
         alert_kinds: tuple[str, ...] = (),
-        shelves: tuple[str, ...] = (),
+        shelves: Sequence[str] = (),
     ) -> bytes:
         """The discovery message for these lines, zones, alert kinds and shelf zones; components
         announced before and gone now are included as ``{"p": platform}`` so Home Assistant

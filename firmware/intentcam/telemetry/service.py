@@ -195,7 +195,7 @@ class Telemetry:
             [line.id for line in settings.lines],
             [zone.id for zone in settings.zones],
             kinds,
-            tuple(zone.id for zone in settings.zones if zone.kind == "shelf"),
+            settings.shelf_zone_ids,
         )
 
     def _homeassistant_birth(self, payload: bytes) -> None:
