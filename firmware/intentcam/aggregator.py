@@ -242,6 +242,11 @@ class Aggregator:
     def store_occupancy(self) -> int:
         return self.day.store_occupancy
 
+    @property
+    def window_start(self) -> float | None:
+        """Wall-clock start of the open ``counts`` window (``None`` before the first frame)."""
+        return self._window_start
+
     # --- time ---------------------------------------------------------------------------
 
     def wall(self, timestamp: float) -> float:

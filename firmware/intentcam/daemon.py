@@ -129,6 +129,7 @@ class Daemon:
         self.pipeline.timings = self.health.timings
         self._next_health = time.monotonic() + settings.telemetry.health_interval_s
         self._next_checkpoint = time.monotonic() + settings.analytics.checkpoint_s
+        self._checkpointed_window: float | None = None
         self._status_at, self._status_frames = time.monotonic(), 0
 
     def run(self, stop: threading.Event, max_frames: int | None = None) -> dict[str, Any]:
@@ -292,12 +293,7 @@ class Daemon:
         self.notifier.tick(heartbeat.last_alive, self._status)
         now = time.monotonic()
         self._publish_state_if_changed(now)
-        if now >= self._next_checkpoint and self.pipeline.view is not None:
-            self._next_checkpoint = now + self.settings.analytics.checkpoint_s
-            partial = self.pipeline.view.partial()
-            for record in partial:  # recovered after a crash, it keeps this run's boot id
-                record["boot_id"] = self.telemetry.boot_id
-            self.checkpoint.save(partial)
+        self._checkpoint_if_due(now)
         if now >= self._next_health:
             self._next_health = now + self.settings.telemetry.health_interval_s
             self.telemetry.supervise()
@@ -311,6 +307,22 @@ class Daemon:
                     broker_error=self.telemetry.broker_error,
                 )
             )
+
+    def _checkpoint_if_due(self, now: float) -> None:
+        """Every ``checkpoint_s``, and at once when the window it holds has closed: until then
+        a crash would recover a window already published (dropped as such on the next start),
+        losing the new window's first frames instead of at most one interval."""
+        view = self.pipeline.view
+        if view is None:
+            return
+        if now < self._next_checkpoint and view.open_window == self._checkpointed_window:
+            return
+        self._next_checkpoint = now + self.settings.analytics.checkpoint_s
+        self._checkpointed_window = view.open_window
+        partial = view.partial()
+        for record in partial:  # recovered after a crash, it keeps this run's boot id
+            record["boot_id"] = self.telemetry.boot_id
+        self.checkpoint.save(partial)
 
     def _status(self) -> str:
         """The systemd ``STATUS=`` line."""

@@ -381,6 +381,11 @@ class CameraView:
         self.stage_ms = {"analytics": (time.perf_counter() - started) * 1e3}
         return records
 
+    @property
+    def open_window(self) -> float | None:
+        """Wall-clock start of the open ``counts`` window (changes as each window closes)."""
+        return self.analytics.aggregator.window_start
+
     def partial(self) -> list[Record]:
         """The open window as it stands (counts and sessions), for the crash checkpoint."""
         if not self._last_ts:
