@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from intentcam.config import Settings
-from intentcam.ota.agent import GuardedDetector, OtaAgent
+from intentcam.ota.agent import GuardedDetector, LoopCount, OtaAgent
 from intentcam.ota.download import Download
 from intentcam.ota.install import Installer, store_of
 from tests.ota_kit import LOAD_PROOF_FPS_RATIO
@@ -57,21 +57,32 @@ class SlowDetector:
 
 @dataclass
 class Loop:
-    """The frame loop as the agent sees it."""
+    """The frame loop as the agent sees it; the detector runs on every ``detect_every``-th frame
+    (a motion gate skipping still frames)."""
 
     detector: Any = None
+    detect_every: int = 1
     frames: int = 0
     people: int = 0
+    detections: int = 0
+    detect_s: float = 0.0
     published: list[dict[str, Any]] = field(default_factory=list)
 
     def swap(self, detector: Any) -> None:
         self.detector = detector
 
+    def count(self) -> LoopCount:
+        return LoopCount(self.frames, self.people, self.detections, self.detect_s)
+
     def run(self, agent: OtaAgent, seconds: float, until: Callable[[], bool]) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not until():
             agent.tick(self.detector)
-            self.detector.detect(np.zeros((360, 640, 3), np.uint8))
+            if self.frames % self.detect_every == 0:
+                started = time.perf_counter()
+                self.detector.detect(np.zeros((360, 640, 3), np.uint8))
+                self.detections += 1
+                self.detect_s += time.perf_counter() - started
             self.frames += 1
             self.people += 1
             time.sleep(0.05)
@@ -83,7 +94,7 @@ def make_agent(settings: Settings, loop: Loop) -> OtaAgent:
         installer,
         publish=loop.published.append,
         swap=loop.swap,
-        heartbeat=lambda: (loop.frames, loop.people),
+        heartbeat=loop.count,
     )
     installer.report = agent.report
     return agent
@@ -129,12 +140,31 @@ def test_a_model_too_slow_on_the_camera_is_rolled_back_after_probation(
     # Each detection takes four times as long as before: well under half the frame rate.
     prepared.detector = SlowDetector(prepared.detector, 4)
     # The previous model's frame rate over the last probation_s: the baseline to compare with.
-    loop.run(agent, 60, lambda: agent._baseline(agent.clock())[0] is not None)
+    loop.run(agent, 60, lambda: agent._baseline(agent.clock()).fps is not None)
     hand_over(agent, prepared)
     loop.run(agent, 60, lambda: "rolled_back" in states(loop))
     assert states(loop)[-3:] == ["switching", "probation", "rolled_back"]
     assert "fps, below 50% of" in loop.published[-1]["reason"]
     assert loop.published[-2]["baseline_fps"] > 0
+    assert loop.detector is detector
+
+
+def test_a_slower_model_is_rolled_back_even_when_the_motion_gate_hides_it_from_the_fps(
+    make_settings: Callable[..., Settings], ota_kit: Any, detector: Any
+) -> None:
+    """An empty store at night: the detector runs on one frame in 30, so a model four times
+    slower barely moves the loop's frame rate; its time per detection gives it away."""
+    settings = make_settings(ota={"trusted_keys_dir": str(ota_kit.keys), "probation_s": 8})
+    loop, agent, prepared = prepared_update(settings, detector, ota_kit.bundle("good"))
+    loop.detect_every = 30
+    prepared.detector = SlowDetector(prepared.detector, 4)
+    loop.run(agent, 60, lambda: agent._baseline(agent.clock()).detect_ms is not None)
+    hand_over(agent, prepared)
+    loop.run(agent, 90, lambda: "rolled_back" in states(loop))
+    assert states(loop)[-3:] == ["switching", "probation", "rolled_back"]
+    reason = loop.published[-1]["reason"]
+    assert "ms per detection, below 50% of the previous model's speed" in reason, reason
+    assert loop.published[-2]["baseline_detect_ms"] > 0
     assert loop.detector is detector
 
 

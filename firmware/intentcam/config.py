@@ -654,7 +654,8 @@ class OtaConfig(_Section):
     download_retries: int = Field(default=5, ge=0, le=100)
     #: How long a hot-swapped model runs on the live camera before it is committed.
     probation_s: float = Field(default=120.0, ge=1, le=86400)
-    #: Probation fails below this share of the previous model's frame rate ...
+    #: Probation fails below this share of the previous model's frame rate or speed per
+    #: detection ...
     min_fps_ratio: float = Field(default=0.5, gt=0, le=1)
     #: ... or of its people per frame (checked when the previous model saw people at all).
     min_detection_ratio: float = Field(default=0.5, ge=0, le=1)

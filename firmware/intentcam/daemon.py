@@ -24,7 +24,7 @@ from intentcam.control import ControlPlane, GeometryStore, Reply
 from intentcam.control.commands import warn_alert_zones
 from intentcam.control.geometry_store import Geometry
 from intentcam.detect import PersonDetector
-from intentcam.ota.agent import OtaAgent
+from intentcam.ota.agent import LoopCount, OtaAgent
 from intentcam.ota.ddi import DdiClient
 from intentcam.ota.download import Download
 from intentcam.ota.install import Installer, fault_from_environment, store_of
@@ -102,7 +102,7 @@ class Daemon:
             self.installer,
             publish=self._publish_ota,
             swap=self._swap_detector,
-            heartbeat=lambda: (self.pipeline.heartbeat.frames, self.pipeline.heartbeat.people),
+            heartbeat=self._loop_count,
             loaded=active.installed,
         )
         self.installer.report = self.ota.report
@@ -307,6 +307,10 @@ class Daemon:
                     broker_error=self.telemetry.broker_error,
                 )
             )
+
+    def _loop_count(self) -> LoopCount:
+        beat = self.pipeline.heartbeat
+        return LoopCount(beat.frames, beat.people, beat.detections, beat.detect_s)
 
     def _checkpoint_if_due(self, now: float) -> None:
         """Every ``checkpoint_s``, and at once when the window it holds has closed: until then

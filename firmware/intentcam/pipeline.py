@@ -49,11 +49,19 @@ class Heartbeat:
     #: inference stops it; a camera that is away does not (the loop keeps reconnecting,
     #: closing empty windows and reporting).
     last_alive: float = 0.0
+    #: Frames the detector ran on, and the seconds it took (the loop's own clock, whatever the
+    #: detector reports of itself): what OTA probation compares the models' speed by.
+    detections: int = 0
+    detect_s: float = 0.0
 
-    def beat(self, now: float, people: int = 0) -> None:
+    def beat(self, now: float, people: int = 0, detect_s: float | None = None) -> None:
+        """One frame processed; ``detect_s``: the detector ran on it and took that long."""
         self.frames += 1
         self.people += people
         self.last_progress = now
+        if detect_s is not None:
+            self.detections += 1
+            self.detect_s += detect_s
 
 
 @dataclass
@@ -163,8 +171,11 @@ class Pipeline:
                 width, height = frame.size
                 self.view = self.view_factory(width / height, self.detector.operating_point)
             view = self.view
+            detect_s: float | None = None
             if self._must_detect(frame, view):
+                detect_started = self.clock()
                 detections = self.detector.detect(frame.image, min_score=view.low_score)
+                detect_s = self.clock() - detect_started
                 last = self.detector.last
                 records = view.process(
                     detections, frame.timestamp, frame.image, detect_ms=last.total_ms,
@@ -189,7 +200,7 @@ class Pipeline:
             stats.window_people += people
             stats.invokes += invokes
             now = self.clock()
-            self.heartbeat.beat(now, people)
+            self.heartbeat.beat(now, people, detect_s)
             if now - stats.window_started >= self.report_every_s:
                 self._report(stats, now)
             spare_ms = self._respect_fps_cap(started, stop)

@@ -4,9 +4,9 @@ A request (MQTT ``ota_install``, the hawkBit DDI client, or ``intentcam ota inst
 inbox folder) runs download, verify, anti-downgrade, unpack, self-test and model loading on a
 worker thread while the camera keeps running. The frame loop then swaps the detector between two
 frames (:meth:`OtaAgent.tick`): tracks, sessions, windows and ``seq`` continue. The new model is
-on probation for ``ota.probation_s`` seconds against the previous model's frame rate and people
-per frame, with any exception from it caught; it is committed, or the previous detector (still
-in memory) is swapped back and the version rolled back, with the reason.
+on probation for ``ota.probation_s`` seconds against the previous model's frame rate, time per
+detection and people per frame, with any exception from it caught; it is committed, or the
+previous detector (still in memory) is swapped back and the version rolled back, with the reason.
 """
 
 from __future__ import annotations
@@ -74,11 +74,53 @@ class GuardedDetector:
         return self.inner.describe()
 
 
-@dataclass
-class Sample:
-    at: float
+#: Fewest timed detections on each side of a swap to compare the two models' speed by.
+MIN_TIMED_DETECTIONS = 3
+
+
+@dataclass(frozen=True)
+class LoopCount:
+    """The frame loop's running totals, as the agent samples them between two frames."""
+
     frames: int
     people: int
+    #: Frames the detector ran on (the motion gate skips it on still ones) and the seconds it
+    #: took: the loop's frame rate alone hides a slower model while the gate skips most frames
+    #: (an empty store at night, when updates are pushed).
+    detections: int = 0
+    detect_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    count: LoopCount
+
+
+@dataclass(frozen=True)
+class Performance:
+    """A model's showing over a stretch of frames; ``None`` where the stretch cannot tell."""
+
+    frames: int = 0
+    fps: float | None = None
+    #: People per frame.
+    rate: float | None = None
+    #: Milliseconds per detection.
+    detect_ms: float | None = None
+
+    @staticmethod
+    def between(first: Sample, last: Sample) -> Performance:
+        frames = last.count.frames - first.count.frames
+        elapsed = last.at - first.at
+        detections = last.count.detections - first.count.detections
+        return Performance(
+            frames=frames,
+            fps=frames / elapsed if elapsed > 0 else None,
+            rate=(last.count.people - first.count.people) / frames if frames else None,
+            detect_ms=(last.count.detect_s - first.count.detect_s) * 1e3 / detections
+            if detections >= MIN_TIMED_DETECTIONS
+            else None,
+        )
 
 
 @dataclass
@@ -89,8 +131,9 @@ class Probation:
     previous: PersonDetector | None
     guard: GuardedDetector
     started: Sample
-    baseline_fps: float | None
-    baseline_rate: float | None
+    #: The previous model over the ``probation_s`` before the swap (nothing known: a trial
+    #: loaded at start).
+    baseline: Performance
     done: Done | None
 
 
@@ -110,8 +153,8 @@ class OtaAgent:
     publish: Callable[[dict[str, Any]], None]
     #: Swaps the detector in the frame loop: (new detector, its operating point) -> None.
     swap: Callable[[PersonDetector], None]
-    #: Current heartbeat (frames processed, people seen) of the frame loop.
-    heartbeat: Callable[[], tuple[int, int]]
+    #: The frame loop's running totals now.
+    heartbeat: Callable[[], LoopCount]
     loaded: Installed | None = None
     clock: Callable[[], float] = time.monotonic
     body: dict[str, Any] = field(default_factory=dict)
@@ -209,8 +252,8 @@ class OtaAgent:
     def tick(self, current: PersonDetector) -> None:
         """Between two frames: sample, read the inbox, swap a ready model, judge probation."""
         now = self.clock()
-        frames, people = self.heartbeat()
-        self._samples.append(Sample(now, frames, people))
+        sample = Sample(now, self.heartbeat())
+        self._samples.append(sample)
         if now >= self._next_inbox:
             self._next_inbox = now + 1.0
             self._read_inbox()
@@ -219,14 +262,14 @@ class OtaAgent:
         if ready is not None:
             self._swap_in(ready[0], ready[1], current)
         if self.probation is not None:
-            self._judge(now, frames, people)
+            self._judge(sample)
 
     def start_trial(self, detector: PersonDetector, installed: Installed) -> PersonDetector:
         """A trial loaded at start (installed while no daemon ran): probation without baseline."""
         guard = GuardedDetector(detector)
         # Called before the frame loop exists: its heartbeat starts at zero.
         self.probation = Probation(
-            installed, None, guard, Sample(self.clock(), 0, 0), None, None, None
+            installed, None, guard, Sample(self.clock(), LoopCount(0, 0)), Performance(), None
         )
         self._busy = True
         return guard  # type: ignore[return-value]
@@ -244,19 +287,15 @@ class OtaAgent:
     def _window(self) -> float:
         return float(self.settings.ota.probation_s)
 
-    def _baseline(self, now: float) -> tuple[float | None, float | None]:
+    def _baseline(self, now: float) -> Performance:
         window = [s for s in self._samples if s.at >= now - self._window()]
         if len(window) < 2 or window[-1].at - window[0].at < 1.0:
-            return None, None
-        first, last = window[0], window[-1]
-        frames = last.frames - first.frames
-        fps = frames / (last.at - first.at)
-        rate = (last.people - first.people) / frames if frames else None
-        return fps, rate
+            return Performance()
+        return Performance.between(window[0], window[-1])
 
     def _swap_in(self, prepared: Prepared, done: Done | None, current: PersonDetector) -> None:
         started = time.perf_counter()
-        baseline_fps, baseline_rate = self._baseline(self.clock())
+        baseline = self._baseline(self.clock())
         try:
             self.installer.switch(prepared, started=True)
         except OSError as exc:
@@ -266,14 +305,12 @@ class OtaAgent:
         self.swap(guard)  # type: ignore[arg-type]
         swap_ms = (time.perf_counter() - started) * 1e3
         previous = current.inner if isinstance(current, GuardedDetector) else current
-        frames, people = self.heartbeat()
         self.probation = Probation(
             prepared.installed,
             previous,
             guard,
-            Sample(self.clock(), frames, people),
-            baseline_fps,
-            baseline_rate,
+            Sample(self.clock(), self.heartbeat()),
+            baseline,
             done,
         )
         self.loaded = prepared.installed
@@ -284,39 +321,22 @@ class OtaAgent:
                 "swap_ms": round(swap_ms, 2),
                 "frames_skipped": 0,
                 "probation_s": self._window(),
-                "baseline_fps": round(baseline_fps, 2) if baseline_fps else None,
+                "baseline_fps": round(baseline.fps, 2) if baseline.fps else None,
+                "baseline_detect_ms": round(baseline.detect_ms, 1) if baseline.detect_ms else None,
             },
         )
 
-    def _judge(self, now: float, frames: int, people: int) -> None:
+    def _judge(self, now: Sample) -> None:
         probation = self.probation
         assert probation is not None
         if probation.guard.error is not None:
             self._roll_back(probation, probation.guard.error)
             return
-        elapsed = now - probation.started.at
+        elapsed = now.at - probation.started.at
         if elapsed < self._window():
             return
-        done_frames = frames - probation.started.frames
-        fps = done_frames / max(elapsed, 1e-9)
-        rate = (people - probation.started.people) / done_frames if done_frames else 0.0
-        ota = self.settings.ota
-        problem = None
-        if done_frames == 0:
-            problem = f"no frame processed in {elapsed:.0f} s of probation"
-        elif probation.baseline_fps and fps < ota.min_fps_ratio * probation.baseline_fps:
-            problem = (
-                f"{fps:.1f} fps, below {ota.min_fps_ratio:.0%} of {probation.baseline_fps:.1f}"
-            )
-        elif (
-            probation.baseline_rate is not None
-            and probation.baseline_rate >= 0.2
-            and rate < ota.min_detection_ratio * probation.baseline_rate
-        ):
-            problem = (
-                f"{rate:.2f} people per frame, below {ota.min_detection_ratio:.0%} of the "
-                f"previous model's {probation.baseline_rate:.2f}"
-            )
+        seen = Performance.between(probation.started, now)
+        problem = self._shortfall(seen, probation.baseline, elapsed)
         if problem:
             self._roll_back(probation, problem)
             return
@@ -325,10 +345,39 @@ class OtaAgent:
         self.probation = None
         with self._lock:
             self._busy = False
-        reason = f"probation passed: {fps:.1f} fps, {rate:.2f} people per frame"
+        reason = f"probation passed: {seen.fps or 0:.1f} fps, {seen.rate or 0:.2f} people per frame"
+        if seen.detect_ms is not None:
+            reason += f", {seen.detect_ms:.0f} ms per detection"
         self.report("committed", {"version": probation.installed.version, "reason": reason})
         if probation.done is not None:
             probation.done(True, reason)
+
+    def _shortfall(self, seen: Performance, baseline: Performance, elapsed: float) -> str | None:
+        """Why the model on probation falls short of the one before it (``None``: it does not)."""
+        ota = self.settings.ota
+        if seen.frames == 0 or seen.rate is None:
+            return f"no frame processed in {elapsed:.0f} s of probation"
+        if baseline.fps and seen.fps is not None and seen.fps < ota.min_fps_ratio * baseline.fps:
+            return f"{seen.fps:.1f} fps, below {ota.min_fps_ratio:.0%} of {baseline.fps:.1f}"
+        if (
+            baseline.detect_ms
+            and seen.detect_ms
+            and baseline.detect_ms < ota.min_fps_ratio * seen.detect_ms
+        ):
+            return (
+                f"{seen.detect_ms:.0f} ms per detection, below {ota.min_fps_ratio:.0%} of the "
+                f"previous model's speed ({baseline.detect_ms:.0f} ms)"
+            )
+        if (
+            baseline.rate is not None
+            and baseline.rate >= 0.2
+            and seen.rate < ota.min_detection_ratio * baseline.rate
+        ):
+            return (
+                f"{seen.rate:.2f} people per frame, below {ota.min_detection_ratio:.0%} of the "
+                f"previous model's {baseline.rate:.2f}"
+            )
+        return None
 
     def _roll_back(self, probation: Probation, reason: str) -> None:
         state = self.installer.rollback(reason)
