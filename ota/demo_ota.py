@@ -94,12 +94,15 @@ def main() -> int:
               f"  {json.dumps(extra) if extra else ''}")  # fmt: skip
     seqs = sorted(r["seq"] for r in lines if r.get("type") in ("counts", "heatmap", "sessions"))
     gaps = [b for a, b in zip(seqs, seqs[1:]) if b != a + 1]
-    models = [r["models"][0] for r in lines if r.get("type") == "status" and r.get("models")]
+    ota_states = [r for r in lines if r.get("type") == "ota"]
+    before, after = (r.get("current") or {"id": "packaged", "version": "-"}
+                     for r in (ota_states[0], ota_states[-1]))  # fmt: skip
     print(f"\nseq {seqs[0]}..{seqs[-1]}: {'no gap' if not gaps else f'gaps at {gaps}'}")
-    print(f"model before: {models[0]['id']} {models[0]['version']}; "
-          f"after: {models[-1]['id']} {models[-1]['version']}")  # fmt: skip
+    print(
+        f"model before: {before['id']} {before['version']}; after: {after['id']} {after['version']}"
+    )
     print(f"records: {records}")
-    return 0 if not gaps and models[-1]["version"] == "1.0.0" else 1
+    return 0 if not gaps and after["version"] == "1.0.0" else 1
 
 
 if __name__ == "__main__":
