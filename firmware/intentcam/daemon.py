@@ -310,7 +310,7 @@ class Daemon:
 
     def _loop_count(self) -> LoopCount:
         beat = self.pipeline.heartbeat
-        return LoopCount(beat.frames, beat.people, beat.detections, beat.detect_s)
+        return LoopCount(beat.frames, beat.people, beat.detections, beat.detect_s, beat.busy_s)
 
     def _checkpoint_if_due(self, now: float) -> None:
         """Every ``checkpoint_s``, and at once when the window it holds has closed: until then

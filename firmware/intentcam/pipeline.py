@@ -53,12 +53,19 @@ class Heartbeat:
     #: detector reports of itself): what OTA probation compares the models' speed by.
     detections: int = 0
     detect_s: float = 0.0
+    #: Seconds spent on frames, from a frame's arrival to its records written (not waiting for
+    #: the camera): a camera whose frame rate drops does not make the loop look slow by it.
+    busy_s: float = 0.0
 
-    def beat(self, now: float, people: int = 0, detect_s: float | None = None) -> None:
-        """One frame processed; ``detect_s``: the detector ran on it and took that long."""
+    def beat(
+        self, now: float, people: int = 0, detect_s: float | None = None, busy_s: float = 0.0
+    ) -> None:
+        """One frame processed in ``busy_s``; ``detect_s``: the detector ran on it and took
+        that long."""
         self.frames += 1
         self.people += people
         self.last_progress = now
+        self.busy_s += busy_s
         if detect_s is not None:
             self.detections += 1
             self.detect_s += detect_s
@@ -200,7 +207,7 @@ class Pipeline:
             stats.window_people += people
             stats.invokes += invokes
             now = self.clock()
-            self.heartbeat.beat(now, people, detect_s)
+            self.heartbeat.beat(now, people, detect_s, busy_s=now - started)
             if now - stats.window_started >= self.report_every_s:
                 self._report(stats, now)
             spare_ms = self._respect_fps_cap(started, stop)

@@ -89,6 +89,8 @@ class LoopCount:
     #: (an empty store at night, when updates are pushed).
     detections: int = 0
     detect_s: float = 0.0
+    #: Seconds the loop spent on frames (not waiting for the camera).
+    busy_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class Performance:
 
     frames: int = 0
     fps: float | None = None
+    #: Frames a second the loop could have done, had the camera sent them as fast.
+    capacity: float | None = None
     #: People per frame.
     rate: float | None = None
     #: Milliseconds per detection.
@@ -113,14 +117,29 @@ class Performance:
         frames = last.count.frames - first.count.frames
         elapsed = last.at - first.at
         detections = last.count.detections - first.count.detections
+        busy = last.count.busy_s - first.count.busy_s
         return Performance(
             frames=frames,
             fps=frames / elapsed if elapsed > 0 else None,
+            capacity=frames / busy if busy > 0 else None,
             rate=(last.count.people - first.count.people) / frames if frames else None,
             detect_ms=(last.count.detect_s - first.count.detect_s) * 1e3 / detections
             if detections >= MIN_TIMED_DETECTIONS
             else None,
         )
+
+
+def _too_slow_for_the_camera(seen: Performance, baseline: Performance, ratio: float) -> str | None:
+    """Whether the loop's frame rate fell below ``ratio`` of the rate before the swap *because
+    of the loop*: a camera that sends fewer frames (longer exposures at dusk) leaves the loop
+    waiting, its capacity (frames per busy second) intact, and is no reason to roll back."""
+    if not baseline.fps or seen.fps is None or seen.fps >= ratio * baseline.fps:
+        return None
+    needed = min(baseline.fps, baseline.capacity or baseline.fps)
+    if seen.capacity is not None and seen.capacity >= ratio * needed:
+        return None
+    could = f" (busy, it could do {seen.capacity:.1f})" if seen.capacity is not None else ""
+    return f"{seen.fps:.1f} fps{could}, below {ratio:.0%} of {baseline.fps:.1f}"
 
 
 def _too_slow_to_detect_every_frame(
@@ -378,8 +397,9 @@ class OtaAgent:
         ota = self.settings.ota
         if seen.frames == 0 or seen.rate is None:
             return f"no frame processed in {elapsed:.0f} s of probation"
-        if baseline.fps and seen.fps is not None and seen.fps < ota.min_fps_ratio * baseline.fps:
-            return f"{seen.fps:.1f} fps, below {ota.min_fps_ratio:.0%} of {baseline.fps:.1f}"
+        too_slow = _too_slow_for_the_camera(seen, baseline, ota.min_fps_ratio)
+        if too_slow:
+            return too_slow
         too_slow = _too_slow_to_detect_every_frame(seen, baseline, ota.min_fps_ratio)
         if too_slow:
             return too_slow
