@@ -103,11 +103,10 @@ class Sample:
 class Performance:
     """A model's showing over a stretch of frames; ``None`` where the stretch cannot tell."""
 
-    frames: int = 0
     fps: float | None = None
     #: Frames a second the loop could have done, had the camera sent them as fast.
     capacity: float | None = None
-    #: People per frame.
+    #: People per frame (``None``: no frame).
     rate: float | None = None
     #: Milliseconds per detection.
     detect_ms: float | None = None
@@ -119,7 +118,6 @@ class Performance:
         detections = last.count.detections - first.count.detections
         busy = last.count.busy_s - first.count.busy_s
         return Performance(
-            frames=frames,
             fps=frames / elapsed if elapsed > 0 else None,
             capacity=frames / busy if busy > 0 else None,
             rate=(last.count.people - first.count.people) / frames if frames else None,
@@ -160,6 +158,17 @@ def _too_slow_to_detect_every_frame(
         f"{seen.detect_ms:.0f} ms per detection: {could:.1f} fps with the detector on every "
         f"frame, below {ratio:.0%} of {needed:.1f} (before: {baseline.fps:.1f} fps, "
         f"{baseline.detect_ms:.0f} ms per detection)"
+    )
+
+
+def _sees_fewer_people(rate: float, baseline: Performance, ratio: float) -> str | None:
+    """Whether the new model finds fewer than ``ratio`` of the people per frame the previous
+    one did (judged only when that one saw at least 0.2 a frame)."""
+    if baseline.rate is None or baseline.rate < 0.2 or rate >= ratio * baseline.rate:
+        return None
+    return (
+        f"{rate:.2f} people per frame, below {ratio:.0%} of the previous model's "
+        f"{baseline.rate:.2f}"
     )
 
 
@@ -395,24 +404,13 @@ class OtaAgent:
     def _shortfall(self, seen: Performance, baseline: Performance, elapsed: float) -> str | None:
         """Why the model on probation falls short of the one before it (``None``: it does not)."""
         ota = self.settings.ota
-        if seen.frames == 0 or seen.rate is None:
+        if seen.rate is None:
             return f"no frame processed in {elapsed:.0f} s of probation"
-        too_slow = _too_slow_for_the_camera(seen, baseline, ota.min_fps_ratio)
-        if too_slow:
-            return too_slow
-        too_slow = _too_slow_to_detect_every_frame(seen, baseline, ota.min_fps_ratio)
-        if too_slow:
-            return too_slow
-        if (
-            baseline.rate is not None
-            and baseline.rate >= 0.2
-            and seen.rate < ota.min_detection_ratio * baseline.rate
-        ):
-            return (
-                f"{seen.rate:.2f} people per frame, below {ota.min_detection_ratio:.0%} of the "
-                f"previous model's {baseline.rate:.2f}"
-            )
-        return None
+        return (
+            _too_slow_for_the_camera(seen, baseline, ota.min_fps_ratio)
+            or _too_slow_to_detect_every_frame(seen, baseline, ota.min_fps_ratio)
+            or _sees_fewer_people(seen.rate, baseline, ota.min_detection_ratio)
+        )
 
     def _roll_back(self, probation: Probation, reason: str) -> None:
         state = self.installer.rollback(reason)

@@ -4,9 +4,9 @@ One retained device-level discovery message, ``<prefix>/device/<node>/config``, 
 sensor as a component (``cmps``): people in view, store occupancy, each zone's occupancy, each
 shelf zone's reaches today and each line's ``in`` and ``out`` today (``total_increasing``: a daily
 reset or ``reset_counters`` starts a new cycle), and, as diagnostics, fps, SoC temperature and
-spool depth. The sensors read the retained ``state`` and ``health`` topics through value templates, so nothing is published twice;
-availability follows the retained ``status`` (``online`` or ``degraded`` is available; the last
-will, ``stopped`` and ``offline`` are not).
+spool depth. The sensors read the retained ``state`` and ``health`` topics through value
+templates, so nothing is published twice; availability follows the retained ``status``
+(``online`` or ``degraded`` is available; the last will, ``stopped`` and ``offline`` are not).
 
 The message goes out at every connect, whenever Home Assistant announces itself on
 ``<prefix>/status`` (``online``), and when lines or zones change; a component whose line or zone is
