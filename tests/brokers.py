@@ -65,7 +65,14 @@ class Broker:
             ]
         else:
             lines += ["persistence false"]
-        lines += ["max_queued_messages 100000", f"log_dest file {self.folder / 'mosquitto.log'}"]
+        lines += [
+            "max_queued_messages 100000",
+            f"log_dest file {self.folder / 'mosquitto.log'}",
+        ]
+        # One type per line (Mosquitto 2.0 reads only the first of several); subscriptions too,
+        # so that a test can wait for another process to have subscribed (:meth:`subscribed`).
+        kinds = ("error", "warning", "notice", "information", "subscribe")
+        lines += [f"log_type {kind}" for kind in kinds]
         path = self.folder / "mosquitto.conf"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path
@@ -84,11 +91,34 @@ class Broker:
             time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 
+    def subscriptions(self, topic: str) -> int:
+        """How many times a client has subscribed to ``topic`` (as written in its SUBSCRIBE)."""
+        log = self.folder / "mosquitto.log"
+        lines = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+        return sum(line.endswith(f" {topic}") for line in lines.splitlines())
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # SIGTERM: mosquitto saves its persistence file
             self.process.wait(timeout=10)
         self.process = None
+
+
+def subscribe(client: mqtt.Client, topics: list[str], timeout: float = 30.0) -> None:
+    """Subscribe a running client to ``topics`` (QoS 1) and return once the broker has
+    acknowledged them: a message sent to us before that would be lost."""
+    acknowledged: set[int] = set()
+    arrived = threading.Condition()
+
+    def on_subscribe(client: mqtt.Client, userdata: object, mid: int, *rest: object) -> None:
+        with arrived:
+            acknowledged.add(mid)
+            arrived.notify_all()
+
+    client.on_subscribe = on_subscribe
+    _, mid = client.subscribe([(topic, 1) for topic in topics])
+    with arrived:
+        assert arrived.wait_for(lambda: mid in acknowledged, timeout), f"no SUBACK for {topics}"
 
 
 def add_password(folder: Path, user: str, password: str) -> Path:

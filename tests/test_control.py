@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 from intentcam.config import load_config, redacted
 from intentcam.control import COMMANDS, ControlPlane, GeometryStore, Reply
 from intentcam.telemetry.messages import validation_errors
-from tests.brokers import Broker
+from tests.brokers import Broker, subscribe
 from tests.cli import intentcam_argv
 from tests.data import MALL
 
@@ -185,11 +185,8 @@ class Commander:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(self.response_topic, qos=1)
-        self.client.subscribe(f"{base}/cmd/+/reply", qos=1)
-        self.client.subscribe(f"{base}/counts", qos=1)
         self.client.loop_start()
-        time.sleep(0.3)
+        subscribe(self.client, [self.response_topic, f"{base}/cmd/+/reply", f"{base}/counts"])
 
     def _on_message(self, client, userdata, message) -> None:
         if message.topic.endswith("/counts"):

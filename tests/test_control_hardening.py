@@ -27,6 +27,7 @@ from intentcam.records import encode
 from intentcam.secrets import redact_text
 from intentcam.service.logs import RedactingFilter
 from intentcam.telemetry.messages import validation_errors
+from tests.brokers import subscribe
 from tests.test_control import payloads, running_daemon  # noqa: F401 - the fixture
 
 
@@ -182,10 +183,8 @@ class Probe:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe("tests/#", qos=1)
-        self.client.subscribe(f"{base}/#", qos=1)
         self.client.loop_start()
-        time.sleep(0.3)
+        subscribe(self.client, ["tests/#", f"{base}/#"])
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if "/cmd/" in message.topic and not message.topic.endswith("/reply"):

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.brokers import Broker
 from tests.cli import intentcam_argv
 from tests.data import MALL
 from tests.ota_kit import LOAD_PROOF_FPS_RATIO, BundleServer, run_ota
+from tests.waiting import wait_until
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 
@@ -71,7 +71,9 @@ def test_rollout_in_rings_and_the_stop_at_the_error_threshold(
     bundle = ota_kit.bundle("serial-2", serial=2, version="1.1.0")
     common = ["--broker", "127.0.0.1", "--port", str(broker.port), "--site", "store1", "--json"]
     try:
-        time.sleep(8)  # both daemons up and online
+        # Both daemons up: each listens for commands once connected (and is online by then).
+        listening = [f"intentcam/v1/store1/{name}/cmd/+" for name in ("cam-a", "cam-b")]
+        assert wait_until(lambda: all(broker.subscriptions(t) for t in listening), timeout=120)
         with BundleServer() as server:
             url = server.add(bundle)
             stopped = run_ota(

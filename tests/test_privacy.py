@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.brokers import Broker
+from tests.brokers import Broker, subscribe
 from tests.cli import intentcam_argv
 from tests.data import CONCOURSE
+from tests.waiting import wait_until
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 #: Magic numbers of image formats, raw and as the start of a base64 string.
@@ -91,8 +91,8 @@ def test_nothing_written_or_published_contains_image_data(tmp_path: Path, model_
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = lambda c, u, message: payloads.append(message.payload)
     client.connect("127.0.0.1", broker.port)
-    client.subscribe("#", qos=1)
     client.loop_start()
+    subscribe(client, ["#"])
     state = tmp_path / "state"
     config = tmp_path / "c.toml"
     config.write_text(
@@ -146,7 +146,8 @@ state_dir = "{state}"
             text=True,
             timeout=300,
         )
-        time.sleep(1)
+        # The daemon's last message is its "stopped" status: everything else came before it.
+        assert wait_until(lambda: any(b'"stopped"' in payload for payload in payloads), 30)
     finally:
         client.loop_stop()
         client.disconnect()

@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.brokers import MOSQUITTO, free_port
 from tests.cli import run_cli
 from tests.data import ROOT
+from tests.waiting import wait_until
 
 SITE_CA = ROOT / "provisioning" / "site_ca.py"
 SHIPPED = ROOT / "provisioning" / "mosquitto"
@@ -134,12 +135,14 @@ def test_each_camera_may_only_speak_and_listen_as_itself(tmp_path: Path) -> None
         # Listening to another camera's commands: Mosquitto 2.0 may grant the subscription but
         # delivers nothing the ACL does not let A read (asserted below), newer ones refuse it.
         assert a.subscribe("intentcam/v1/s1/cam-b/cmd/+") in ([1], [128])
-        a.publish("intentcam/v1/s1/cam-a/counts")  # its own: delivered
         a.publish("intentcam/v1/s1/cam-b/counts")  # posing as B: dropped by the broker
+        a.publish("intentcam/v1/s1/cam-a/counts")  # its own: delivered
         gateway.publish("intentcam/v1/s1/cam-b/cmd/ping")
         gateway.publish("intentcam/v1/s1/cam-a/cmd/ping")
-        time.sleep(1.0)
-        assert "intentcam/v1/s1/cam-a/counts" in gateway.received
+        # Mosquitto delivers one connection's messages in order: once the allowed message sent
+        # after a forbidden one has come, the forbidden one would have come before it.
+        assert wait_until(lambda: "intentcam/v1/s1/cam-a/counts" in gateway.received)
+        assert wait_until(lambda: bool(a.received) and bool(b.received))
         assert "intentcam/v1/s1/cam-b/counts" not in gateway.received
         assert a.received == ["intentcam/v1/s1/cam-a/cmd/ping"]
         assert b.received == ["intentcam/v1/s1/cam-b/cmd/ping"]

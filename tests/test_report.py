@@ -249,7 +249,6 @@ def test_a_report_collected_from_the_broker(
     two_doors: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     import subprocess
-    import time
 
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -257,6 +256,7 @@ def test_a_report_collected_from_the_broker(
     from tests.brokers import Broker
     from tests.cli import intentcam_argv
     from tests.test_telemetry import ENV
+    from tests.waiting import wait_until
 
     folder = tmp_path / "broker"
     folder.mkdir()
@@ -268,7 +268,8 @@ def test_a_report_collected_from_the_broker(
                            "--json"),
             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(3)  # subscribed by now
+        # Counts are not retained: publishing before the collector has subscribed loses them.
+        assert wait_until(lambda: broker.subscriptions("intentcam/v1/+/+/#") > 0, timeout=60)
         publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
         publisher.connect("127.0.0.1", broker.port)
         publisher.loop_start()

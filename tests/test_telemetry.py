@@ -19,6 +19,7 @@ from intentcam.telemetry.spool import Spool
 from tests.brokers import Broker, add_password, make_pki
 from tests.cli import intentcam_argv
 from tests.data import CONCOURSE
+from tests.waiting import wait_until
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
 
@@ -148,13 +149,12 @@ def start_daemon(config: Path, *args: str) -> subprocess.Popen:
     )
 
 
+#: What ``intentcam tail`` subscribes to by default: every site and device.
+TAIL_TOPIC = "intentcam/v1/+/+/#"
+
+
 def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
-    log = broker.folder / "mosquitto.log"
-
-    def connected() -> int:
-        return log.read_text(errors="replace").count("New client connected") if log.exists() else 0
-
-    before = connected()
+    before = broker.subscriptions(TAIL_TOPIC)
     process = subprocess.Popen(
         intentcam_argv("tail", "--broker", f"127.0.0.1:{broker.port}", "--json", *args),
         env=ENV,
@@ -164,10 +164,10 @@ def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
     )
     # Subscribed before the daemon starts publishing: on a loaded machine the tail's start can
     # take longer than a fixed sleep, and messages sent before it subscribes never reach it.
-    deadline = time.monotonic() + 30
-    while connected() <= before and time.monotonic() < deadline and process.poll() is None:
+    deadline = time.monotonic() + 60
+    while broker.subscriptions(TAIL_TOPIC) <= before and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
         time.sleep(0.1)
-    time.sleep(0.5)
     return process
 
 
@@ -228,13 +228,15 @@ def test_tail_is_idle_only_when_the_stream_is_quiet(tmp_path: Path, broker: Brok
         publish(0, 400)
         time.sleep(5)
         # A broker restart longer than --idle: the tail reconnects and goes on.
+        subscribed = broker.subscriptions(TAIL_TOPIC)
         broker.stop()
         time.sleep(5)
         broker.start()
         deadline = time.monotonic() + 30
         while not publisher.is_connected() and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(2)  # the tail resubscribes on reconnect
+        # The tail resubscribes on reconnecting (its session is not persistent).
+        assert wait_until(lambda: broker.subscriptions(TAIL_TOPIC) > subscribed, timeout=60)
         publish(400, 5)
         messages, _, _ = tail_result(tail)
     finally:
