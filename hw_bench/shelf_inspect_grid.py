@@ -1,0 +1,99 @@
+"""Inspect thresholds chosen on the tune clips, as the reach thresholds are by ``eval-shelf``.
+
+Usage (from the repository root, after `make setup`):
+
+    .venv/bin/python hw_bench/shelf_inspect_grid.py [--clips ../shared/data/shelf] [--json OUT]
+
+``[shelf] inspect_s`` (how long a hand must stay off the shelf) and ``away`` (how far, in image
+heights, a wrist must be carried off it) over a grid, the reach thresholds as shipped: inspect F1
+on the clips labelled ``tune`` picks the setting, the ``test`` clips are only reported. The poses
+are computed once per clip (as ``eval-shelf`` computes them) and reused for every grid point.
+The result of 2026-11-23 is in evaluation/shelf/README.md ("Seventh session").
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from intentcam.analytics.shelf import ShelfSettings
+from intentcam.config import load_config
+from intentcam.detect import build_detector
+from intentcam.evaluation.shelf import extract_poses, f1, load_labels, score
+from intentcam.pose.build import build_pose_model
+from intentcam.track.bytetrack import ByteTracker, TrackerSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+INSPECT_S = (0.3, 0.5, 0.7, 1.0, 1.5)
+AWAY = (0.0, 0.03, 0.06, 0.1, 0.15)
+
+
+def grid_rows(tune: list[Any], test: list[Any], shipped: ShelfSettings) -> list[dict[str, Any]]:
+    """One row per grid point: inspect [matched, detected, labelled] on tune and test, and the
+    tune inspect F1 it is chosen by; best first (ties: the shipped order of the grid)."""
+    rows = []
+    for inspect_s, away in itertools.product(INSPECT_S, AWAY):
+        settings = replace(shipped, inspect_s=inspect_s, away=away)
+        tuned, tested = score(tune, settings), score(test, settings)
+        counts = {
+            name: [result["total"]["inspect"][k] for k in ("matched", "detected", "labelled")]
+            for name, result in (("tune", tuned), ("test", tested))
+        }
+        rows.append({"inspect_s": inspect_s, "away": away, "tune_f1": round(f1(tuned, "inspect"), 3),
+                     "shipped": settings == shipped, **counts})  # fmt: skip
+    return sorted(rows, key=lambda row: -row["tune_f1"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "shelf",
+                        help="the folder of the labelled shelf clips")  # fmt: skip
+    parser.add_argument("--labels", type=Path, default=ROOT / "evaluation" / "shelf",
+                        help="folder of labels.json")  # fmt: skip
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the rows as JSON")
+    args = parser.parse_args()
+    if not args.clips.is_dir():
+        print(f"shelf_inspect_grid: {args.clips}: not a folder of clips", file=sys.stderr)
+        return 2
+    settings = load_config(None)
+    clips = load_labels(args.labels, args.clips)
+    detector = build_detector(settings)
+    pose = build_pose_model(settings, threads=settings.detector.threads)
+    low = detector.operating_point.low_score
+    tracking = TrackerSettings.from_config(settings.tracker, detector.operating_point)
+    pairs = [
+        (
+            clip,
+            extract_poses(
+                clip,
+                lambda image: detector.detect(image, min_score=low),
+                lambda aspect: ByteTracker(tracking, aspect=aspect),
+                pose,
+                settings.shelf,
+            ),
+        )  # fmt: skip
+        for clip in tqdm(clips, desc="poses", unit="clip", leave=False)
+    ]
+    tune = [pair for pair in pairs if pair[0].split == "tune"]
+    test = [pair for pair in pairs if pair[0].split == "test"]
+    rows = grid_rows(tune, test, ShelfSettings.from_config(settings.shelf))
+    print(f"{'inspect_s':>9} {'away':>5} {'tune F1':>7} {'tune m/d/l':>10} {'test m/d/l':>10}")
+    for row in rows:
+        cells = ["/".join(map(str, row[name])) for name in ("tune", "test")]
+        mark = "  (shipped)" if row["shipped"] else ""
+        print(f"{row['inspect_s']:>9} {row['away']:>5} {row['tune_f1']:>7} {cells[0]:>10} "
+              f"{cells[1]:>10}{mark}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
