@@ -25,10 +25,7 @@ from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.config import load_config
-from intentcam.detect import build_detector
-from intentcam.evaluation.shelf import extract_poses, f1, load_labels, score
-from intentcam.pose.build import build_pose_model
-from intentcam.track.bytetrack import ByteTracker, TrackerSettings
+from intentcam.evaluation.shelf import f1, load_labels, pose_extractor, score
 
 ROOT = Path(__file__).resolve().parents[1]
 INSPECT_S = (0.3, 0.5, 0.7, 1.0, 1.5)
@@ -64,23 +61,8 @@ def main() -> int:
         return 2
     settings = load_config(None)
     clips = load_labels(args.labels, args.clips)
-    detector = build_detector(settings)
-    pose = build_pose_model(settings, threads=settings.detector.threads)
-    low = detector.operating_point.low_score
-    tracking = TrackerSettings.from_config(settings.tracker, detector.operating_point)
-    pairs = [
-        (
-            clip,
-            extract_poses(
-                clip,
-                lambda image: detector.detect(image, min_score=low),
-                lambda aspect: ByteTracker(tracking, aspect=aspect),
-                pose,
-                settings.shelf,
-            ),
-        )  # fmt: skip
-        for clip in tqdm(clips, desc="poses", unit="clip", leave=False)
-    ]
+    poses_of = pose_extractor(settings)
+    pairs = [(clip, poses_of(clip)) for clip in tqdm(clips, desc="poses", unit="clip", leave=False)]
     tune = [pair for pair in pairs if pair[0].split == "tune"]
     test = [pair for pair in pairs if pair[0].split == "test"]
     rows = grid_rows(tune, test, ShelfSettings.from_config(settings.shelf))

@@ -65,12 +65,9 @@ class Broker:
             ]
         else:
             lines += ["persistence false"]
-        lines += [
-            "max_queued_messages 100000",
-            f"log_dest file {self.folder / 'mosquitto.log'}",
-        ]
+        lines += ["max_queued_messages 100000", f"log_dest file {self.folder / 'mosquitto.log'}"]
         # One type per line (Mosquitto 2.0 reads only the first of several); subscriptions too,
-        # so that a test can wait for another process to have subscribed (:meth:`subscribed`).
+        # so that a test can wait for another process to have subscribed (:meth:`subscriptions`).
         kinds = ("error", "warning", "notice", "information", "subscribe")
         lines += [f"log_type {kind}" for kind in kinds]
         path = self.folder / "mosquitto.conf"
@@ -104,21 +101,25 @@ class Broker:
         self.process = None
 
 
-def subscribe(client: mqtt.Client, topics: list[str], timeout: float = 30.0) -> None:
-    """Subscribe a running client to ``topics`` (QoS 1) and return once the broker has
-    acknowledged them: a message sent to us before that would be lost."""
-    acknowledged: set[int] = set()
+def subscribe(client: mqtt.Client, topics: list[str], timeout: float = 30.0) -> list[int]:
+    """Subscribe a running client to ``topics`` (QoS 1) and return, once the broker has
+    acknowledged them (a message sent to us before that would be lost), its reason code for
+    each: the QoS granted, or 128 and up for a refusal."""
+    acknowledged: dict[int, list[int]] = {}
     arrived = threading.Condition()
 
-    def on_subscribe(client: mqtt.Client, userdata: object, mid: int, *rest: object) -> None:
+    def on_subscribe(
+        client: mqtt.Client, userdata: object, mid: int, codes: list, _: object
+    ) -> None:
         with arrived:
-            acknowledged.add(mid)
+            acknowledged[mid] = [int(code.value) for code in codes]
             arrived.notify_all()
 
     client.on_subscribe = on_subscribe
     _, mid = client.subscribe([(topic, 1) for topic in topics])
     with arrived:
         assert arrived.wait_for(lambda: mid in acknowledged, timeout), f"no SUBACK for {topics}"
+        return acknowledged[mid]
 
 
 def add_password(folder: Path, user: str, password: str) -> Path:

@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.brokers import MOSQUITTO, free_port
+from tests.brokers import MOSQUITTO, free_port, subscribe
 from tests.cli import run_cli
 from tests.data import ROOT
 from tests.waiting import wait_until
@@ -50,26 +50,16 @@ class Client:
 
     def __init__(self, port: int, ca: Path, cert: Path, key: Path) -> None:
         self.received: list[str] = []
-        self.granted: list[int] = []
-        self.subscribed = threading.Event()
         self.connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
         self.client.on_connect = lambda c, u, f, code, p: code == 0 and self.connected.set()
         self.client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
         self.client.on_message = lambda c, u, m: self.received.append(m.topic)
-        self.client.on_subscribe = self._on_subscribe
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
-        self.granted = [int(code.value) for code in reason_codes]
-        self.subscribed.set()
-
     def subscribe(self, topic: str) -> list[int]:
-        self.subscribed.clear()
-        self.client.subscribe(topic, qos=1)
-        assert self.subscribed.wait(5)
-        return self.granted
+        return subscribe(self.client, [topic])
 
     def publish(self, topic: str) -> None:
         self.client.publish(topic, b"{}", qos=1).wait_for_publish(5)

@@ -255,7 +255,7 @@ def test_a_report_collected_from_the_broker(
 
     from tests.brokers import Broker
     from tests.cli import intentcam_argv
-    from tests.test_telemetry import ENV
+    from tests.test_telemetry import ENV, EVERY_CAMERA
     from tests.waiting import wait_until
 
     folder = tmp_path / "broker"
@@ -269,7 +269,7 @@ def test_a_report_collected_from_the_broker(
             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         # Counts are not retained: publishing before the collector has subscribed loses them.
-        assert wait_until(lambda: broker.subscriptions("intentcam/v1/+/+/#") > 0, timeout=60)
+        assert wait_until(lambda: broker.subscriptions(EVERY_CAMERA) > 0, timeout=60)
         publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
         publisher.connect("127.0.0.1", broker.port)
         publisher.loop_start()

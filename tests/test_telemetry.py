@@ -149,12 +149,13 @@ def start_daemon(config: Path, *args: str) -> subprocess.Popen:
     )
 
 
-#: What ``intentcam tail`` subscribes to by default: every site and device.
-TAIL_TOPIC = "intentcam/v1/+/+/#"
+#: What ``intentcam tail`` and ``intentcam report --from mqtt://`` subscribe to by default:
+#: every site and device.
+EVERY_CAMERA = "intentcam/v1/+/+/#"
 
 
 def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
-    before = broker.subscriptions(TAIL_TOPIC)
+    before = broker.subscriptions(EVERY_CAMERA)
     process = subprocess.Popen(
         intentcam_argv("tail", "--broker", f"127.0.0.1:{broker.port}", "--json", *args),
         env=ENV,
@@ -162,12 +163,14 @@ def start_tail(broker: Broker, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
     # Subscribed before the daemon starts publishing: on a loaded machine the tail's start can
     # take longer than a fixed sleep, and messages sent before it subscribes never reach it.
-    deadline = time.monotonic() + 60
-    while broker.subscriptions(TAIL_TOPIC) <= before and time.monotonic() < deadline:
+    def subscribed() -> bool:
         assert process.poll() is None, process.communicate()[1]
-        time.sleep(0.1)
+        return broker.subscriptions(EVERY_CAMERA) > before
+
+    assert wait_until(subscribed, timeout=60), "the tail never subscribed"
     return process
 
 
@@ -228,7 +231,7 @@ def test_tail_is_idle_only_when_the_stream_is_quiet(tmp_path: Path, broker: Brok
         publish(0, 400)
         time.sleep(5)
         # A broker restart longer than --idle: the tail reconnects and goes on.
-        subscribed = broker.subscriptions(TAIL_TOPIC)
+        subscribed = broker.subscriptions(EVERY_CAMERA)
         broker.stop()
         time.sleep(5)
         broker.start()
@@ -236,7 +239,7 @@ def test_tail_is_idle_only_when_the_stream_is_quiet(tmp_path: Path, broker: Brok
         while not publisher.is_connected() and time.monotonic() < deadline:
             time.sleep(0.1)
         # The tail resubscribes on reconnecting (its session is not persistent).
-        assert wait_until(lambda: broker.subscriptions(TAIL_TOPIC) > subscribed, timeout=60)
+        assert wait_until(lambda: broker.subscriptions(EVERY_CAMERA) > subscribed, timeout=60)
         publish(400, 5)
         messages, _, _ = tail_result(tail)
     finally:

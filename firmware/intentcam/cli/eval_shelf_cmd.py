@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from intentcam.cli.common import add_config_option, settings_from
 from intentcam.errors import UserError
@@ -51,11 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from intentcam.analytics.shelf import ShelfSettings
-    from intentcam.detect import build_detector
-    from intentcam.evaluation.shelf import evaluate, extract_poses, load_labels
+    from intentcam.evaluation.shelf import evaluate, load_labels, pose_extractor
     from intentcam.evaluation.shelf_timeline import check_timeline_path, write_timeline
-    from intentcam.pose.build import build_pose_model
-    from intentcam.track.bytetrack import ByteTracker, TrackerSettings
 
     settings = settings_from(args, {})
     if not args.clips.is_dir():
@@ -66,16 +62,7 @@ def run(args: argparse.Namespace) -> int:
         args.clips if (args.clips / "labels.json").is_file() else DEFAULT_LABELS
     )
     clips = load_labels(labels, args.clips)
-    detector = build_detector(settings)
-    pose = build_pose_model(settings, threads=settings.detector.threads)
-    low = detector.operating_point.low_score
-
-    tracking = TrackerSettings.from_config(settings.tracker, detector.operating_point)
-
-    def poses_of(clip: Any) -> Any:
-        return extract_poses(clip, lambda image: detector.detect(image, min_score=low),
-                             lambda aspect: ByteTracker(tracking, aspect=aspect), pose,
-                             settings.shelf)  # fmt: skip
+    poses_of = pose_extractor(settings)
 
     bar = tqdm(total=len(clips), desc="clips", unit="clip", leave=False, disable=None)
 

@@ -33,10 +33,13 @@ from intentcam.analytics.shelf import (
     ShelfSettings,
     ShelfWatch,
 )
-from intentcam.config import ShelfConfig
+from intentcam.config import Settings, ShelfConfig
+from intentcam.detect import build_detector
 from intentcam.errors import UserError
+from intentcam.pose.build import build_pose_model
 from intentcam.pose.movenet import PoseModel
 from intentcam.pose.sampler import MAX_SPARE_MS, PoseSampler
+from intentcam.track.bytetrack import ByteTracker, TrackerSettings
 
 TOLERANCE_S = 0.5
 #: The grid thresholds are chosen from on the tuning clips.
@@ -152,6 +155,22 @@ def extract_poses(
         frame_number += 1
     capture.release()
     return ClipPoses(fps, frame_number, people)
+
+
+def pose_extractor(settings: Settings) -> Callable[[LabelledClip], ClipPoses]:
+    """:func:`extract_poses` with the configured detector (at its low score, as the tracker
+    wants), ByteTrack and MoveNet, the models loaded once for every clip."""
+    detector = build_detector(settings)
+    pose = build_pose_model(settings, threads=settings.detector.threads)
+    low = detector.operating_point.low_score
+    tracking = TrackerSettings.from_config(settings.tracker, detector.operating_point)
+
+    def poses_of(clip: LabelledClip) -> ClipPoses:
+        return extract_poses(clip, lambda image: detector.detect(image, min_score=low),
+                             lambda aspect: ByteTracker(tracking, aspect=aspect), pose,
+                             settings.shelf)  # fmt: skip
+
+    return poses_of
 
 
 def _keep_pose(people: dict[int, PersonPoses], ids: list[int], at_shelf: np.ndarray,
