@@ -12,6 +12,10 @@ DEMO_CLIP ?= $(SHARED)/data/concourse_overhead.avi
 DEMO_OUT ?= demo-out
 APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd chromium chromium-driver
 STAMP := $(VENV)/.intentcam-installed
+# The other Pythons a device may have (Jetson's Ubuntu 22.04: 3.10, Trixie: 3.13); `make
+# test-pythons` runs the fast suite on each one found that runs (python3.X on PATH, or under
+# pyenv's versions: its shims on PATH fail for versions not selected).
+OTHER_PYTHONS ?= 3.10 3.12 3.13
 # gooseBit (hawkBit's device API) for the OTA tests: its own virtualenv, it needs Python 3.11+
 # and a large dependency set that has no place beside the daemon's.
 GOOSEBIT_VENV ?= .venv-goosebit
@@ -22,14 +26,15 @@ ASYNCAPI_SPECS_VERSION := 6.11.1
 ASYNCAPI_SPECS_SHA256 := 01af8744dc33c0c7eb2e908f6a955319ee58b70ecadc9387d1aeb16c0cd28928
 ASYNCAPI_SPEC := .cache/asyncapi-specs-$(ASYNCAPI_SPECS_VERSION)/package/schemas/3.0.0.json
 
-.PHONY: help setup apt venv goosebit asyncapi-spec asyncapi models lint test test-fast demo demo-ota eval bench dist arm64-smoke clean
+.PHONY: help setup apt venv goosebit asyncapi-spec asyncapi models lint test test-fast test-pythons test-python demo demo-ota eval bench dist arm64-smoke clean
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
 help:
 	@echo "make setup   install system packages, the virtualenv (.venv) and the models (idempotent)"
-	@echo "make test    set up if needed, then lint (ruff, mypy) and run the whole test suite"
+	@echo "make test    set up if needed, lint (ruff, mypy), run the whole test suite, then test-pythons"
 	@echo "make test-fast  the suite without the slow and broker tests (about a minute)"
+	@echo "make test-pythons  the fast suite on Python $(OTHER_PYTHONS) too, each installed as on a device"
 	@echo "make demo    set up if needed, then run the daemon on a sample clip and write its store report"
 	@echo "make demo-ota  build, sign and hot-swap a model bundle into a daemon running on a clip"
 	@echo "make eval    set up if needed, then accuracy on every shared ground-truth sequence"
@@ -57,11 +62,15 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,systemd]'
-	@# supervision (the peer, via trackers) pulls the desktop OpenCV, whose Qt and GL libraries
-	@# would shadow the headless build a device installs and distort its memory figures.
-	$(BIN)/python -m pip uninstall -q -y opencv-python
-	$(BIN)/python -m pip install -q --force-reinstall --no-deps "$$($(BIN)/python -m pip list --format=freeze 2>/dev/null | grep -i '^opencv-python-headless==')"
+	$(call headless_opencv,$(BIN)/python)
 	@touch $@
+
+# supervision (the peer, via trackers) pulls the desktop OpenCV, whose Qt and GL libraries
+# would shadow the headless build a device installs and distort its memory figures.
+define headless_opencv
+	$(1) -m pip uninstall -q -y opencv-python
+	$(1) -m pip install -q --force-reinstall --no-deps "$$($(1) -m pip list --format=freeze 2>/dev/null | grep -i '^opencv-python-headless==')"
+endef
 
 goosebit: $(GOOSEBIT_STAMP)
 
@@ -95,9 +104,29 @@ lint: venv
 
 test: setup lint
 	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
+	@$(MAKE) --no-print-directory test-pythons
 
 test-fast: setup
 	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q -m "not slow and not broker"
+
+# Each other Python gets .venv-pyX.Y with the package installed as on a device (a wheel, not
+# editable: the tests then run the installed copy, share/intentcam data files included).
+test-pythons: setup
+	@for v in $(OTHER_PYTHONS); do \
+	  py=; for c in $$(command -v python$$v) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null); do \
+	    if "$$c" -c 'import venv' 2>/dev/null; then py=$$c; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "test-pythons: Python $$v SKIPPED: no python$$v on PATH or under pyenv"; continue; fi; \
+	  echo "test-pythons: Python $$v ($$py)"; \
+	  $(MAKE) --no-print-directory test-python PY=$$py VENV_OTHER=.venv-py$$v || exit 1; \
+	done
+
+test-python:
+	@test -x $(VENV_OTHER)/bin/python || $(PY) -m venv $(VENV_OTHER)
+	$(VENV_OTHER)/bin/python -m pip install -q --upgrade pip
+	$(VENV_OTHER)/bin/python -m pip install -q '.[dev,systemd]'
+	$(call headless_opencv,$(VENV_OTHER)/bin/python)
+	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(VENV_OTHER)/bin/python -m pytest -q -p no:cacheprovider -m "not slow and not broker"
 
 demo: setup
 	@test -f $(DEMO_CLIP) || { echo "error: demo clip $(DEMO_CLIP) not found (set DEMO_CLIP=...)" >&2; exit 1; }
@@ -146,4 +175,4 @@ bench: setup
 	@echo "results in $(BENCH_OUT)/"
 
 clean:
-	rm -rf $(VENV) $(GOOSEBIT_VENV) $(DEMO_OUT) .pytest_cache dist build
+	rm -rf $(VENV) $(GOOSEBIT_VENV) $(foreach v,$(OTHER_PYTHONS),.venv-py$(v)) $(DEMO_OUT) .pytest_cache dist build

@@ -48,9 +48,26 @@ def _module_level_imports() -> dict[str, str]:
     return found
 
 
+def _import_providers() -> dict[str, list[str]]:
+    """Top-level import name -> the distributions installing it. Python 3.10's
+    ``packages_distributions`` reads only ``top_level.txt``, which wheels built without
+    setuptools (paho-mqtt's) lack; 3.11 also infers the names from each distribution's files,
+    and so does this."""
+    providers: dict[str, list[str]] = {}
+    for dist in metadata.distributions():
+        names = (dist.read_text("top_level.txt") or "").split() or {
+            file.parts[0] if len(file.parts) > 1 else file.name.removesuffix(".py")
+            for file in dist.files or []
+            if file.suffix == ".py"
+        }
+        for name in names:
+            providers.setdefault(name, []).append(dist.metadata["Name"])
+    return providers
+
+
 def test_every_module_level_import_is_a_declared_dependency() -> None:
     declared = _declared()
-    distributions = metadata.packages_distributions()
+    distributions = _import_providers()
     missing = []
     for package, where in _module_level_imports().items():
         if package in sys.stdlib_module_names or package in ("intentcam", "__future__"):
@@ -59,6 +76,19 @@ def test_every_module_level_import_is_a_declared_dependency() -> None:
         if not providers & declared:
             missing.append(f"{package} ({where})")
     assert not missing, f"imported at module level but not in [project] dependencies: {missing}"
+
+
+def test_every_evaluation_overlay_is_installed_with_the_wheel() -> None:
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]["data-files"]
+    installed = {
+        f"{target.removeprefix('share/intentcam/')}/{Path(source).name}"
+        for target, sources in data_files.items()
+        for source in sources
+    }
+    missing = [overlay for overlay in _evaluation_overlays() if overlay not in installed]
+    assert not missing, f"add to [tool.setuptools.data-files] in pyproject.toml: {missing}"
 
 
 @pytest.mark.slow
@@ -76,6 +106,10 @@ def test_the_wheel_alone_installs_and_runs_as_on_a_device(tmp_path: Path, model_
     members = zipfile.ZipFile(wheel).namelist()
     assert "intentcam/telemetry/schemas/counts.schema.json" in members
     assert any(m.endswith("share/intentcam/models_tflite/manifest.toml") for m in members)
+    for overlay in _evaluation_overlays():
+        assert any(m.endswith(f"share/intentcam/{overlay}") for m in members), (
+            f"{overlay} is missing from pyproject.toml's data-files"
+        )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
@@ -98,3 +132,17 @@ def test_the_wheel_alone_installs_and_runs_as_on_a_device(tmp_path: Path, model_
                             capture_output=True, text=True, env=env)  # fmt: skip
     assert detect.returncode == 0, detect.stderr[-2000:]
     assert json.loads(detect.stdout)["count"] >= 3, detect.stdout
+    # Away from a checkout the evaluation's overlays come from the install's share folder.
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "from intentcam.resources import project_file; "
+         "print(project_file('evaluation/shelf/labels.json').resolve())"],
+        capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    labels = Path(found.stdout.strip())
+    assert labels.is_file() and labels.is_relative_to(venv.resolve()), found.stdout + found.stderr
+
+
+def _evaluation_overlays() -> list[str]:
+    """Every hand-made file under evaluation/ that the evaluation commands read."""
+    folder = ROOT / "evaluation"
+    files = [*folder.glob("sequences/*/*.toml"), folder / "shelf" / "labels.json"]
+    return sorted(str(path.relative_to(ROOT)) for path in files)

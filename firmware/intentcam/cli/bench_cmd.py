@@ -7,11 +7,11 @@ from pathlib import Path
 
 from intentcam.cli.common import add_config_option, nested, settings_from
 from intentcam.errors import UserError
+from intentcam.resources import CHECKOUT_ROOT
 
 NAME = "bench"
-DEFAULT_CLIP = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "data" / "concourse_overhead.avi"
-)
+#: The workplace's sample clip beside a source checkout (``../shared/data``).
+DEFAULT_CLIP = CHECKOUT_ROOT.parent / "shared" / "data" / "concourse_overhead.avi"
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from intentcam.cli.common import add_config_option, settings_from
 from intentcam.errors import UserError
+from intentcam.resources import project_file
 
 NAME = "eval-shelf"
-DEFAULT_LABELS = Path(__file__).resolve().parents[3] / "evaluation" / "shelf"
+DEFAULT_LABELS = project_file("evaluation/shelf")
 
 
 def register(commands: argparse._SubParsersAction) -> None:

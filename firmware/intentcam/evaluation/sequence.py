@@ -12,9 +12,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from intentcam.config import LineConfig, ZoneConfig, describe_validation_error, read_toml
 from intentcam.errors import ConfigError, UserError
+from intentcam.resources import project_file
 
 #: Where the project keeps lines/zones for read-only sequence folders (see evaluation/README.md).
-OVERLAY_ROOT = Path(__file__).resolve().parents[3] / "evaluation" / "sequences"
+OVERLAY_ROOT = project_file("evaluation/sequences")
 
 
 @dataclass(frozen=True)

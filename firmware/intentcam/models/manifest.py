@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from intentcam.config import describe_validation_error
 from intentcam.errors import ModelError
+from intentcam.resources import project_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -178,10 +179,7 @@ class Manifest(_Strict):
 
 def default_manifest_path() -> Path:
     """The manifest of a source checkout, else the one installed beside the package."""
-    checkout = Path(__file__).resolve().parents[3] / "models_tflite" / MANIFEST_NAME
-    if checkout.exists():
-        return checkout
-    return Path(sys.prefix) / "share" / "intentcam" / "models_tflite" / MANIFEST_NAME
+    return project_file(f"models_tflite/{MANIFEST_NAME}")
 
 
 def load_manifest(path: Path | None = None) -> Manifest:
