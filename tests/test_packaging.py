@@ -91,18 +91,56 @@ def test_every_evaluation_overlay_is_installed_with_the_wheel() -> None:
     assert not missing, f"add to [tool.setuptools.data-files] in pyproject.toml: {missing}"
 
 
+#: Python versions a device may run (Jetson's Ubuntu 22.04 has 3.10, Trixie 3.13).
+DEVICE_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+#: The oldest C library among the supported device images (Ubuntu 22.04 on Jetson: glibc 2.35).
+DEVICE_GLIBC = 35
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel ``make dist`` would build, built once for this module's tests."""
+    if os.environ.get("INTENTCAM_OFFLINE") == "1":
+        pytest.skip("INTENTCAM_OFFLINE=1")
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+                   check=True, capture_output=True)  # fmt: skip
+    return next(dist.glob("intentcam-*.whl"))
+
+
 @pytest.mark.slow
 @pytest.mark.network
-def test_the_wheel_alone_installs_and_runs_as_on_a_device(tmp_path: Path, model_dir: Path) -> None:
+@pytest.mark.parametrize("python", DEVICE_PYTHONS)
+def test_an_arm64_device_installs_from_wheels_alone(
+    tmp_path: Path, wheel: Path, python: str
+) -> None:
+    """What pip would fetch on an arm64 device for each supported Python: every dependency must
+    come as a binary wheel (a Pi or Jetson has no compiler to spare, and some have none) built
+    for a C library no newer than the oldest device image's. Resolution only (``--dry-run``)."""
+    platforms = [f"manylinux_2_{minor}_aarch64" for minor in range(17, DEVICE_GLIBC + 1)]
+    report = tmp_path / "report.json"
+    resolved = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+         "--only-binary=:all:", *(f"--platform={tag}" for tag in ["manylinux2014_aarch64", *platforms]),
+         f"--python-version={python}", "--target", str(tmp_path / "target"),
+         "--report", str(report), str(wheel)],
+        capture_output=True, text=True)  # fmt: skip
+    assert resolved.returncode == 0, resolved.stderr[-2000:]
+    installs = json.loads(report.read_text(encoding="utf-8"))["install"]
+    files = {item["metadata"]["name"]: item["download_info"]["url"].rsplit("/", 1)[-1]
+             for item in installs}  # fmt: skip
+    assert {"ai-edge-litert", "onnxruntime", "numpy", "opencv-python-headless"} <= files.keys()
+    assert all(name.endswith(".whl") for name in files.values()), files
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_the_wheel_alone_installs_and_runs_as_on_a_device(
+    tmp_path: Path, model_dir: Path, wheel: Path
+) -> None:
     """How a device installs: the built wheel into a fresh virtualenv, no extras, dependencies
     from the package index; then ``intentcam run`` on a clip and ``intentcam detect`` on an
     image. A run-time import missing from the dependencies fails here."""
-    if os.environ.get("INTENTCAM_OFFLINE") == "1":
-        pytest.skip("INTENTCAM_OFFLINE=1")
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-                   check=True, capture_output=True)  # fmt: skip
-    wheel = next(dist.glob("intentcam-*.whl"))
     members = zipfile.ZipFile(wheel).namelist()
     assert "intentcam/telemetry/schemas/counts.schema.json" in members
     assert any(m.endswith("share/intentcam/models_tflite/manifest.toml") for m in members)
