@@ -27,6 +27,8 @@ ASYNCAPI_SPECS_SHA256 := 01af8744dc33c0c7eb2e908f6a955319ee58b70ecadc9387d1aeb16
 ASYNCAPI_SPEC := .cache/asyncapi-specs-$(ASYNCAPI_SPECS_VERSION)/package/schemas/3.0.0.json
 
 .PHONY: help setup apt venv goosebit asyncapi-spec asyncapi models lint test test-fast test-pythons test-python demo demo-ota eval bench dist arm64-smoke clean
+# The edit-test loop's selection: everything but whole clips and a real broker.
+FAST_TESTS := -m "not slow and not broker"
 BENCH_FRAMES ?= 300
 BENCH_OUT ?= hw_bench/results
 
@@ -107,7 +109,7 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-pythons
 
 test-fast: setup
-	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q -m "not slow and not broker"
+	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q $(FAST_TESTS)
 
 # Each other Python gets .venv-pyX.Y with the package installed as on a device (a wheel, not
 # editable: the tests then run the installed copy, share/intentcam data files included).
@@ -126,7 +128,7 @@ test-python:
 	$(VENV_OTHER)/bin/python -m pip install -q --upgrade pip
 	$(VENV_OTHER)/bin/python -m pip install -q '.[dev,systemd]'
 	$(call headless_opencv,$(VENV_OTHER)/bin/python)
-	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(VENV_OTHER)/bin/python -m pytest -q -p no:cacheprovider -m "not slow and not broker"
+	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(VENV_OTHER)/bin/python -m pytest -q -p no:cacheprovider $(FAST_TESTS)
 
 demo: setup
 	@test -f $(DEMO_CLIP) || { echo "error: demo clip $(DEMO_CLIP) not found (set DEMO_CLIP=...)" >&2; exit 1; }

@@ -78,6 +78,13 @@ def test_every_module_level_import_is_a_declared_dependency() -> None:
     assert not missing, f"imported at module level but not in [project] dependencies: {missing}"
 
 
+def _evaluation_overlays() -> list[str]:
+    """Every hand-made file under evaluation/ that the evaluation commands read."""
+    folder = ROOT / "evaluation"
+    files = [*folder.glob("sequences/*/*.toml"), folder / "shelf" / "labels.json"]
+    return sorted(str(path.relative_to(ROOT)) for path in files)
+
+
 def test_every_evaluation_overlay_is_installed_with_the_wheel() -> None:
     data_files = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
         "setuptools"
@@ -177,10 +184,3 @@ def test_the_wheel_alone_installs_and_runs_as_on_a_device(
         capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
     labels = Path(found.stdout.strip())
     assert labels.is_file() and labels.is_relative_to(venv.resolve()), found.stdout + found.stderr
-
-
-def _evaluation_overlays() -> list[str]:
-    """Every hand-made file under evaluation/ that the evaluation commands read."""
-    folder = ROOT / "evaluation"
-    files = [*folder.glob("sequences/*/*.toml"), folder / "shelf" / "labels.json"]
-    return sorted(str(path.relative_to(ROOT)) for path in files)

@@ -13,13 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-#: The top of the source checkout this package would sit in (``firmware/intentcam/..``).
+#: The top of the source checkout this package would sit in (the folder above ``firmware/``).
 CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def installed_share() -> Path:
-    """Where a wheel's data files go: ``<prefix>/share/intentcam``."""
-    return Path(sys.prefix) / "share" / "intentcam"
 
 
 def project_file(relative: str) -> Path:
@@ -29,4 +24,4 @@ def project_file(relative: str) -> Path:
     checkout = CHECKOUT_ROOT / relative
     if checkout.exists():
         return checkout
-    return installed_share() / relative
+    return Path(sys.prefix) / "share" / "intentcam" / relative
