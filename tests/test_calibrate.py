@@ -68,7 +68,8 @@ def test_draw_flip_and_save_a_line_in_a_real_browser(tmp_path: Path, model_dir: 
         driver.find_element(By.ID, "flip-entrance").click()
         driver.find_element(By.ID, "save").click()
         status = driver.find_element(By.ID, "status")
-        wait.until(lambda d: "saved to" in status.text or "not saved" in status.text)
+        # "not saved yet" is the page's own word for an unsaved edit; "not saved:" the server's.
+        wait.until(lambda d: "saved to" in status.text or "not saved:" in status.text)
         assert "saved to" in status.text, status.text
         saved = json.loads((state / "zones.json").read_text())
         entrance = next(item for item in saved["lines"] if item["id"] == "entrance")
@@ -106,7 +107,7 @@ def test_draw_flip_and_save_a_line_in_a_real_browser(tmp_path: Path, model_dir: 
             click_at(x, y)
         driver.find_element(By.ID, "finish").click()
         driver.find_element(By.ID, "save").click()
-        wait.until(lambda d: "not saved" in status.text)
+        wait.until(lambda d: "not saved:" in status.text)
         assert "intersect" in status.text
         assert (state / "zones.json").read_bytes() == before
         driver.save_screenshot(str(tmp_path / "calibrate-refused.png"))
