@@ -7,11 +7,24 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intentcam.detect import SsdPersonDetector, build_detector
-from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_boxes, tile_rects
+from intentcam.detect.tiling import (
+    BOTTOM,
+    LEFT,
+    RIGHT,
+    TOP,
+    choose_layout,
+    fragment_candidates,
+    join_seam_halves,
+    merge_boxes,
+    seam_sides,
+    tile_rects,
+)
+from intentcam.track.bytetrack import iou_matrix
 from tests.cli import run_cli
 from tests.data import CONCOURSE, DATA, MALL
 
@@ -145,6 +158,98 @@ def test_merge_drops_cross_tile_duplicates_and_fragments_only() -> None:
     fragment = np.array([False, False, True, False, False])
     keep = merge_boxes(boxes, scores, tiles, fragment, iou_threshold=0.5)
     assert keep.tolist() == [0, 4, 3]
+
+
+def test_seam_sides_name_the_inner_edges_a_box_is_cut_by() -> None:
+    rect = np.array([0, 400, 700, 960])  # bottom-left tile of 1280x960: seams above and right
+    boxes = np.array(
+        [
+            [0.2, 0.0, 0.5, 0.6],  # cut by the seam above
+            [0.0, 0.3, 0.2, 1.0],  # on the frame's left and bottom borders: no seam
+            [0.8, 0.0, 1.0, 0.5],  # cut above and on the right
+        ],
+        dtype=np.float32,
+    )
+    sides = seam_sides(boxes, rect, 1280, 960)
+    assert sides[0].tolist() == [False, True, False, False]
+    assert not sides[1].any()
+    assert sides[2][[LEFT, TOP, RIGHT, BOTTOM]].tolist() == [False, True, True, False]
+
+
+def _cut(*names: int) -> list[bool]:
+    return [side in names for side in (LEFT, TOP, RIGHT, BOTTOM)]
+
+
+def test_a_person_cut_in_two_by_a_seam_is_joined_into_one_box() -> None:
+    boxes = np.array(
+        [
+            [0.22, 0.29, 0.46, 0.55],  # upper body, top tile, cut by its bottom edge
+            [0.22, 0.45, 0.44, 1.00],  # legs, bottom tile, cut by its top edge
+            [0.00, 0.45, 0.08, 0.71],  # someone else, whole
+        ],
+        dtype=np.float32,
+    )
+    scores = np.array([0.92, 0.89, 0.30], dtype=np.float32)
+    sides = np.array([_cut(BOTTOM), _cut(TOP), _cut()])
+    joined, joined_scores, remain = join_seam_halves(boxes, scores, np.array([0, 2, 2]), sides)
+    assert remain.tolist() == [True, False, True]
+    assert np.allclose(joined[0], [0.22, 0.29, 0.46, 1.0])
+    assert joined_scores[remain].tolist() == pytest.approx([0.92, 0.30])
+
+
+def test_pieces_that_do_not_line_up_or_share_a_tile_stay_apart() -> None:
+    sides = np.array([_cut(BOTTOM), _cut(TOP)])
+    scores = np.array([0.9, 0.8], dtype=np.float32)
+    # Two people one behind the other across the seam, at different places along it.
+    apart = np.array([[0.10, 0.30, 0.20, 0.55], [0.18, 0.45, 0.40, 0.90]], dtype=np.float32)
+    assert join_seam_halves(apart, scores, np.array([0, 2]), sides)[2].all()
+    # Lined up, but found in one tile: two people, not two halves.
+    lined_up = np.array([[0.2, 0.3, 0.4, 0.55], [0.2, 0.45, 0.4, 0.9]], dtype=np.float32)
+    assert join_seam_halves(lined_up, scores, np.array([1, 1]), sides)[2].all()
+    # Not overlapping across the seam: a gap between them.
+    gap = np.array([[0.2, 0.1, 0.4, 0.40], [0.2, 0.45, 0.4, 0.9]], dtype=np.float32)
+    assert join_seam_halves(gap, scores, np.array([0, 2]), sides)[2].all()
+
+
+def test_the_four_quarters_of_a_person_on_a_tile_crossing_become_one_box() -> None:
+    boxes = np.array(
+        [
+            [0.40, 0.20, 0.55, 0.55],  # top left, cut right and below
+            [0.45, 0.20, 0.60, 0.55],  # top right, cut left and below
+            [0.40, 0.45, 0.55, 0.95],  # bottom left, cut right and above
+            [0.45, 0.45, 0.60, 0.95],  # bottom right, cut left and above
+        ],
+        dtype=np.float32,
+    )
+    sides = np.array([_cut(RIGHT, BOTTOM), _cut(LEFT, BOTTOM), _cut(RIGHT, TOP), _cut(LEFT, TOP)])
+    scores = np.array([0.5, 0.9, 0.6, 0.7], dtype=np.float32)
+    joined, joined_scores, remain = join_seam_halves(boxes, scores, np.arange(4), sides)
+    assert remain.sum() == 1
+    assert np.allclose(joined[remain][0], [0.40, 0.20, 0.60, 0.95])
+    assert joined_scores[remain][0] == pytest.approx(0.9)
+
+
+def test_a_shopper_too_tall_for_any_tile_is_one_person_at_any_frame_size(make_settings) -> None:
+    """At twice its size the shelf clip is tiled 2x2, and the shopper at the table, taller than
+    a tile, is found as an upper body and legs; joined, she is the one box found unscaled."""
+    capture = cv2.VideoCapture(str(DATA / "shelf" / "set-b-shoplifting-14.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 76)
+    ok, image = capture.read()
+    capture.release()
+    assert ok
+    detector = build_detector(make_settings(detector={"threads": 2}))
+    large = cv2.resize(image, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
+    assert detector.layout_for(large.shape[1], large.shape[0])[0] == "2x2"
+    assert detector.layout_for(image.shape[1], image.shape[0])[0] == "1x1"
+    found = {
+        name: detector.detect(picture) for name, picture in (("small", image), ("large", large))
+    }
+    small = found["small"].boxes
+    tall = small[small[:, 3] - small[:, 1] > 0.6]
+    assert len(tall) == 1
+    matches = iou_matrix(tall, found["large"].boxes)[0]
+    assert matches.max() > 0.8
+    assert (matches > 0.1).sum() == 1, "the shopper is one box, not an upper body and legs"
 
 
 box_strategy = st.tuples(

@@ -3,7 +3,8 @@
 A family decodes one tile (:meth:`TiledDetector._prepare` fills the model input,
 :meth:`TiledDetector._decode` turns the outputs into tile-normalised boxes); this base runs the
 tiles of the configured layout (:mod:`intentcam.detect.tiling`), maps boxes back to the frame,
-drops boxes below the size limit, and merges everything with NMS that also removes seam fragments.
+drops boxes below the size limit, merges everything with NMS that also removes seam fragments,
+and joins the pieces of people no tile holds whole.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import numpy as np
 from intentcam.config import DetectorConfig
 from intentcam.detect.base import DetectStats
 from intentcam.detect.detections import Detections
-from intentcam.detect.tiling import choose_layout, fragment_candidates, merge_boxes, tile_rects
+from intentcam.detect.tiling import (
+    choose_layout,
+    fragment_candidates,
+    join_seam_halves,
+    merge_boxes,
+    seam_sides,
+    tile_rects,
+)
 from intentcam.errors import ModelError
 from intentcam.inference.base import Model
 from intentcam.models.manifest import OperatingPoint
@@ -122,7 +130,7 @@ class TiledDetector:
         height, width = image.shape[:2]
         layout, rects = self.layout_for(width, height)
         times = DetectStats(layout=layout)
-        parts_boxes, parts_scores, parts_tiles, parts_fragment = [], [], [], []
+        parts_boxes, parts_scores, parts_tiles, parts_fragment, parts_sides = [], [], [], [], []
         frame_size = np.array([width, height, width, height], dtype=np.float32)
         for tile_id, rect in enumerate(rects):
             x1, y1, x2, y2 = (int(v) for v in rect)
@@ -136,6 +144,7 @@ class TiledDetector:
             offset = np.array([x1, y1, x1, y1], dtype=np.float32)
             parts_boxes.append((offset + boxes * scale) / frame_size)
             parts_fragment.append(fragment_candidates(boxes, rect, width, height))
+            parts_sides.append(seam_sides(boxes, rect, width, height))
             parts_scores.append(scores)
             parts_tiles.append(np.full(len(scores), tile_id, dtype=np.int32))
             times.preprocess_ms += (mid - start) * 1e3
@@ -147,6 +156,7 @@ class TiledDetector:
             np.concatenate(parts_scores),
             np.concatenate(parts_tiles),
             np.concatenate(parts_fragment),
+            np.concatenate(parts_sides),
             height / width,
         )
         times.postprocess_ms = (time.perf_counter() - start) * 1e3
@@ -167,18 +177,25 @@ class TiledDetector:
         scores: np.ndarray,
         tiles: np.ndarray,
         maybe_fragment: np.ndarray,
+        sides: np.ndarray,
         aspect: float,
     ) -> Detections:
         # Minimum size is relative to the frame height, in both directions.
         widths = (boxes[:, 2] - boxes[:, 0]) / aspect
         heights = boxes[:, 3] - boxes[:, 1]
         big_enough = np.minimum(widths, heights) >= self.settings.min_box_size
-        boxes, scores = boxes[big_enough], scores[big_enough]
+        boxes, scores, tiles = boxes[big_enough], scores[big_enough], tiles[big_enough]
+        sides = sides[big_enough]
         keep = merge_boxes(
             boxes,
             scores,
-            tiles[big_enough],
+            tiles,
             maybe_fragment[big_enough],
             iou_threshold=self.settings.nms_iou,
         )
-        return Detections(boxes[keep], scores[keep])
+        # After NMS, so each tile offers one box per piece: a person whom no tile holds whole
+        # (and no whole-frame pass found) is left as pieces cut by the seams; join them.
+        boxes, scores, remain = join_seam_halves(
+            boxes[keep], scores[keep], tiles[keep], sides[keep]
+        )
+        return Detections(boxes[remain], scores[remain])

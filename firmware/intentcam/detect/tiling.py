@@ -4,7 +4,8 @@ A 300x300 SSD sees a 1280x720 frame at a quarter of its resolution and returns a
 so small and numerous people are lost. Overlapping tiles give each invoke a smaller area; the
 boxes are mapped back to frame coordinates and merged with NMS. A person cut by a tile seam shows
 up whole in the overlapping neighbour and as a fragment in the first tile; the fragment is removed
-because it lies mostly inside the whole box from another tile.
+because it lies mostly inside the whole box from another tile. A person too large to be whole in
+any tile is found in pieces, one per tile, each cut by its tile's edge; the pieces are joined.
 """
 
 from __future__ import annotations
@@ -67,6 +68,28 @@ def choose_layout(width: int, height: int, input_size: int, overlap: float) -> L
     return min(candidates)[2]
 
 
+#: Column order of :func:`seam_sides`.
+LEFT, TOP, RIGHT, BOTTOM = range(4)
+
+
+def seam_sides(
+    tile_boxes: np.ndarray, rect: np.ndarray, width: int, height: int, margin: float = 0.02
+) -> np.ndarray:
+    """``(N, 4)`` bool: which of its tile's edges (left, top, right, bottom) each box is cut by.
+
+    Only edges inside the frame count (a frame border is no seam), so the whole frame's boxes
+    have none. ``tile_boxes`` are tile-normalised ``x1, y1, x2, y2``; a box is cut by an edge
+    when it reaches within ``margin`` of it.
+    """
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    sides = np.zeros((len(tile_boxes), 4), dtype=bool)
+    sides[:, LEFT] = (x1 > 0) & (tile_boxes[:, 0] <= margin)
+    sides[:, TOP] = (y1 > 0) & (tile_boxes[:, 1] <= margin)
+    sides[:, RIGHT] = (x2 < width) & (tile_boxes[:, 2] >= 1 - margin)
+    sides[:, BOTTOM] = (y2 < height) & (tile_boxes[:, 3] >= 1 - margin)
+    return sides
+
+
 def fragment_candidates(
     tile_boxes: np.ndarray,
     rect: np.ndarray,
@@ -77,24 +100,88 @@ def fragment_candidates(
 ) -> np.ndarray:
     """Which tile boxes (tile-normalised ``x1, y1, x2, y2``) may be part of a bigger person.
 
-    A box touching an edge of the tile that lies inside the frame may be a person cut by the seam
-    (a frame border is no seam). A box at least ``large`` of the tile's height may be a body part
-    of a person too big for the tile: tiles are there for small people, the whole-frame pass
-    finds the big ones. The whole frame itself yields no candidates.
+    A box cut by a seam (:func:`seam_sides`) may be a person cut by the seam. A box at least
+    ``large`` of the tile's height may be a body part of a person too big for the tile: tiles
+    are there for small people, the whole-frame pass finds the big ones. The whole frame itself
+    yields no candidates.
     """
     x1, y1, x2, y2 = (int(v) for v in rect)
     if x1 == 0 and y1 == 0 and x2 == width and y2 == height:
         return np.zeros(len(tile_boxes), dtype=bool)
     touches = (tile_boxes[:, 3] - tile_boxes[:, 1]) >= large
-    if x1 > 0:
-        touches |= tile_boxes[:, 0] <= margin
-    if y1 > 0:
-        touches |= tile_boxes[:, 1] <= margin
-    if x2 < width:
-        touches |= tile_boxes[:, 2] >= 1 - margin
-    if y2 < height:
-        touches |= tile_boxes[:, 3] >= 1 - margin
-    return touches
+    return touches | seam_sides(tile_boxes, rect, width, height, margin).any(axis=1)
+
+
+def join_seam_halves(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    tile_ids: np.ndarray,
+    sides: np.ndarray,
+    *,
+    min_span_iou: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Join the pieces of a person cut by a seam into one box, as SAHI's box merging does.
+
+    A person larger than the overlap between two tiles is whole in neither: each tile finds the
+    part on its side, cut by its edge, and without a whole-frame pass nothing else finds the
+    person (at a shelf near the camera, a 1280x960 picture cuts standing shoppers in two). Two
+    boxes (frame-normalised) from different tiles are one person when the first is cut by its
+    tile's edge on the side facing the second and the second by the opposite edge, they overlap
+    across the seam, and their spans along it agree (1-D IoU at least ``min_span_iou``: the
+    halves of one body are about as wide; two people one behind the other rarely line up so).
+    The joined box is their union with the better score, in the better box's place; joining
+    repeats, so the four quarters of a person on a 2x2 crossing join too. Returns the boxes and
+    scores (joined ones changed, the others as they were) and which of them remain: index the
+    boxes' other per-box arrays with it.
+    """
+    boxes, scores, sides = boxes.copy(), scores.copy(), sides.copy()
+    alive = np.ones(len(boxes), dtype=bool)
+    while True:
+        pair = _best_seam_pair(boxes, tile_ids, sides, alive, min_span_iou)
+        if pair is None:
+            break
+        first, second, axis = pair
+        keep, drop = (first, second) if scores[first] >= scores[second] else (second, first)
+        boxes[keep] = np.concatenate(
+            [np.minimum(boxes[first, :2], boxes[second, :2]),
+             np.maximum(boxes[first, 2:], boxes[second, 2:])]
+        )  # fmt: skip
+        cut = sides[first] | sides[second]
+        start, end = (LEFT, RIGHT) if axis == 0 else (TOP, BOTTOM)
+        cut[start], cut[end] = sides[first, start], sides[second, end]  # first: left / above
+        sides[keep] = cut
+        scores[keep] = max(scores[first], scores[second])
+        alive[drop] = False
+    return boxes, scores, alive
+
+
+def _best_seam_pair(
+    boxes: np.ndarray,
+    tile_ids: np.ndarray,
+    sides: np.ndarray,
+    alive: np.ndarray,
+    min_span_iou: float,
+) -> tuple[int, int, int] | None:
+    """The pair (before the seam, after it, axis 0 for x / 1 for y) that agrees best, if any."""
+    best: tuple[float, int, int, int] | None = None
+    for axis, (start, end) in enumerate(((LEFT, RIGHT), (TOP, BOTTOM))):
+        across = 1 - axis  # the coordinate along the seam
+        before = np.flatnonzero(alive & sides[:, end])
+        after = np.flatnonzero(alive & sides[:, start])
+        for i in before:
+            for j in after:
+                if tile_ids[i] == tile_ids[j]:
+                    continue
+                a, b = boxes[i], boxes[j]
+                # j begins after i begins, before i ends, and ends after i ends.
+                if not (a[axis] < b[axis] < a[axis + 2] < b[axis + 2]):
+                    continue
+                overlap = min(a[across + 2], b[across + 2]) - max(a[across], b[across])
+                union = max(a[across + 2], b[across + 2]) - min(a[across], b[across])
+                span_iou = overlap / union if union > 0 else 0.0
+                if span_iou >= min_span_iou and (best is None or span_iou > best[0]):
+                    best = (span_iou, int(i), int(j), axis)
+    return None if best is None else best[1:]
 
 
 def merge_boxes(

@@ -1,0 +1,177 @@
+"""Do the shelf interactions survive a different camera? The labelled clips, transformed.
+
+Usage (from the repository root, after `make setup`):
+
+    .venv/bin/python hw_bench/shelf_invariance.py [--clips ../shared/data/shelf] [--json OUT]
+
+Someone else's store cameras differ from ours in ways that should not change what a hand did:
+the picture mirrored (the shelf on the other side), a smaller or larger stream, half the frame
+rate, a 16:9 picture with the scene in the middle. Each variant re-encodes every labelled clip
+(polygons and label frames moved with it), runs it through the daemon's detector, tracker and
+MoveNet as ``eval-shelf`` does, and scores the *shipped* ``[shelf]`` thresholds (nothing is
+chosen here): a reach found on the original and lost on a variant points at something that
+depends on the camera, not on the shopper. Per clip reach matched/detected/labelled, and the
+totals of every kind. The result of 2026-11-23 is in evaluation/shelf/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from intentcam.analytics.shelf import ShelfSettings
+from intentcam.config import load_config
+from intentcam.evaluation.shelf import LabelledClip, load_labels, pose_extractor, score
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A change of camera: of each frame, of a normalised (x, y) point, and of the frame rate
+    (``step``: keep every step-th frame)."""
+
+    name: str
+    frame: Callable[[np.ndarray], np.ndarray] = lambda image: image
+    point: Callable[[float, float, tuple[int, int]], tuple[float, float]] = lambda x, y, size: (
+        x,
+        y,
+    )
+    step: int = 1
+
+
+def _jpeg(image: np.ndarray, quality: int = 70) -> np.ndarray:
+    _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def _pad_to_16_9(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    pad = max(round(height * 16 / 9) - width, 0)
+    return cv2.copyMakeBorder(image, 0, 0, pad // 2, pad - pad // 2, cv2.BORDER_CONSTANT)
+
+
+def _padded_point(x: float, y: float, size: tuple[int, int]) -> tuple[float, float]:
+    width, height = size
+    padded = max(round(height * 16 / 9), width)
+    return ((x * width + (padded - width) // 2) / padded, y)
+
+
+VARIANTS = (
+    Variant("original"),
+    Variant(
+        "mirrored", frame=lambda image: cv2.flip(image, 1), point=lambda x, y, size: (1.0 - x, y)
+    ),  # fmt: skip
+    Variant(
+        "half size",
+        frame=lambda image: cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+    ),  # fmt: skip
+    Variant(
+        "double size",
+        frame=lambda image: cv2.resize(image, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR),
+    ),  # fmt: skip
+    Variant("half frame rate", step=2),
+    Variant("16:9, pillarboxed", frame=_pad_to_16_9, point=_padded_point),
+    Variant("JPEG q70", frame=_jpeg),
+)
+
+
+def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledClip:
+    """``clip`` re-encoded through ``variant`` into ``folder`` (losslessly: FFV1), its polygons
+    and labels moved."""
+    capture = cv2.VideoCapture(str(clip.path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    out_path = folder / f"{clip.name}.avi"
+    writer = None
+    index = 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % variant.step == 0:
+            image = variant.frame(image)
+            if writer is None:
+                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"FFV1"),
+                                         fps / variant.step, (image.shape[1], image.shape[0]))  # fmt: skip
+            writer.write(image)
+        index += 1
+    capture.release()
+    if writer is None:
+        raise SystemExit(f"shelf_invariance: {clip.path}: no frame could be read")
+    writer.release()
+    shelves = {
+        shelf: [list(variant.point(x, y, size)) for x, y in points]
+        for shelf, points in clip.shelves.items()
+    }
+    events = {
+        shelf: [replace(e, start=e.start // variant.step, end=e.end // variant.step) for e in found]
+        for shelf, found in clip.events.items()
+    }
+    return replace(clip, path=out_path, shelves=shelves, events=events)
+
+
+def run_variant(clips: list[LabelledClip], variant: Variant, poses_of: Callable[..., Any],
+                settings: ShelfSettings, folder: Path) -> dict[str, Any]:  # fmt: skip
+    """The shipped thresholds scored on every clip of one variant."""
+    pairs = []
+    for clip in tqdm(clips, desc=variant.name, unit="clip", leave=False):
+        moved = transformed(clip, variant, folder)
+        pairs.append((moved, poses_of(moved)))
+    return score(pairs, settings)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "shelf",
+                        help="the folder of the labelled shelf clips")  # fmt: skip
+    parser.add_argument("--labels", type=Path, default=ROOT / "evaluation" / "shelf",
+                        help="folder of labels.json")  # fmt: skip
+    parser.add_argument("--variants", nargs="+", metavar="NAME", choices=[v.name for v in VARIANTS],
+                        default=[v.name for v in VARIANTS],
+                        help="which variants to run (default: all; 'original' always runs)")  # fmt: skip
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    args = parser.parse_args()
+    if not args.clips.is_dir():
+        print(f"shelf_invariance: {args.clips}: not a folder of clips", file=sys.stderr)
+        return 2
+    config = load_config(None)
+    clips = load_labels(args.labels, args.clips)
+    poses_of = pose_extractor(config)
+    settings = ShelfSettings.from_config(config.shelf)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="shelf-invariance-") as scratch:
+        for variant in (v for v in VARIANTS if v.name == "original" or v.name in args.variants):
+            folder = Path(scratch) / variant.name.replace(" ", "_").replace(":", "x")
+            folder.mkdir()
+            results[variant.name] = run_variant(clips, variant, poses_of, settings, folder)
+    names = [row["clip"] for row in results["original"]["clips"]]
+    print(f"{'reach m/d/l':<28}" + "".join(f"{name[:11]:>12}" for name in results))
+    for index, name in enumerate(names):
+        cells = ["/".join(map(str, r["clips"][index]["reach"])) for r in results.values()]
+        print(f"{name[:27]:<28}" + "".join(f"{cell:>12}" for cell in cells))
+    for kind in ("reach", "inspect", "put_back"):
+        cells = [
+            "/".join(str(r["total"][kind][k]) for k in ("matched", "detected", "labelled"))
+            for r in results.values()
+        ]
+        print(f"{'all clips, ' + kind:<28}" + "".join(f"{cell:>12}" for cell in cells))
+    cells = [str(r["total"]["false_per_quiet_minute"]) for r in results.values()]
+    print(f"{'false per quiet minute':<28}" + "".join(f"{cell:>12}" for cell in cells))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
