@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -248,3 +249,58 @@ def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path)
     assert report["all"]["total"]["reach"]["labelled"] == labelled
     walking_past = next(r for r in report["all"]["clips"] if r["clip"] == "set-c-normal-11")
     assert walking_past["reach"][1] == 0, "people walking past the shelf reach for nothing"
+
+
+def test_the_camera_variants_of_the_invariance_bench_move_shelf_and_labels_along(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hw_bench/shelf_invariance.py re-encodes a labelled clip as another camera would see it;
+    its polygon must still lie over the same pixels and its labels on the same moments, or the
+    bench would blame the detector for its own mistake."""
+    import importlib.util
+
+    from intentcam.analytics.shelf import Interaction
+    from intentcam.evaluation.shelf import LabelledClip
+
+    spec = importlib.util.spec_from_file_location(
+        "shelf_invariance", Path(__file__).parents[1] / "hw_bench" / "shelf_invariance.py"
+    )
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look themselves up there
+    spec.loader.exec_module(bench)
+    points = [[0.45, 0.45], [0.62, 0.40], [0.84, 0.86], [0.46, 0.95]]
+    clip = LabelledClip("set-a-normal-6", DATA / "shelf" / "set-a-normal-6.mp4",
+                        {"shelf": points}, "test", {"shelf": [Interaction("reach", 51, 89)]})  # fmt: skip
+    original = first_frame(clip.path)
+    for variant in bench.VARIANTS:
+        folder = tmp_path / str(bench.VARIANTS.index(variant))
+        folder.mkdir()
+        moved = bench.transformed(clip, variant, folder)
+        picture = first_frame(moved.path)
+        for before, after in zip(points, moved.shelves["shelf"]):
+            assert patch(picture, after) == pytest.approx(patch(original, before), abs=20), (
+                f"{variant.name}: the shelf corner {before} moved off its pixels"
+            )
+        frames = int(cv2.VideoCapture(str(moved.path)).get(cv2.CAP_PROP_FRAME_COUNT))
+        assert frames == -(-90 // variant.step)
+        event = moved.events["shelf"][0]
+        assert (event.start, event.end) == (51 // variant.step, 89 // variant.step)
+
+
+def first_frame(path: Path) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    ok, image = capture.read()
+    capture.release()
+    assert ok, path
+    return image
+
+
+def patch(image: np.ndarray, point: list[float]) -> list[float]:
+    """The mean colour around a normalised point, over 2 % of the picture's height."""
+    height, width = image.shape[:2]
+    x, y = int(point[0] * (width - 1)), int(point[1] * (height - 1))
+    r = max(int(0.02 * height), 1)
+    return (
+        image[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].reshape(-1, 3).mean(0).tolist()
+    )
