@@ -183,15 +183,11 @@ class TiledDetector:
         # Minimum size is relative to the frame height, in both directions.
         widths = (boxes[:, 2] - boxes[:, 0]) / aspect
         heights = boxes[:, 3] - boxes[:, 1]
-        big_enough = np.minimum(widths, heights) >= self.settings.min_box_size
-        boxes, scores, tiles = boxes[big_enough], scores[big_enough], tiles[big_enough]
-        sides = sides[big_enough]
+        big = np.minimum(widths, heights) >= self.settings.min_box_size
+        boxes, scores, tiles = boxes[big], scores[big], tiles[big]
+        maybe_fragment, sides = maybe_fragment[big], sides[big]
         keep = merge_boxes(
-            boxes,
-            scores,
-            tiles,
-            maybe_fragment[big_enough],
-            iou_threshold=self.settings.nms_iou,
+            boxes, scores, tiles, maybe_fragment, iou_threshold=self.settings.nms_iou
         )
         # After NMS, so each tile offers one box per piece: a person whom no tile holds whole
         # (and no whole-frame pass found) is left as pieces cut by the seams; join them.

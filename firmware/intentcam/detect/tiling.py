@@ -173,8 +173,9 @@ def _best_seam_pair(
                 if tile_ids[i] == tile_ids[j]:
                     continue
                 a, b = boxes[i], boxes[j]
-                # j begins after i begins, before i ends, and ends after i ends.
-                if not (a[axis] < b[axis] < a[axis + 2] < b[axis + 2]):
+                # j begins where or after i begins, before i ends, and ends where or after i
+                # ends (equal ends: a box already joined along the other seam).
+                if not (a[axis] <= b[axis] < a[axis + 2] <= b[axis + 2]):
                     continue
                 overlap = min(a[across + 2], b[across + 2]) - max(a[across], b[across])
                 union = max(a[across + 2], b[across + 2]) - min(a[across], b[across])
