@@ -12,6 +12,8 @@ DEMO_CLIP ?= $(SHARED)/data/concourse_overhead.avi
 DEMO_OUT ?= demo-out
 APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd chromium chromium-driver
 STAMP := $(VENV)/.intentcam-installed
+# What every test virtualenv installs (a variable: its comma would split a $(call)).
+PACKAGE := '.[dev,systemd]'
 # The other Pythons a device may have (Jetson's Ubuntu 22.04: 3.10, Trixie: 3.13); `make
 # test-pythons` runs the fast suite on each one found that runs (python3.X on PATH, or under
 # pyenv's versions: its shims on PATH fail for versions not selected).
@@ -61,17 +63,18 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; sys.exit(0 if (3,10) <= v <= (3,13) else "error: Python 3.10 to 3.13 needed, found %d.%d" % v)'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,systemd]'
-	$(call headless_opencv,$(BIN)/python)
+	$(call install_venv,$(PYTHON),$(VENV),-e $(PACKAGE))
 	@touch $@
 
-# supervision (the peer, via trackers) pulls the desktop OpenCV, whose Qt and GL libraries
-# would shadow the headless build a device installs and distort its memory figures.
-define headless_opencv
-	$(1) -m pip uninstall -q -y opencv-python
-	$(1) -m pip install -q --force-reinstall --no-deps "$$($(1) -m pip list --format=freeze 2>/dev/null | grep -i '^opencv-python-headless==')"
+# $(1) makes the virtualenv $(2) if missing and installs $(3) into it. supervision (the peer,
+# via trackers) pulls the desktop OpenCV, whose Qt and GL libraries would shadow the headless
+# build a device installs and distort its memory figures: it is swapped back.
+define install_venv
+	@test -x $(2)/bin/python || $(1) -m venv $(2)
+	$(2)/bin/python -m pip install -q --upgrade pip
+	$(2)/bin/python -m pip install -q $(3)
+	$(2)/bin/python -m pip uninstall -q -y opencv-python
+	$(2)/bin/python -m pip install -q --force-reinstall --no-deps "$$($(2)/bin/python -m pip list --format=freeze 2>/dev/null | grep -i '^opencv-python-headless==')"
 endef
 
 goosebit: $(GOOSEBIT_STAMP)
@@ -124,10 +127,7 @@ test-pythons: setup
 	done
 
 test-python:
-	@test -x $(VENV_OTHER)/bin/python || $(PY) -m venv $(VENV_OTHER)
-	$(VENV_OTHER)/bin/python -m pip install -q --upgrade pip
-	$(VENV_OTHER)/bin/python -m pip install -q '.[dev,systemd]'
-	$(call headless_opencv,$(VENV_OTHER)/bin/python)
+	$(call install_venv,$(PY),$(VENV_OTHER),$(PACKAGE))
 	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(VENV_OTHER)/bin/python -m pytest -q -p no:cacheprovider $(FAST_TESTS)
 
 demo: setup

@@ -25,7 +25,14 @@ from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.config import load_config
-from intentcam.evaluation.shelf import f1, load_labels, pose_extractor, score
+from intentcam.evaluation.shelf import (
+    f1,
+    load_labels,
+    matched_detected_labelled,
+    pose_extractor,
+    score,
+)
+from intentcam.resources import project_file
 
 ROOT = Path(__file__).resolve().parents[1]
 INSPECT_S = (0.3, 0.5, 0.7, 1.0, 1.5)
@@ -40,7 +47,7 @@ def grid_rows(tune: list[Any], test: list[Any], shipped: ShelfSettings) -> list[
         settings = replace(shipped, inspect_s=inspect_s, away=away)
         tuned, tested = score(tune, settings), score(test, settings)
         counts = {
-            name: [result["total"]["inspect"][k] for k in ("matched", "detected", "labelled")]
+            name: matched_detected_labelled(result, "inspect")
             for name, result in (("tune", tuned), ("test", tested))
         }
         rows.append({"inspect_s": inspect_s, "away": away, "tune_f1": round(f1(tuned, "inspect"), 3),
@@ -52,7 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "shelf",
                         help="the folder of the labelled shelf clips")  # fmt: skip
-    parser.add_argument("--labels", type=Path, default=ROOT / "evaluation" / "shelf",
+    parser.add_argument("--labels", type=Path, default=project_file("evaluation/shelf"),
                         help="folder of labels.json")  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the rows as JSON")
     args = parser.parse_args()

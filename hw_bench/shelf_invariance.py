@@ -40,9 +40,11 @@ from intentcam.evaluation.shelf import (
     LabelledClip,
     choose,
     load_labels,
+    matched_detected_labelled,
     pose_extractor,
     score,
 )
+from intentcam.resources import project_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,10 +56,7 @@ class Variant:
 
     name: str
     frame: Callable[[np.ndarray], np.ndarray] = lambda image: image
-    point: Callable[[float, float, tuple[int, int]], tuple[float, float]] = lambda x, y, size: (
-        x,
-        y,
-    )
+    point: Callable[[float, float, tuple[int, int]], tuple[float, float]] = lambda x, y, _: (x, y)
     step: int = 1
 
 
@@ -80,17 +79,15 @@ def _padded_point(x: float, y: float, size: tuple[int, int]) -> tuple[float, flo
 
 VARIANTS = (
     Variant("original"),
-    Variant(
-        "mirrored", frame=lambda image: cv2.flip(image, 1), point=lambda x, y, size: (1.0 - x, y)
-    ),  # fmt: skip
+    Variant("mirrored", frame=lambda image: cv2.flip(image, 1), point=lambda x, y, _: (1.0 - x, y)),
     Variant(
         "half size",
         frame=lambda image: cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
-    ),  # fmt: skip
+    ),
     Variant(
         "double size",
         frame=lambda image: cv2.resize(image, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR),
-    ),  # fmt: skip
+    ),
     Variant("half frame rate", step=2),
     Variant("16:9, pillarboxed", frame=_pad_to_16_9, point=_padded_point),
     Variant("JPEG q70", frame=_jpeg),
@@ -147,10 +144,10 @@ def variant_poses(clips: list[LabelledClip], variant: Variant,
 
 def held_out_reach(by_variant: dict[str, Pairs], settings: ShelfSettings) -> dict[str, Any]:
     """Reach on the test clips of each variant and of all pooled: [matched, detected, labelled]."""
-    counts = {}
-    for name, pairs in by_variant.items():
-        total = score([p for p in pairs if p[0].split == "test"], settings)["total"]["reach"]
-        counts[name] = [total["matched"], total["detected"], total["labelled"]]
+    counts = {
+        name: matched_detected_labelled(score([p for p in pairs if p[0].split == "test"], settings))
+        for name, pairs in by_variant.items()
+    }
     counts["pooled"] = [sum(c[i] for c in counts.values()) for i in range(3)]
     return counts
 
@@ -159,7 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "shelf",
                         help="the folder of the labelled shelf clips")  # fmt: skip
-    parser.add_argument("--labels", type=Path, default=ROOT / "evaluation" / "shelf",
+    parser.add_argument("--labels", type=Path, default=project_file("evaluation/shelf"),
                         help="folder of labels.json")  # fmt: skip
     parser.add_argument("--variants", nargs="+", metavar="NAME", choices=[v.name for v in VARIANTS],
                         default=[v.name for v in VARIANTS],
@@ -194,10 +191,7 @@ def main() -> int:
         cells = ["/".join(map(str, r["clips"][index]["reach"])) for r in results.values()]
         print(f"{name[:27]:<28}" + "".join(f"{cell:>12}" for cell in cells))
     for kind in ("reach", "inspect", "put_back"):
-        cells = [
-            "/".join(str(r["total"][kind][k]) for k in ("matched", "detected", "labelled"))
-            for r in results.values()
-        ]
+        cells = ["/".join(map(str, matched_detected_labelled(r, kind))) for r in results.values()]
         print(f"{'all clips, ' + kind:<28}" + "".join(f"{cell:>12}" for cell in cells))
     cells = [str(r["total"]["false_per_quiet_minute"]) for r in results.values()]
     print(f"{'false per quiet minute':<28}" + "".join(f"{cell:>12}" for cell in cells))

@@ -143,8 +143,9 @@ class TiledDetector:
             scale = np.array([x2 - x1, y2 - y1, x2 - x1, y2 - y1], dtype=np.float32)
             offset = np.array([x1, y1, x1, y1], dtype=np.float32)
             parts_boxes.append((offset + boxes * scale) / frame_size)
-            parts_fragment.append(fragment_candidates(boxes, rect, width, height))
-            parts_sides.append(seam_sides(boxes, rect, width, height))
+            sides = seam_sides(boxes, rect, width, height)
+            parts_sides.append(sides)
+            parts_fragment.append(fragment_candidates(boxes, rect, width, height, sides=sides))
             parts_scores.append(scores)
             parts_tiles.append(np.full(len(scores), tile_id, dtype=np.int32))
             times.preprocess_ms += (mid - start) * 1e3

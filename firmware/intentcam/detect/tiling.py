@@ -97,19 +97,21 @@ def fragment_candidates(
     height: int,
     margin: float = 0.02,
     large: float = 0.5,
+    sides: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which tile boxes (tile-normalised ``x1, y1, x2, y2``) may be part of a bigger person.
 
-    A box cut by a seam (:func:`seam_sides`) may be a person cut by the seam. A box at least
-    ``large`` of the tile's height may be a body part of a person too big for the tile: tiles
-    are there for small people, the whole-frame pass finds the big ones. The whole frame itself
-    yields no candidates.
+    A box cut by a seam (:func:`seam_sides`; pass ``sides`` where they are known already) may
+    be a person cut by the seam. A box at least ``large`` of the tile's height may be a body
+    part of a person too big for the tile: tiles are there for small people, the whole-frame
+    pass finds the big ones. The whole frame itself yields no candidates.
     """
     x1, y1, x2, y2 = (int(v) for v in rect)
     if x1 == 0 and y1 == 0 and x2 == width and y2 == height:
         return np.zeros(len(tile_boxes), dtype=bool)
-    touches = (tile_boxes[:, 3] - tile_boxes[:, 1]) >= large
-    return touches | seam_sides(tile_boxes, rect, width, height, margin).any(axis=1)
+    if sides is None:
+        sides = seam_sides(tile_boxes, rect, width, height, margin)
+    return ((tile_boxes[:, 3] - tile_boxes[:, 1]) >= large) | sides.any(axis=1)
 
 
 def join_seam_halves(
@@ -134,8 +136,10 @@ def join_seam_halves(
     scores (joined ones changed, the others as they were) and which of them remain: index the
     boxes' other per-box arrays with it.
     """
-    boxes, scores, sides = boxes.copy(), scores.copy(), sides.copy()
     alive = np.ones(len(boxes), dtype=bool)
+    if not sides.any():  # one tile, or nobody on a seam: every frame of most cameras
+        return boxes, scores, alive
+    boxes, scores, sides = boxes.copy(), scores.copy(), sides.copy()
     while True:
         pair = _best_seam_pair(boxes, tile_ids, sides, alive, min_span_iou)
         if pair is None:

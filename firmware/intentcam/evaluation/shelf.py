@@ -304,6 +304,12 @@ def score(
     return {"clips": rows, "total": summary}
 
 
+def matched_detected_labelled(result: dict[str, Any], kind: str = "reach") -> list[int]:
+    """[matched, detected, labelled] of one kind in a :func:`score` result's totals."""
+    total = result["total"][kind]
+    return [total["matched"], total["detected"], total["labelled"]]
+
+
 def f1(result: dict[str, Any], kind: str = "reach") -> float:
     p, r = result["total"][kind]["precision"] or 0.0, result["total"][kind]["recall"] or 0.0
     return 2 * p * r / (p + r) if p + r else 0.0
