@@ -77,6 +77,12 @@ def _padded_point(x: float, y: float, size: tuple[int, int]) -> tuple[float, flo
     return ((x * width + (padded - width) // 2) / padded, y)
 
 
+def _full_hd(image: np.ndarray) -> np.ndarray:
+    """The picture as a 1920x1080 store camera would frame it: scaled to 1080 rows, pillarboxed."""
+    scale = 1080 / image.shape[0]
+    return _pad_to_16_9(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR))
+
+
 VARIANTS = (
     Variant("original"),
     Variant("mirrored", frame=lambda image: cv2.flip(image, 1), point=lambda x, y, _: (1.0 - x, y)),
@@ -91,6 +97,7 @@ VARIANTS = (
     Variant("half frame rate", step=2),
     Variant("16:9, pillarboxed", frame=_pad_to_16_9, point=_padded_point),
     Variant("JPEG q70", frame=_jpeg),
+    Variant("1080p 16:9", frame=_full_hd, point=_padded_point),
 )
 
 

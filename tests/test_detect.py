@@ -251,12 +251,15 @@ def test_a_shopper_too_tall_for_any_tile_is_one_person_at_any_frame_size(make_se
     found = {
         name: detector.detect(picture) for name, picture in (("small", image), ("large", large))
     }
+    found["near"] = detector.detect(large, near=True)  # a camera watching shelves: untiled
+    assert detector.last.layout == "1x1" and detector.last.invokes == 1
     small = found["small"].boxes
     tall = small[small[:, 3] - small[:, 1] > 0.6]
     assert len(tall) == 1
-    matches = iou_matrix(tall, found["large"].boxes)[0]
-    assert matches.max() > 0.8
-    assert (matches > 0.1).sum() == 1, "the shopper is one box, not an upper body and legs"
+    for name in ("large", "near"):
+        matches = iou_matrix(tall, found[name].boxes)[0]
+        assert matches.max() > 0.8, name
+        assert (matches > 0.1).sum() == 1, f"{name}: one box, not an upper body and legs"
 
 
 box_strategy = st.tuples(

@@ -19,11 +19,13 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from paho.mqtt.enums import CallbackAPIVersion
 
+from intentcam.telemetry.checkpoint import FILE_NAME as CHECKPOINT
 from intentcam.telemetry.messages import validation_errors
 from tests.brokers import Broker
 from tests.cli import intentcam_argv
 from tests.data import CONCOURSE
 from tests.test_telemetry import ENV, start_daemon, write_config
+from tests.waiting import wait_until
 
 DISCOVERY = "homeassistant/device/intentcam_cam1/config"
 BASE = "intentcam/v1/store1/cam1"
@@ -104,6 +106,14 @@ def camera_on_clip(
         gateway.close()
 
 
+def checkpoint_written_since(state_dir: Path, moment: float) -> bool:
+    path = state_dir / CHECKPOINT
+    try:
+        return path.stat().st_mtime >= moment
+    except FileNotFoundError:
+        return False
+
+
 def crossed(counts: dict[str, Any]) -> int:
     return sum(sum(line.values()) for line in counts["today"]["lines"].values())
 
@@ -117,8 +127,9 @@ def test_a_restart_after_sigkill_continues_the_day_and_windows_never_collide(
     try:
         first = start_daemon(config, "--source", str(CONCOURSE), "--realtime")
         gateway.wait(lambda: any(crossed(c) >= 2 for c in gateway.messages("counts")))
-        # Killed mid-window, after a checkpoint (every 1 s) of the open window was written.
-        time.sleep(2.5)
+        # Killed mid-window, once a checkpoint (every 1 s) of the open window has been written.
+        seen_at = time.time()
+        assert wait_until(lambda: checkpoint_written_since(tmp_path / "state", seen_at), 60)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         (boot_1,) = {m["boot_id"] for m in gateway.messages("counts")}

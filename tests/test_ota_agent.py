@@ -29,7 +29,7 @@ class RaisingDetector:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def detect(self, image: Any, min_score: float | None = None) -> Any:
+    def detect(self, image: Any, min_score: float | None = None, near: bool = False) -> Any:
         raise RuntimeError("tensor arena exhausted")
 
     def __getattr__(self, name: str) -> Any:
@@ -45,7 +45,7 @@ class SlowDetector:
         self.inner = inner
         self.factor = factor
 
-    def detect(self, image: Any, min_score: float | None = None) -> Any:
+    def detect(self, image: Any, min_score: float | None = None, near: bool = False) -> Any:
         started = time.perf_counter()
         found = self.inner.detect(image, min_score)
         time.sleep(max(0.5, (self.factor - 1) * (time.perf_counter() - started)))

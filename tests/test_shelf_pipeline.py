@@ -350,6 +350,51 @@ def poses_taken(source: VideoFileSource, model_dir: Path, tmp_path: Path,
     return summary, pipeline.view.poses.counts
 
 
+def doubled_clip(clip: Path, folder: Path, frames: int) -> Path:
+    """The first ``frames`` of ``clip`` at twice its size, losslessly (as a 1280x960 camera)."""
+    capture = cv2.VideoCapture(str(clip))
+    out = folder / f"{clip.stem}-x2.avi"
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"FFV1"), 15.0, (1280, 960))
+    for _ in range(frames):
+        ok, image = capture.read()
+        assert ok
+        writer.write(cv2.resize(image, (1280, 960), interpolation=cv2.INTER_LINEAR))
+    writer.release()
+    capture.release()
+    return out
+
+
+def test_a_camera_watching_shelves_detects_on_the_whole_frame_where_auto_would_tile(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """At 1280x960 ``auto`` tiles 2x2, which cuts a shopper at the table into pieces; with a
+    shelf zone (configured, or added live) the daemon runs the whole frame, as configured tiles
+    still do where the installer chose them."""
+    clip = doubled_clip(SHELF / "set-b-shoplifting-14.mp4", tmp_path, 12)
+    zone = f'[[zones]]\nid = "table"\nkind = "shelf"\npoints = {A_NORMAL_6_TABLE}\n'
+
+    def layout_after(frames: int, toml: str, live_zones: list[ZoneConfig] | None = None) -> str:
+        config = tmp_path / "c.toml"
+        config.write_text(f'{toml}[paths]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")
+        source = VideoFileSource(clip)
+        try:
+            pipeline = build_pipeline(load_config(config), source, ListSink(), report_every_s=3600)
+            pipeline.run(threading.Event(), max_frames=frames)
+            if live_zones is not None:
+                assert pipeline.view is not None
+                pipeline.view.apply_geometry([], live_zones)
+                pipeline.run(threading.Event(), max_frames=frames)
+        finally:
+            source.close()
+        return pipeline.detector.last.layout
+
+    assert layout_after(3, "") == "2x2"
+    assert layout_after(3, zone) == "1x1"
+    assert layout_after(3, '[detector]\ntiling = "2x2"\n' + zone) == "2x2"
+    table = ZoneConfig(id="table", kind="shelf", points=A_NORMAL_6_TABLE)
+    assert layout_after(3, "", live_zones=[table]) == "1x1"
+
+
 def test_a_recording_gets_every_pose_a_live_camera_only_its_budget(
     model_dir: Path, tmp_path: Path
 ) -> None:

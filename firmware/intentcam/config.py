@@ -138,6 +138,8 @@ class DetectorConfig(_Section):
     #: Smallest accepted box side, as a fraction of the frame's height.
     min_box_size: float = Field(default=0.02, ge=0, lt=1)
     delegate: Literal["auto", "cpu", "edgetpu"] = "auto"
+    #: ``auto``: tiles as close to the model's square input as stay sharp (detect/tiling.py);
+    #: 1x1 in a view with a ``shelf`` zone, whose shoppers are large (README, "Tiling").
     tiling: Tiling = "auto"
     #: Fraction of a tile's size shared with its neighbour, so people on a seam are whole in one tile.
     tile_overlap: float = Field(default=0.2, ge=0, le=0.5)

@@ -181,7 +181,9 @@ class Pipeline:
             detect_s: float | None = None
             if self._must_detect(frame, view):
                 detect_started = self.clock()
-                detections = self.detector.detect(frame.image, min_score=view.low_score)
+                detections = self.detector.detect(
+                    frame.image, min_score=view.low_score, near=view.watches_shelves
+                )
                 detect_s = self.clock() - detect_started
                 last = self.detector.last
                 records = view.process(

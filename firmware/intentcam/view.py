@@ -134,6 +134,11 @@ class ViewAnalytics:
         return self.aggregator.take_events()
 
     @property
+    def shelf_zones(self) -> list[str]:
+        """The ids of the view's shelf zones (live: ``set_zones`` may add or remove them)."""
+        return self.scene.shelves.zones
+
+    @property
     def at_shelf(self) -> dict[int, bool]:
         """The last frame's people at a shelf zone, by index, each with whether their pose crop
         reaches up (a shelf rising above their head in the picture)."""
@@ -283,6 +288,11 @@ class CameraView:
         if self.faces is not None:
             loaded += [self.faces.detector.model, self.faces.expression.model]
         return [model.describe() for model in loaded]
+
+    @property
+    def watches_shelves(self) -> bool:
+        """The view has shelf zones: the people that matter stand near the camera, large."""
+        return bool(self.analytics.shelf_zones)
 
     @property
     def people_at_shelves(self) -> bool:

@@ -49,10 +49,14 @@ class PersonDetector(Protocol):
         """Timings and invocations of the last :meth:`detect` call."""
         ...
 
-    def detect(self, image: np.ndarray, min_score: float | None = None) -> Detections:
+    def detect(
+        self, image: np.ndarray, min_score: float | None = None, near: bool = False
+    ) -> Detections:
         """People in one BGR frame (uint8, HxWx3).
 
         ``min_score`` overrides the configured threshold (the tracker asks for low-score boxes).
+        ``near``: the people that matter stand near the camera, large in the picture (a view
+        with shelf zones); an ``auto`` tiling then runs the whole frame only.
         """
         ...
 

@@ -166,7 +166,7 @@ def pose_extractor(settings: Settings) -> Callable[[LabelledClip], ClipPoses]:
     tracking = TrackerSettings.from_config(settings.tracker, detector.operating_point)
 
     def poses_of(clip: LabelledClip) -> ClipPoses:
-        return extract_poses(clip, lambda image: detector.detect(image, min_score=low),
+        return extract_poses(clip, lambda image: detector.detect(image, min_score=low, near=True),
                              lambda aspect: ByteTracker(tracking, aspect=aspect), pose,
                              settings.shelf)  # fmt: skip
 

@@ -50,9 +50,9 @@ class GuardedDetector:
         self.inner = inner
         self.error: str | None = None
 
-    def detect(self, image: Any, min_score: float | None = None) -> Detections:
+    def detect(self, image: Any, min_score: float | None = None, near: bool = False) -> Detections:
         try:
-            return self.inner.detect(image, min_score=min_score)
+            return self.inner.detect(image, min_score=min_score, near=near)
         except Exception as exc:  # noqa: BLE001 - the new model failing is what probation catches
             if self.error is None:
                 self.error = f"detector raised {type(exc).__name__}: {exc}"

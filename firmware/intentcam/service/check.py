@@ -82,6 +82,12 @@ def geometry_step(settings: Settings, where: str) -> Step:
     )
 
 
+def watches_shelves(settings: Settings) -> bool:
+    """Whether the zones the daemon counts with (live ones first) include a shelf."""
+    geometry, _ = GeometryStore(settings.paths.state_dir).counting(settings.lines, settings.zones)
+    return any(zone.kind == "shelf" for zone in geometry.zones)
+
+
 @dataclass
 class Check:
     """Runs the steps; each records a :class:`Step`."""
@@ -101,7 +107,9 @@ class Check:
         self._daemon(settings, steps)
         detector = self._detector(settings, steps) if settings else None
         frame = self._camera(settings, steps) if settings else None
-        self._detection(detector, frame, steps)
+        self._detection(
+            detector, frame, steps, near=settings is not None and watches_shelves(settings)
+        )
         self._broker(settings, steps)
         return steps
 
@@ -199,11 +207,13 @@ class Check:
         finally:
             source.close()
 
-    def _detection(self, detector: PersonDetector | None, frame: Any, steps: list[Step]) -> None:
+    def _detection(
+        self, detector: PersonDetector | None, frame: Any, steps: list[Step], near: bool
+    ) -> None:
         if detector is None or frame is None:
             steps.append(Step("detection", "skip", "needs a detector and a camera frame"))
             return
-        detections = detector.detect(frame.image)
+        detections = detector.detect(frame.image, near=near)  # tiled as the daemon would
         steps.append(
             Step(
                 "detection",
