@@ -295,6 +295,20 @@ def test_check_says_whose_geometry_counts_and_whether_the_clock_is_synchronised(
     assert clock_step(0).state == "pass" and clock_step(None).state == "skip"
 
 
+def test_check_tiles_as_the_daemon_would_for_the_zones_it_counts_with(tmp_path: Path) -> None:
+    """A shelf zone, from the config or set live, makes the daemon run ``auto`` untiled."""
+    from intentcam.config import ZoneConfig, load_config
+    from intentcam.control.geometry_store import Geometry, GeometryStore
+    from intentcam.service.check import watches_shelves
+
+    table = {"id": "table", "kind": "shelf", "points": [[0.2, 0.5], [0.8, 0.5], [0.8, 0.9]]}
+    state = {"paths": {"state_dir": str(tmp_path)}}
+    assert not watches_shelves(load_config(None, overrides=state))
+    assert watches_shelves(load_config(None, overrides={**state, "zones": [table]}))
+    GeometryStore(tmp_path).save(Geometry(lines=[], zones=[ZoneConfig.model_validate(table)]))
+    assert watches_shelves(load_config(None, overrides=state))
+
+
 def test_check_judges_a_running_daemon_by_its_health_report() -> None:
     from intentcam.service.check import daemon_step
     from intentcam.telemetry.health import HealthReport
