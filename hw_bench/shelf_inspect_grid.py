@@ -24,17 +24,9 @@ from typing import Any
 from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
-from intentcam.config import load_config
-from intentcam.evaluation.shelf import (
-    f1,
-    load_labels,
-    matched_detected_labelled,
-    pose_extractor,
-    score,
-)
-from intentcam.resources import project_file
+from intentcam.evaluation.shelf import f1, matched_detected_labelled, score
+from shelf_clips import add_clip_arguments, labelled_clips
 
-ROOT = Path(__file__).resolve().parents[1]
 INSPECT_S = (0.3, 0.5, 0.7, 1.0, 1.5)
 AWAY = (0.0, 0.03, 0.06, 0.1, 0.15)
 
@@ -57,18 +49,10 @@ def grid_rows(tune: list[Any], test: list[Any], shipped: ShelfSettings) -> list[
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "shelf",
-                        help="the folder of the labelled shelf clips")  # fmt: skip
-    parser.add_argument("--labels", type=Path, default=project_file("evaluation/shelf"),
-                        help="folder of labels.json")  # fmt: skip
+    add_clip_arguments(parser)
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the rows as JSON")
     args = parser.parse_args()
-    if not args.clips.is_dir():
-        print(f"shelf_inspect_grid: {args.clips}: not a folder of clips", file=sys.stderr)
-        return 2
-    settings = load_config(None)
-    clips = load_labels(args.labels, args.clips)
-    poses_of = pose_extractor(settings)
+    settings, clips, poses_of = labelled_clips(args, "shelf_inspect_grid")
     pairs = [(clip, poses_of(clip)) for clip in tqdm(clips, desc="poses", unit="clip", leave=False)]
     tune = [pair for pair in pairs if pair[0].split == "tune"]
     test = [pair for pair in pairs if pair[0].split == "test"]

@@ -34,19 +34,14 @@ import numpy as np
 from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
-from intentcam.config import load_config
 from intentcam.evaluation.shelf import (
     ClipPoses,
     LabelledClip,
     choose,
-    load_labels,
     matched_detected_labelled,
-    pose_extractor,
     score,
 )
-from intentcam.resources import project_file
-
-ROOT = Path(__file__).resolve().parents[1]
+from shelf_clips import add_clip_arguments, labelled_clips
 
 
 @dataclass(frozen=True)
@@ -161,10 +156,7 @@ def held_out_reach(by_variant: dict[str, Pairs], settings: ShelfSettings) -> dic
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "shelf",
-                        help="the folder of the labelled shelf clips")  # fmt: skip
-    parser.add_argument("--labels", type=Path, default=project_file("evaluation/shelf"),
-                        help="folder of labels.json")  # fmt: skip
+    add_clip_arguments(parser)
     parser.add_argument("--variants", nargs="+", metavar="NAME", choices=[v.name for v in VARIANTS],
                         default=[v.name for v in VARIANTS],
                         help="which variants to run (default: all; 'original' always runs)")  # fmt: skip
@@ -172,12 +164,7 @@ def main() -> int:
     parser.add_argument("--poses", type=Path, metavar="FILE",
                         help="keep the poses in FILE (pickle) and reuse them when it exists")  # fmt: skip
     args = parser.parse_args()
-    if not args.clips.is_dir():
-        print(f"shelf_invariance: {args.clips}: not a folder of clips", file=sys.stderr)
-        return 2
-    config = load_config(None)
-    clips = load_labels(args.labels, args.clips)
-    poses_of = pose_extractor(config)
+    config, clips, poses_of = labelled_clips(args, "shelf_invariance")
     settings = ShelfSettings.from_config(config.shelf)
     wanted = [v for v in VARIANTS if v.name == "original" or v.name in args.variants]
     if args.poses and args.poses.is_file():

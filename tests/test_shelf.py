@@ -257,18 +257,16 @@ def test_the_camera_variants_of_the_invariance_bench_move_shelf_and_labels_along
     """hw_bench/shelf_invariance.py re-encodes a labelled clip as another camera would see it;
     its polygon must still lie over the same pixels and its labels on the same moments, or the
     bench would blame the detector for its own mistake."""
-    import importlib.util
+    import importlib
 
     from intentcam.analytics.shelf import Interaction
     from intentcam.evaluation.shelf import LabelledClip
 
-    spec = importlib.util.spec_from_file_location(
-        "shelf_invariance", Path(__file__).parents[1] / "hw_bench" / "shelf_invariance.py"
-    )
-    assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look themselves up there
-    spec.loader.exec_module(bench)
+    # The bench scripts import each other as a script run from hw_bench/ would.
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "hw_bench"))
+    for name in ("shelf_invariance", "shelf_clips"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    bench = importlib.import_module("shelf_invariance")
     points = [[0.45, 0.45], [0.62, 0.40], [0.84, 0.86], [0.46, 0.95]]
     clip = LabelledClip("set-a-normal-6", DATA / "shelf" / "set-a-normal-6.mp4",
                         {"shelf": points}, "test", {"shelf": [Interaction("reach", 51, 89)]})  # fmt: skip

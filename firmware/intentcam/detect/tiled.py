@@ -117,14 +117,11 @@ class TiledDetector:
         key = (width, height, near)
         if key not in self._layouts:
             layout = self.settings.tiling
-            if layout == "auto":
-                layout = (
-                    "1x1"
-                    if near
-                    else choose_layout(
-                        width, height, min(self.model.input_size), self.settings.tile_overlap
-                    )
-                )
+            if layout == "auto" and near:
+                layout = "1x1"
+            elif layout == "auto":
+                size = min(self.model.input_size)
+                layout = choose_layout(width, height, size, self.settings.tile_overlap)
             full_frame = self.settings.tile_full_frame
             if full_frame is None:
                 full_frame = self.FULL_FRAME
