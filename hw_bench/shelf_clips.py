@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from intentcam.config import Settings, load_config
-from intentcam.evaluation.shelf import ClipPoses, LabelledClip, load_labels, pose_extractor
+from intentcam.errors import UserError
+from intentcam.evaluation.shelf import ClipPoses, pose_extractor
+from intentcam.evaluation.shelf_labels import LabelledClip, load_labels
 from intentcam.resources import project_file
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "shelf"
@@ -27,9 +29,14 @@ def labelled_clips(
     args: argparse.Namespace, prog: str
 ) -> tuple[Settings, list[LabelledClip], Callable[[LabelledClip], ClipPoses]]:
     """The default settings, the clips of ``args`` with their labels, and the pose taker; a
-    missing clips folder ends ``prog`` with a one-line error and exit status 2."""
+    missing clips folder or bad labels end ``prog`` with a one-line error and exit status 2."""
     if not args.clips.is_dir():
         print(f"{prog}: {args.clips}: not a folder of clips", file=sys.stderr)
         raise SystemExit(2)
     settings = load_config(None)
-    return settings, load_labels(args.labels, args.clips), pose_extractor(settings)
+    try:
+        clips = load_labels(args.labels, args.clips)
+    except UserError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings, clips, pose_extractor(settings)

@@ -34,13 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
-from intentcam.evaluation.shelf import (
-    ClipPoses,
-    LabelledClip,
-    choose,
-    matched_detected_labelled,
-    score,
-)
+from intentcam.evaluation.shelf import ClipPoses, choose, matched_detected_labelled, score
+from intentcam.evaluation.shelf_labels import LabelledClip, frame_rate
 from shelf_clips import add_clip_arguments, labelled_clips
 
 
@@ -100,7 +95,7 @@ def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledC
     """``clip`` re-encoded through ``variant`` into ``folder`` (losslessly: FFV1), its polygons
     and labels moved."""
     capture = cv2.VideoCapture(str(clip.path))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
+    fps = frame_rate(capture)
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     out_path = folder / f"{clip.name}.avi"
     writer = None

@@ -166,10 +166,10 @@ def test_only_a_shelf_rising_above_a_head_has_the_crop_reach_up() -> None:
 
 def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> None:
     from intentcam.errors import UserError
-    from intentcam.evaluation.shelf import load_labels
+    from intentcam.evaluation.shelf_labels import load_labels
 
     (tmp_path / "clips").mkdir()
-    (tmp_path / "elsewhere.mp4").write_bytes(b"")
+    (tmp_path / "elsewhere.mp4").write_bytes((DATA / "shelf" / "set-c-normal-11.mp4").read_bytes())
     square = [[0, 0], [1, 0], [1, 1], [0, 1]]
     two = {"video": "../elsewhere.mp4", "shelves": {"a": square, "b": square},
            "events": [{"kind": "reach", "shelf": "b", "start": 1, "end": 4}]}  # fmt: skip
@@ -179,12 +179,97 @@ def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> 
     assert [len(clip.events[shelf]) for shelf in ("a", "b")] == [0, 1]
     two["events"] = [{"kind": "reach", "start": 1, "end": 4}]  # which of the two shelves?
     (tmp_path / "labels.json").write_text(json.dumps({"clips": {"two": two}}))
-    with pytest.raises(UserError, match="names no shelf"):
+    with pytest.raises(
+        UserError, match=r"clips.two: events.0: name its shelf, one of \['a', 'b'\]"
+    ):
         load_labels(tmp_path, tmp_path / "clips")
     two.update(video="../missing.mp4", events=[])
     (tmp_path / "labels.json").write_text(json.dumps({"clips": {"two": two}}))
     with pytest.raises(UserError, match="missing.mp4: no video for labelled clip 'two'"):
         load_labels(tmp_path, tmp_path / "clips")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    two.update(video="../broken.mp4")
+    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"two": two}}))
+    with pytest.raises(UserError, match="broken.mp4: no decodable video frames"):
+        load_labels(tmp_path, tmp_path / "clips")
+
+
+def test_labels_in_pixels_and_seconds_are_the_same_labels_as_in_fractions_and_frames(
+    tmp_path: Path,
+) -> None:
+    """A labeller working in a video player and an annotation tool gives seconds and pixels;
+    the 640x480, 15 fps clip turns them into exactly the fractions and frames we label in."""
+    from intentcam.evaluation.shelf_labels import load_labels
+
+    fractions = [[0.45, 0.45], [0.62, 0.40], [0.84, 0.86], [0.46, 0.95]]
+    ours = {"shelf": fractions, "events": [{"kind": "reach", "start": 51, "end": 89},
+                                           {"kind": "inspect", "start": 60, "end": 74}]}  # fmt: skip
+    theirs = {
+        "shelf": [[x * 640, y * 480] for x, y in fractions],
+        "events": [{"kind": "reach", "start_s": 51 / 15, "end_s": 90 / 15},
+                   {"kind": "inspect", "start_s": 4.0, "end_s": 5.0, "note": "turns the box"}],
+    }  # fmt: skip
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "labels.json").write_text(json.dumps({"clips": {"set-a-normal-6": ours}}))
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "labels.json").write_text(
+        json.dumps({"coordinates": "pixels", "clips": {"set-a-normal-6": theirs}})
+    )
+    (mine,) = load_labels(tmp_path / "ours", DATA / "shelf")
+    (other,) = load_labels(tmp_path / "theirs", DATA / "shelf")
+    assert np.allclose(other.shelves["shelf"], mine.shelves["shelf"])
+    for a, b in zip(other.events["shelf"], mine.events["shelf"], strict=True):
+        assert a.kind == b.kind and a.start == pytest.approx(b.start)
+        assert a.end == pytest.approx(b.end)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shelf": [[300, 250], [430, 240], [550, 470]]},
+         r"clips.c.shelf: point \(300.0, 250.0\) is outside the image.*\"coordinates\": \"pixels\""),
+        ({"shelf": [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]}, "clips.c.shelf: the polygon has no area"),
+        ({"events": [{"kind": "pickup", "start": 1, "end": 2}]},
+         "clips.c.events.0.kind: Input should be 'reach', 'inspect' or 'put_back'"),
+        ({"events": [{"kind": "reach", "start": 9, "end": 2}]},
+         r"clips.c.events.0: ends \(2\) before it starts \(9\)"),
+        ({"events": [{"kind": "reach", "start": 1, "end_s": 2.0}]},
+         "clips.c.events.0: give the interval as start and end"),
+        ({"events": [{"kind": "reach", "start": 1, "end": 2, "start_s": 0.1}]},
+         "clips.c.events.0: give the interval as start and end"),
+        ({"events": [{"kind": "reach", "start_s": 30.0, "end_s": 31.0}]},
+         r"clips.c.events.0: starts at frame 450, after the clip's last \(89 at 15 fps\)"),
+        ({"split": "train"}, "clips.c.split: Input should be 'tune' or 'test'"),
+        ({"evnts": []}, r"clips.c.evnts: unknown field \(check the spelling against evaluation/shelf"),
+        ({"shelves": {"a": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}},
+         "clips.c: give one 'shelf' polygon or several as 'shelves' by id"),
+    ],
+)  # fmt: skip
+def test_labels_that_could_not_be_scored_stop_naming_the_clip_and_field(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    """Someone else's labels decide the held-out check: a polygon in pixels, a kind we do not
+    detect or frames past the clip's end would otherwise score as a silent recall of nothing."""
+    from intentcam.errors import ConfigError
+    from intentcam.evaluation.shelf_labels import load_labels
+
+    clip = {"shelf": [[0.4, 0.5], [0.7, 0.5], [0.8, 0.9], [0.4, 0.95]], "video": "set-c-normal-11.mp4",
+            "events": [{"kind": "reach", "start": 3, "end": 9}]} | change  # fmt: skip
+    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"c": clip}}))
+    with pytest.raises(ConfigError, match=message):
+        load_labels(tmp_path, DATA / "shelf")
+
+
+def test_eval_shelf_stops_on_bad_labels_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "labels.json").write_text(
+        json.dumps({"clips": {"set-c-normal-11": {"shelf": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]],
+                                                  "events": [{"kind": "grab", "start": 1, "end": 2}]}}})
+    )  # fmt: skip
+    result = run_cli("eval-shelf", str(DATA / "shelf"), "--labels", str(tmp_path), "--json")
+    assert result.returncode == 2
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert "clips.set-c-normal-11.events.0.kind" in line
 
 
 def bar_ids(svg: str) -> list[str]:
@@ -260,7 +345,7 @@ def test_the_camera_variants_of_the_invariance_bench_move_shelf_and_labels_along
     import importlib
 
     from intentcam.analytics.shelf import Interaction
-    from intentcam.evaluation.shelf import LabelledClip
+    from intentcam.evaluation.shelf_labels import LabelledClip
 
     # The bench scripts import each other as a script run from hw_bench/ would.
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "hw_bench"))

@@ -252,8 +252,7 @@ class ZoneConfig(_Section):
     @field_validator("points")
     @classmethod
     def _valid(cls, points: list[Point]) -> list[Point]:
-        _check_points(points, 3)
-        problem = polygon_problem(points)
+        problem = check_polygon(points)
         if problem:
             raise ValueError(problem)
         return points
@@ -281,6 +280,16 @@ def _segments_cross(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
         or (d3 == 0 and on(p1, p2, q1))
         or (d4 == 0 and on(p1, p2, q2))
     )
+
+
+def check_polygon(points: list[Point]) -> str | None:
+    """Why ``points`` (normalised) cannot be a zone: too few or too many, outside the image,
+    no area, edges crossing; ``None`` if they can."""
+    try:
+        _check_points(points, 3)
+    except ValueError as exc:
+        return str(exc)
+    return polygon_problem(points)
 
 
 def polygon_problem(points: list[Point]) -> str | None:
@@ -778,14 +787,18 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def describe_validation_error(error: ValidationError) -> list[str]:
-    """One line per bad field: ``detector.threads: Input should be ... (got -1)``."""
+def describe_validation_error(
+    error: ValidationError,
+    unknown: str = "unknown setting (check the spelling against the example config)",
+) -> list[str]:
+    """One line per bad field: ``detector.threads: Input should be ... (got -1)``; ``unknown``
+    for a field the model does not have."""
     lines = []
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling against the example config)"
+            message = unknown
         value = item.get("input")
         shown = "" if isinstance(value, dict) or item["type"] == "missing" else f" (got {value!r})"
         lines.append(f"{path}: {message}{shown}")

@@ -25,7 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "'test' clips, with false events per minute of quiet video. Labels and their protocol: "
         "evaluation/shelf/; a labels.json in DIR itself is used first (a held-out set: clips "
         "without 'split' are test clips, and without tune clips the [shelf] thresholds of the "
-        "config are scored).",
+        'config are scored). Polygons may be fractions of the frame or, with "coordinates": '
+        '"pixels", pixels; events frame numbers (start, end) or seconds (start_s, end_s).',
     )
     parser.add_argument("clips", type=Path, metavar="DIR", help="the folder of the labelled clips")
     parser.add_argument("--labels", type=Path, metavar="DIR",
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from intentcam.analytics.shelf import ShelfSettings
-    from intentcam.evaluation.shelf import evaluate, load_labels, pose_extractor
+    from intentcam.evaluation.shelf import evaluate, pose_extractor
+    from intentcam.evaluation.shelf_labels import load_labels
     from intentcam.evaluation.shelf_timeline import check_timeline_path, write_timeline
 
     settings = settings_from(args, {})

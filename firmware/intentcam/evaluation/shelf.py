@@ -15,11 +15,9 @@ scored with the configured ``[shelf]`` thresholds.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -36,6 +34,7 @@ from intentcam.analytics.shelf import (
 from intentcam.config import Settings, ShelfConfig
 from intentcam.detect import build_detector
 from intentcam.errors import UserError
+from intentcam.evaluation.shelf_labels import LabelledClip, frame_rate
 from intentcam.pose.build import build_pose_model
 from intentcam.pose.movenet import PoseModel
 from intentcam.pose.sampler import MAX_SPARE_MS, PoseSampler
@@ -50,17 +49,6 @@ GRID = {
     "end_s": (0.2, 0.4),
     "min_score": (0.2, 0.3),
 }
-
-
-@dataclass(frozen=True)
-class LabelledClip:
-    """A clip's shelf polygons by id, and its labelled events by shelf (frame numbers)."""
-
-    name: str
-    path: Path
-    shelves: dict[str, list[list[float]]]
-    split: str
-    events: dict[str, list[Interaction]]
 
 
 @dataclass
@@ -82,43 +70,6 @@ class ClipPoses:
     people: dict[int, PersonPoses]
 
 
-def load_labels(folder: Path, clips: Path) -> list[LabelledClip]:
-    """``folder/labels.json`` with each clip resolved in ``clips`` (frames become seconds later).
-
-    A clip has one ``shelf`` polygon, or several as ``shelves`` by id with each event naming
-    its ``shelf``; its video is ``clips/NAME.*``, or ``video`` (a path relative to ``clips``).
-    """
-    path = folder / "labels.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        found = [_labelled_clip(name, clip, clips) for name, clip in data["clips"].items()]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: cannot read the labels ({exc})", exit_code=2) from None
-    return found
-
-
-def _labelled_clip(name: str, clip: dict[str, Any], clips: Path) -> LabelledClip:
-    shelves = clip["shelves"] if "shelves" in clip else {"shelf": clip["shelf"]}
-    if not shelves:
-        raise ValueError(f"clip {name!r}: no shelf polygon")
-    events: dict[str, list[Interaction]] = {shelf: [] for shelf in shelves}
-    for event in clip["events"]:
-        shelf = event.get("shelf", next(iter(shelves)) if len(shelves) == 1 else None)
-        if shelf not in events:
-            raise ValueError(f"clip {name!r}: event {event} names no shelf of the clip")
-        events[shelf].append(Interaction(event["kind"], float(event["start"]), float(event["end"])))
-    if "video" in clip:
-        video: Path | None = clips / clip["video"]
-    else:
-        video = next(iter(sorted(clips.glob(f"{name}.*"))), None)
-    if video is None or not video.is_file():
-        raise UserError(f"{video or clips}: no video for labelled clip {name!r}", exit_code=2)
-    split = clip.get("split", "test")
-    if split not in ("tune", "test"):
-        raise ValueError(f"clip {name!r}: split must be 'tune' or 'test', not {split!r}")
-    return LabelledClip(name, video, shelves, split, events)
-
-
 def extract_poses(
     clip: LabelledClip,
     detect: Callable[[np.ndarray], Any],
@@ -131,7 +82,7 @@ def extract_poses(
     a recording has every frame. ``new_tracker(aspect)`` makes the tracker for the clip's width /
     height."""
     capture = cv2.VideoCapture(str(clip.path))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
+    fps = frame_rate(capture)
     watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(shelf), shelf.near)
     sampler = PoseSampler.from_config(pose, shelf)
     tracker = None
