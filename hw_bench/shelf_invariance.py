@@ -149,6 +149,20 @@ def held_out_reach(by_variant: dict[str, Pairs], settings: ShelfSettings) -> dic
     return counts
 
 
+def cached_poses(path: Path) -> dict[str, Pairs]:
+    """The poses kept by an earlier run; one that cannot be read (another version of intentcam
+    wrote it, or it is not such a file) ends the bench with a one-line error and status 2."""
+    try:
+        by_variant = pickle.loads(path.read_bytes())
+        if isinstance(by_variant, dict) and "original" in by_variant:
+            return by_variant
+    except (OSError, pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError):
+        pass
+    print(f"shelf_invariance: {path}: not poses kept by this version of the bench; delete it or "
+          "name another file to take the poses again", file=sys.stderr)  # fmt: skip
+    raise SystemExit(2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_clip_arguments(parser)
@@ -163,7 +177,7 @@ def main() -> int:
     settings = ShelfSettings.from_config(config.shelf)
     wanted = [v for v in VARIANTS if v.name == "original" or v.name in args.variants]
     if args.poses and args.poses.is_file():
-        by_variant = pickle.loads(args.poses.read_bytes())
+        by_variant = cached_poses(args.poses)
     else:
         with tempfile.TemporaryDirectory(prefix="shelf-invariance-") as scratch:
             by_variant = {}
