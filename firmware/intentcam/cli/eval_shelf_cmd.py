@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from intentcam.analytics.shelf import ShelfSettings
     from intentcam.evaluation.shelf import evaluate, pose_extractor
-    from intentcam.evaluation.shelf_labels import load_labels
+    from intentcam.evaluation.shelf_labels import load_labels, probe_video
     from intentcam.evaluation.shelf_timeline import check_timeline_path, write_timeline
 
     settings = settings_from(args, {})
@@ -65,17 +65,13 @@ def run(args: argparse.Namespace) -> int:
         args.clips if (args.clips / "labels.json").is_file() else DEFAULT_LABELS
     )
     clips = load_labels(labels, args.clips)
-    poses_of = pose_extractor(settings)
-
-    bar = tqdm(total=len(clips), desc="clips", unit="clip", leave=False, disable=None)
-
-    def progress(name: str) -> None:
-        bar.set_postfix_str(name)
-        bar.update(1)
-
+    # Frames, not clips: someone else's held-out clips may run for minutes each.
+    frames = sum(probe_video(clip.path).frames for clip in clips)
+    bar = tqdm(total=frames or None, desc="frames", unit="frame", leave=False, disable=None)
     try:
-        result = evaluate(clips, poses_of, ShelfSettings.from_config(settings.shelf), progress,
-                          tune=not args.configured)  # fmt: skip
+        poses_of = pose_extractor(settings, on_frame=lambda: bar.update(1))
+        result = evaluate(clips, poses_of, ShelfSettings.from_config(settings.shelf),
+                          bar.set_postfix_str, tune=not args.configured)  # fmt: skip
     finally:
         bar.close()
     if args.timeline:

@@ -76,11 +76,12 @@ def extract_poses(
     new_tracker: Callable[[float], Any],
     pose: PoseModel,
     shelf: ShelfConfig,
+    on_frame: Callable[[], None] = lambda: None,
 ) -> ClipPoses:
     """Detect, track and estimate poses of the people at a shelf as the daemon does for a
     recording: the daemon's :class:`PoseSampler` with ``shelf``'s settings, given the spare time
     a recording has every frame. ``new_tracker(aspect)`` makes the tracker for the clip's width /
-    height."""
+    height; ``on_frame`` is called after each frame (a progress bar)."""
     capture = cv2.VideoCapture(str(clip.path))
     fps = frame_rate(capture)
     watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(shelf), shelf.near)
@@ -104,13 +105,17 @@ def extract_poses(
         sampler.sample(image, [str(i) for i in ids], tracked.boxes,
                        watch.poses_wanted(tracked.boxes, at_shelf), timestamp, take)  # fmt: skip
         frame_number += 1
+        on_frame()
     capture.release()
     return ClipPoses(fps, frame_number, people)
 
 
-def pose_extractor(settings: Settings) -> Callable[[LabelledClip], ClipPoses]:
+def pose_extractor(
+    settings: Settings, on_frame: Callable[[], None] = lambda: None
+) -> Callable[[LabelledClip], ClipPoses]:
     """:func:`extract_poses` with the configured detector (at its low score, as the tracker
-    wants), ByteTrack and MoveNet, the models loaded once for every clip."""
+    wants), ByteTrack and MoveNet, the models loaded once for every clip; ``on_frame`` after
+    each frame of each clip."""
     detector = build_detector(settings)
     pose = build_pose_model(settings, threads=settings.detector.threads)
     low = detector.operating_point.low_score
@@ -119,7 +124,7 @@ def pose_extractor(settings: Settings) -> Callable[[LabelledClip], ClipPoses]:
     def poses_of(clip: LabelledClip) -> ClipPoses:
         return extract_poses(clip, lambda image: detector.detect(image, min_score=low, near=True),
                              lambda aspect: ByteTracker(tracking, aspect=aspect), pose,
-                             settings.shelf)  # fmt: skip
+                             settings.shelf, on_frame)  # fmt: skip
 
     return poses_of
 
