@@ -229,6 +229,8 @@ def test_labels_in_pixels_and_seconds_are_the_same_labels_as_in_fractions_and_fr
         ({"shelf": [[300, 250], [430, 240], [550, 470]]},
          r"clips.c.shelf: point \(300.0, 250.0\) is outside the image.*\"coordinates\": \"pixels\""),
         ({"shelf": [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]}, "clips.c.shelf: the polygon has no area"),
+        ({"coordinates": "pixels", "shelf": [[300, 250], [700, 240], [550, 470]]},
+         r"clips.c.shelf: point \(700.0, 240.0\) is outside the 640x480 frame$"),
         ({"events": [{"kind": "pickup", "start": 1, "end": 2}]},
          "clips.c.events.0.kind: Input should be 'reach', 'inspect' or 'put_back'"),
         ({"events": [{"kind": "reach", "start": 9, "end": 2}]},
@@ -253,9 +255,13 @@ def test_labels_that_could_not_be_scored_stop_naming_the_clip_and_field(
     from intentcam.errors import ConfigError
     from intentcam.evaluation.shelf_labels import load_labels
 
+    change = dict(change)
+    coordinates = change.pop("coordinates", "normalised")
     clip = {"shelf": [[0.4, 0.5], [0.7, 0.5], [0.8, 0.9], [0.4, 0.95]], "video": "set-c-normal-11.mp4",
             "events": [{"kind": "reach", "start": 3, "end": 9}]} | change  # fmt: skip
-    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"c": clip}}))
+    (tmp_path / "labels.json").write_text(
+        json.dumps({"coordinates": coordinates, "clips": {"c": clip}})
+    )
     with pytest.raises(ConfigError, match=message):
         load_labels(tmp_path, DATA / "shelf")
 

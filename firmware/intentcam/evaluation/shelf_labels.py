@@ -188,7 +188,10 @@ def _clip(path: Path, name: str, label: ClipLabel, clips: Path, coordinates: str
         field = "shelf" if label.shelf is not None else f"shelves.{shelf}"
         normalised: list[Point] = [(x / scale[0], y / scale[1]) for x, y in points]
         problem = check_polygon(normalised)
-        if problem and coordinates == "normalised" and max(max(p) for p in points) > 1:
+        outside = [p for p, q in zip(points, normalised) if not (0 <= q[0] <= 1 and 0 <= q[1] <= 1)]
+        if outside and coordinates == "pixels":
+            problem = f"point {outside[0]} is outside the {found.width}x{found.height} frame"
+        elif problem and outside:
             problem += ' (for pixel coordinates, set "coordinates": "pixels" in labels.json)'
         if problem:
             raise ConfigError([f"{where}.{field}: {problem}"])
