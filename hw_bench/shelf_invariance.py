@@ -123,7 +123,9 @@ def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledC
         shelf: [replace(e, start=e.start // variant.step, end=e.end // variant.step) for e in found]
         for shelf, found in clip.events.items()
     }
-    return replace(clip, path=out_path, shelves=shelves, events=events)
+    return replace(
+        clip, path=out_path, shelves=shelves, events=events, frames=-(-index // variant.step)
+    )
 
 
 Pairs = list[tuple[LabelledClip, ClipPoses]]

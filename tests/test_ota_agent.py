@@ -47,7 +47,7 @@ class SlowDetector:
 
     def detect(self, image: Any, min_score: float | None = None, near: bool = False) -> Any:
         started = time.perf_counter()
-        found = self.inner.detect(image, min_score)
+        found = self.inner.detect(image, min_score, near)
         time.sleep(max(0.5, (self.factor - 1) * (time.perf_counter() - started)))
         return found
 

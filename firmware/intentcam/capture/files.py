@@ -47,6 +47,13 @@ class _Pacer:
             self._sleep(delay)
 
 
+def container_fps(capture: cv2.VideoCapture) -> float | None:
+    """The frame rate an opened video's container states, or ``None`` where it states none
+    usable (0, or the nonsense some muxers write)."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return fps if 0 < fps < 1000 else None
+
+
 class VideoFileSource:
     """Every frame of a video file, timestamped by the clip's own clock."""
 
@@ -62,8 +69,8 @@ class VideoFileSource:
         self._capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         if not self._capture.isOpened():
             raise SourceError(f"{path}: cannot open as video (unsupported or corrupt file)")
-        fps = self._capture.get(cv2.CAP_PROP_FPS)
-        self._frame_period = 1.0 / fps if 0 < fps < 1000 else 0.04
+        fps = container_fps(self._capture)
+        self._frame_period = 1.0 / fps if fps else 0.04
         self._origin = time.monotonic()
         self._last_clip_time = -1.0
         self._index = 0

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from intentcam.analytics.shelf import ShelfSettings
     from intentcam.evaluation.shelf import evaluate, pose_extractor
-    from intentcam.evaluation.shelf_labels import load_labels, probe_video
+    from intentcam.evaluation.shelf_labels import load_labels
     from intentcam.evaluation.shelf_timeline import check_timeline_path, write_timeline
 
     settings = settings_from(args, {})
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     )
     clips = load_labels(labels, args.clips)
     # Frames, not clips: someone else's held-out clips may run for minutes each.
-    frames = sum(probe_video(clip.path).frames for clip in clips)
+    frames = sum(clip.frames for clip in clips)
     bar = tqdm(total=frames or None, desc="frames", unit="frame", leave=False, disable=None)
     try:
         poses_of = pose_extractor(settings, on_frame=lambda: bar.update(1))

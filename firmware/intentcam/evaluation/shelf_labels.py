@@ -27,24 +27,26 @@ import cv2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from intentcam.analytics.shelf import Interaction
+from intentcam.capture.files import container_fps
 from intentcam.config import Point, check_polygon, describe_validation_error
 from intentcam.errors import ConfigError, UserError
 
 UNKNOWN_FIELD = "unknown field (check the spelling against evaluation/shelf/README.md)"
-#: A clip's frame rate when its container does not say (as the file source assumes).
+#: eval-shelf's frame rate for a clip whose container states none (the shelf clips' rate).
 FALLBACK_FPS = 15.0
 
 
 @dataclass(frozen=True)
 class LabelledClip:
     """A clip's shelf polygons by id (normalised), and its labelled events by shelf (frame
-    numbers, the last one included)."""
+    numbers, the last one included); ``frames`` as its container states (0: unknown)."""
 
     name: str
     path: Path
     shelves: dict[str, list[list[float]]]
     split: str
     events: dict[str, list[Interaction]]
+    frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,7 @@ class VideoFormat:
 
 def frame_rate(capture: cv2.VideoCapture) -> float:
     """An opened clip's frame rate, or :data:`FALLBACK_FPS` where its container gives none."""
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    return fps if 0 < fps < 1000 else FALLBACK_FPS
+    return container_fps(capture) or FALLBACK_FPS
 
 
 def probe_video(path: Path) -> VideoFormat:
@@ -205,4 +206,4 @@ def _clip(path: Path, name: str, label: ClipLabel, clips: Path, coordinates: str
                 f"({found.frames - 1} at {found.fps:g} fps)"
             ])  # fmt: skip
         events[event.shelf or next(iter(shelves))].append(Interaction(event.kind, first, last))
-    return LabelledClip(name, video, shelves, label.split, events)
+    return LabelledClip(name, video, shelves, label.split, events, found.frames)
