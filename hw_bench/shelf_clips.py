@@ -1,5 +1,5 @@
 """What the shelf benchmarks share: where the labelled clips are, and the daemon's way of taking
-their poses (``shelf_invariance.py``, ``shelf_inspect_grid.py``)."""
+their poses (``shelf_invariance.py``, ``shelf_inspect_grid.py``, ``shelf_labellers.py``)."""
 
 from __future__ import annotations
 

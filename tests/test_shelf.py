@@ -377,6 +377,49 @@ def test_the_camera_variants_of_the_invariance_bench_move_shelf_and_labels_along
         assert (event.start, event.end) == (51 // variant.step, 89 // variant.step)
 
 
+def test_the_labeller_variants_move_polygons_and_reach_starts_as_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hw_bench/shelf_labellers.py scores the labels as another labeller might draw and date
+    them: a polygon scaled about its own centre (inside the frame), reach and put-back starts
+    moved by whole frames but never before the clip or past their own end, inspects untouched."""
+    import importlib
+
+    from intentcam.analytics.shelf import Interaction
+    from intentcam.evaluation.shelf_labels import LabelledClip
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "hw_bench"))
+    for name in ("shelf_labellers", "shelf_clips"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    bench = importlib.import_module("shelf_labellers")
+    points = [[0.45, 0.45], [0.62, 0.40], [0.84, 0.86], [0.46, 0.95]]
+    events = [Interaction("reach", 2, 20), Interaction("inspect", 21, 40),
+              Interaction("reach", 41, 43), Interaction("put_back", 41, 43)]  # fmt: skip
+    clip = LabelledClip("c", Path("c.mp4"), {"shelf": points}, "test", {"shelf": events})
+
+    earlier = bench.relabelled(clip, bench.LabelVariant("e", shift_s=-0.2), fps=15.0)
+    assert [(e.kind, e.start, e.end) for e in earlier.events["shelf"]] == [
+        ("reach", 0, 20), ("inspect", 21, 40), ("reach", 38, 43), ("put_back", 38, 43)
+    ]  # fmt: skip
+    later = bench.relabelled(clip, bench.LabelVariant("l", shift_s=0.4), fps=15.0)
+    assert [e.start for e in later.events["shelf"]] == [8, 21, 43, 43]
+    assert earlier.shelves == clip.shelves
+
+    def area(corners: np.ndarray) -> float:
+        x, y = corners[:, 0], corners[:, 1]
+        return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+    for scale in (0.9, 1.1):
+        scaled = bench.relabelled(clip, bench.LabelVariant("s", scale=scale), fps=15.0)
+        drawn = np.asarray(scaled.shelves["shelf"])
+        assert drawn.mean(axis=0) == pytest.approx(np.mean(points, axis=0))
+        assert area(drawn) == pytest.approx(area(np.asarray(points)) * scale**2)
+        assert scaled.events == clip.events
+    at_the_edge = bench.scaled_polygon([[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]], 1.1)
+    assert min(min(point) for point in at_the_edge) >= 0.0
+    assert max(max(point) for point in at_the_edge) <= 1.0
+
+
 def first_frame(path: Path) -> np.ndarray:
     capture = cv2.VideoCapture(str(path))
     ok, image = capture.read()
