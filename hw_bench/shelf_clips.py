@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 from intentcam.config import Settings, load_config
 from intentcam.errors import UserError
 from intentcam.evaluation.shelf import ClipPoses, pose_extractor
@@ -17,8 +19,10 @@ from intentcam.resources import project_file
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "shelf"
 
 
-def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--clips`` (the clips' folder) and ``--labels`` (the folder of labels.json)."""
+def add_clip_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """``--clips`` (the clips' folder), ``--labels`` (the folder of labels.json) and ``--json
+    OUT`` (what the bench writes there: ``json_help``)."""
+    parser.add_argument("--json", type=Path, metavar="OUT", help=json_help)
     parser.add_argument("--clips", type=Path, default=CLIPS,
                         help="the folder of the labelled shelf clips")  # fmt: skip
     parser.add_argument("--labels", type=Path, default=project_file("evaluation/shelf"),
@@ -40,3 +44,12 @@ def labelled_clips(
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     return settings, clips, pose_extractor(settings)
+
+
+def clips_with_poses(
+    args: argparse.Namespace, prog: str
+) -> tuple[Settings, list[tuple[LabelledClip, ClipPoses]], Callable[[LabelledClip], ClipPoses]]:
+    """:func:`labelled_clips` with every clip's poses taken once (a progress bar per clip)."""
+    settings, clips, poses_of = labelled_clips(args, prog)
+    pairs = [(clip, poses_of(clip)) for clip in tqdm(clips, desc="poses", unit="clip", leave=False)]
+    return settings, pairs, poses_of

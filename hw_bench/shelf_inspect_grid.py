@@ -18,14 +18,11 @@ import itertools
 import json
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.evaluation.shelf import f1, matched_detected_labelled, score
-from shelf_clips import add_clip_arguments, labelled_clips
+from shelf_clips import add_clip_arguments, clips_with_poses
 
 INSPECT_S = (0.3, 0.5, 0.7, 1.0, 1.5)
 AWAY = (0.0, 0.03, 0.06, 0.1, 0.15)
@@ -49,11 +46,9 @@ def grid_rows(tune: list[Any], test: list[Any], shipped: ShelfSettings) -> list[
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_clip_arguments(parser)
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the rows as JSON")
+    add_clip_arguments(parser, json_help="also write the rows as JSON")
     args = parser.parse_args()
-    settings, clips, poses_of = labelled_clips(args, "shelf_inspect_grid")
-    pairs = [(clip, poses_of(clip)) for clip in tqdm(clips, desc="poses", unit="clip", leave=False)]
+    settings, pairs, _ = clips_with_poses(args, "shelf_inspect_grid")
     tune = [pair for pair in pairs if pair[0].split == "tune"]
     test = [pair for pair in pairs if pair[0].split == "test"]
     rows = grid_rows(tune, test, ShelfSettings.from_config(settings.shelf))

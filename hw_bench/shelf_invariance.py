@@ -167,11 +167,10 @@ def cached_poses(path: Path) -> dict[str, Pairs]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_clip_arguments(parser)
+    add_clip_arguments(parser, json_help="also write the results as JSON")
     parser.add_argument("--variants", nargs="+", metavar="NAME", choices=[v.name for v in VARIANTS],
                         default=[v.name for v in VARIANTS],
                         help="which variants to run (default: all; 'original' always runs)")  # fmt: skip
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--poses", type=Path, metavar="FILE",
                         help="keep the poses in FILE (pickle) and reuse them when it exists")  # fmt: skip
     args = parser.parse_args()

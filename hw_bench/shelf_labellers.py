@@ -22,7 +22,6 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -30,7 +29,7 @@ from tqdm import tqdm
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.evaluation.shelf import ClipPoses, matched_detected_labelled, score
 from intentcam.evaluation.shelf_labels import LabelledClip
-from shelf_clips import add_clip_arguments, labelled_clips
+from shelf_clips import add_clip_arguments, clips_with_poses
 
 Pairs = list[tuple[LabelledClip, ClipPoses]]
 
@@ -108,12 +107,10 @@ def reach_rows(by_variant: dict[str, Pairs], settings: ShelfSettings) -> list[di
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_clip_arguments(parser)
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the rows as JSON")
+    add_clip_arguments(parser, json_help="also write the rows as JSON")
     args = parser.parse_args()
-    config, clips, poses_of = labelled_clips(args, "shelf_labellers")
+    config, pairs, poses_of = clips_with_poses(args, "shelf_labellers")
     settings = ShelfSettings.from_config(config.shelf)
-    pairs = [(clip, poses_of(clip)) for clip in tqdm(clips, desc="poses", unit="clip", leave=False)]
     by_variant = {v.name: variant_pairs(pairs, v, poses_of) for v in VARIANTS}
     rows = reach_rows(by_variant, settings)
     print(f"{'labels':<30} {'tune m/d/l':>10} {'test m/d/l':>10} {'false/min':>9}")
