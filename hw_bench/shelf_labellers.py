@@ -96,12 +96,15 @@ def reach_rows(by_variant: dict[str, Pairs], settings: ShelfSettings) -> list[di
     test clips' false events per quiet minute."""
     rows = []
     for name, pairs in by_variant.items():
-        row: dict[str, Any] = {"labels": name}
-        for split in ("tune", "test"):
-            result = score([p for p in pairs if p[0].split == split], settings)
-            row[split] = matched_detected_labelled(result)
-        row["test_false_per_quiet_minute"] = result["total"]["false_per_quiet_minute"]
-        rows.append(row)
+        results = {
+            split: score([p for p in pairs if p[0].split == split], settings)
+            for split in ("tune", "test")
+        }
+        rows.append({
+            "labels": name,
+            **{split: matched_detected_labelled(result) for split, result in results.items()},
+            "test_false_per_quiet_minute": results["test"]["total"]["false_per_quiet_minute"],
+        })  # fmt: skip
     return rows
 
 
