@@ -32,6 +32,17 @@ MALL = ROOT.parent / "shared" / "data" / "counting" / "mall_dataset"
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
+def roi_mask() -> np.ndarray:
+    """The Mall dataset's annotated region (True inside); a missing or unreadable mask ends the
+    bench with a one-line error and exit status 2."""
+    path = MALL / "roi_mask.png"
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        print(f"{Path(sys.argv[0]).stem}: {path}: missing or not an image", file=sys.stderr)
+        raise SystemExit(2)
+    return mask > 0
+
+
 def heads_by_frame() -> dict[int, np.ndarray]:
     heads: dict[int, list[tuple[float, float]]] = {}
     with (MALL / "gt_heads.csv").open(newline="", encoding="utf-8") as handle:
@@ -57,7 +68,7 @@ def match(boxes: np.ndarray, heads: np.ndarray) -> int:
 
 
 def measure(step: int, tiling: str, config: Path | None) -> dict:
-    roi = cv2.imread(str(MALL / "roi_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    roi = roi_mask()
     heads = heads_by_frame()
     detector = build_detector(load_config(config, overrides={"detector": {"tiling": tiling}}))
     capture = cv2.VideoCapture(str(MALL / "mall_frames_0001-0400.mp4"))

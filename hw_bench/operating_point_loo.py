@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from detector_operating_point import heads_by_frame, match
+from detector_operating_point import heads_by_frame, match, roi_mask
 from intentcam.benchmark import write_report
 from intentcam.config import AnalyticsConfig, TrackerConfig, load_config
 from intentcam.detect import build_detector
@@ -171,7 +171,7 @@ def main() -> int:
     # 1. score threshold, leave one of the three sets out.
     f1 = {name: {t: box_f1(truth[name], found[name], t) for t in SCORES} for name in truth}
     heads = heads_by_frame()
-    roi = cv2.imread(str(MALL / "roi_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    roi = roi_mask()
     f1["mall_dataset"] = {t: mall_f1(mall, t, heads, roi) for t in SCORES}
     score_folds = {}
     for held in f1:

@@ -128,7 +128,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_config(args.config)
     rows = per_frame(settings, args.frames)
-    result = {"clip": CLIP.name, "per_frame": rows,
+    result: dict[str, Any] = {"clip": CLIP.name, "per_frame": rows,
               "pipeline": budgeted(args.config, args.frames, rows["layout"])}  # fmt: skip
     print(f"detector {rows['detector_ms_mean']} ms/frame on {rows['frames']} frames, "
           f"tiled {rows['layout']}")  # fmt: skip

@@ -52,7 +52,9 @@ class Variant:
 
 def _jpeg(image: np.ndarray, quality: int = 70) -> np.ndarray:
     _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    assert decoded is not None, "OpenCV could not decode the JPEG it had just encoded"
+    return decoded
 
 
 def _pad_to_16_9(image: np.ndarray) -> np.ndarray:
@@ -107,7 +109,7 @@ def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledC
         if index % variant.step == 0:
             image = variant.frame(image)
             if writer is None:
-                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"FFV1"),
+                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter.fourcc(*"FFV1"),
                                          fps / variant.step, (image.shape[1], image.shape[0]))  # fmt: skip
             writer.write(image)
         index += 1

@@ -354,7 +354,7 @@ def doubled_clip(clip: Path, folder: Path, frames: int) -> Path:
     """The first ``frames`` of ``clip`` at twice its size, losslessly (as a 1280x960 camera)."""
     capture = cv2.VideoCapture(str(clip))
     out = folder / f"{clip.stem}-x2.avi"
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"FFV1"), 15.0, (1280, 960))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"FFV1"), 15.0, (1280, 960))
     for _ in range(frames):
         ok, image = capture.read()
         assert ok
