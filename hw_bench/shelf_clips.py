@@ -10,13 +10,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from intentcam.config import Settings, load_config
+from intentcam.analytics.shelf import ShelfSettings
+from intentcam.config import load_config
 from intentcam.errors import UserError
 from intentcam.evaluation.shelf import ClipPoses, pose_extractor
 from intentcam.evaluation.shelf_labels import LabelledClip, load_labels
 from intentcam.resources import project_file
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "shelf"
+#: Labelled clips, each with the poses the daemon takes of it.
+Pairs = list[tuple[LabelledClip, ClipPoses]]
 
 
 def add_clip_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
@@ -31,9 +34,10 @@ def add_clip_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
 
 def labelled_clips(
     args: argparse.Namespace, prog: str
-) -> tuple[Settings, list[LabelledClip], Callable[[LabelledClip], ClipPoses]]:
-    """The default settings, the clips of ``args`` with their labels, and the pose taker; a
-    missing clips folder or bad labels end ``prog`` with a one-line error and exit status 2."""
+) -> tuple[ShelfSettings, list[LabelledClip], Callable[[LabelledClip], ClipPoses]]:
+    """The shipped ``[shelf]`` thresholds, the clips of ``args`` with their labels, and the
+    pose taker; a missing clips folder or bad labels end ``prog`` with a one-line error and
+    exit status 2."""
     if not args.clips.is_dir():
         print(f"{prog}: {args.clips}: not a folder of clips", file=sys.stderr)
         raise SystemExit(2)
@@ -43,12 +47,12 @@ def labelled_clips(
     except UserError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    return settings, clips, pose_extractor(settings)
+    return ShelfSettings.from_config(settings.shelf), clips, pose_extractor(settings)
 
 
 def clips_with_poses(
     args: argparse.Namespace, prog: str
-) -> tuple[Settings, list[tuple[LabelledClip, ClipPoses]], Callable[[LabelledClip], ClipPoses]]:
+) -> tuple[ShelfSettings, Pairs, Callable[[LabelledClip], ClipPoses]]:
     """:func:`labelled_clips` with every clip's poses taken once (a progress bar per clip)."""
     settings, clips, poses_of = labelled_clips(args, prog)
     pairs = [(clip, poses_of(clip)) for clip in tqdm(clips, desc="poses", unit="clip", leave=False)]

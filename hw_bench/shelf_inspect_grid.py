@@ -51,7 +51,7 @@ def main() -> int:
     settings, pairs, _ = clips_with_poses(args, "shelf_inspect_grid")
     tune = [pair for pair in pairs if pair[0].split == "tune"]
     test = [pair for pair in pairs if pair[0].split == "test"]
-    rows = grid_rows(tune, test, ShelfSettings.from_config(settings.shelf))
+    rows = grid_rows(tune, test, settings)
     print(f"{'inspect_s':>9} {'away':>5} {'tune F1':>7} {'tune m/d/l':>10} {'test m/d/l':>10}")
     for row in rows:
         cells = ["/".join(map(str, row[name])) for name in ("tune", "test")]

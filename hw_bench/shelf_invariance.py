@@ -36,7 +36,7 @@ from tqdm import tqdm
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.evaluation.shelf import ClipPoses, choose, matched_detected_labelled, score
 from intentcam.evaluation.shelf_labels import LabelledClip, frame_rate
-from shelf_clips import add_clip_arguments, labelled_clips
+from shelf_clips import Pairs, add_clip_arguments, labelled_clips
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,6 @@ def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledC
     )
 
 
-Pairs = list[tuple[LabelledClip, ClipPoses]]
-
-
 def variant_poses(clips: list[LabelledClip], variant: Variant,
                   poses_of: Callable[[LabelledClip], ClipPoses], folder: Path) -> Pairs:  # fmt: skip
     """Every clip of one variant with the poses the daemon would take of it."""
@@ -176,8 +173,7 @@ def main() -> int:
     parser.add_argument("--poses", type=Path, metavar="FILE",
                         help="keep the poses in FILE (pickle) and reuse them when it exists")  # fmt: skip
     args = parser.parse_args()
-    config, clips, poses_of = labelled_clips(args, "shelf_invariance")
-    settings = ShelfSettings.from_config(config.shelf)
+    settings, clips, poses_of = labelled_clips(args, "shelf_invariance")
     wanted = [v for v in VARIANTS if v.name == "original" or v.name in args.variants]
     if args.poses and args.poses.is_file():
         by_variant = cached_poses(args.poses)

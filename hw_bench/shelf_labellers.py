@@ -29,9 +29,7 @@ from tqdm import tqdm
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.evaluation.shelf import ClipPoses, matched_detected_labelled, score
 from intentcam.evaluation.shelf_labels import LabelledClip
-from shelf_clips import add_clip_arguments, clips_with_poses
-
-Pairs = list[tuple[LabelledClip, ClipPoses]]
+from shelf_clips import Pairs, add_clip_arguments, clips_with_poses
 
 
 @dataclass(frozen=True)
@@ -112,8 +110,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_clip_arguments(parser, json_help="also write the rows as JSON")
     args = parser.parse_args()
-    config, pairs, poses_of = clips_with_poses(args, "shelf_labellers")
-    settings = ShelfSettings.from_config(config.shelf)
+    settings, pairs, poses_of = clips_with_poses(args, "shelf_labellers")
     by_variant = {v.name: variant_pairs(pairs, v, poses_of) for v in VARIANTS}
     rows = reach_rows(by_variant, settings)
     print(f"{'labels':<30} {'tune m/d/l':>10} {'test m/d/l':>10} {'false/min':>9}")
