@@ -200,7 +200,7 @@ def main() -> int:
     # Thresholds chosen on the tune clips of every variant at once: a choice that a camera's
     # noise cannot make lucky, reported on the test clips of every variant.
     chosen, tuned_f1 = choose(
-        [p for pairs in by_variant.values() for p in pairs if p[0].split == "tune"]
+        [p for pairs in by_variant.values() for p in pairs if p[0].split == "tune"], settings
     )
     changed = {k: v for k, v in asdict(chosen).items() if asdict(settings)[k] != v}
     print(f"\nchosen on the tune clips of every variant (reach F1 {tuned_f1:.3f}): "

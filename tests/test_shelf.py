@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -36,17 +37,26 @@ def pose(wrist: tuple[float, float], score: float = 0.9) -> np.ndarray:
 AT_CHEST = (0.5, 0.35)
 ON_SHELF = (0.7, 0.5)  # arm extended: 0.35 from the shoulder, torso 0.3
 AWAY = (0.45, 0.4)
+LOST = None  # MoveNet sees neither wrist (both under min_score): a hand hidden by products
+
+
+def lost_hands() -> np.ndarray:
+    points = pose(AT_CHEST)
+    points[[9, 10], 2] = 0.1
+    return points
 
 
 def run(
-    script: list[tuple[float, tuple[float, float]]], shelf: Polygon = SHELF
+    script: list[tuple[float, tuple[float, float] | None]],
+    shelf: Polygon = SHELF,
+    settings: ShelfSettings | None = None,
 ) -> list[tuple[str, float, float]]:
-    """``script``: (seconds, wrist position) steps, each held for that long at 15 fps."""
-    person = ShelfInteractions(shelf, ShelfSettings.from_config())
+    """``script``: (seconds, wrist position or LOST) steps, each held for that long at 15 fps."""
+    person = ShelfInteractions(shelf, settings or ShelfSettings.from_config())
     t = 0.0
     for seconds, wrist in script:
         for _ in range(round(seconds * FPS)):
-            person.observe(t, pose(wrist))
+            person.observe(t, lost_hands() if wrist is LOST else pose(wrist))
             t += 1 / FPS
     person.finish(t)
     return [(e.kind, round(e.start, 2), round(e.end, 2)) for e in person.events]
@@ -80,6 +90,27 @@ def test_flickers_are_ignored_and_short_gaps_do_not_split_a_reach() -> None:
     assert run([(1.0, AT_CHEST), (0.05, ON_SHELF), (1.0, AT_CHEST)]) == []
     events = run([(0.5, ON_SHELF), (0.15, AT_CHEST), (0.5, ON_SHELF), (0.5, AT_CHEST)])
     assert [kind for kind, _, _ in events] == ["reach"]
+
+
+def test_a_hand_lost_on_the_shelf_keeps_its_reach_for_lost_s_not_end_s() -> None:
+    settings = ShelfSettings.from_config()
+    assert settings.lost_s > settings.end_s + 0.2
+    lost = settings.end_s + 0.2  # longer than end_s, shorter than lost_s
+    events = run([(0.5, ON_SHELF), (lost, LOST), (0.5, ON_SHELF), (0.5, AT_CHEST)])
+    assert [kind for kind, _, _ in events] == ["reach"], "hidden among the products: one reach"
+    assert events[0][2] == pytest.approx(0.5 + lost + 0.5, abs=0.1)
+    # Lost for longer than lost_s: the reach ended when the hand was lost.
+    events = run([(0.5, ON_SHELF), (settings.lost_s + 0.3, LOST), (0.5, ON_SHELF)])
+    assert [(kind, end) for kind, _, end in events][0] == ("reach", pytest.approx(0.5, abs=0.1))
+    assert [kind for kind, _, _ in events] == ["reach", "reach"]
+    # A hand seen coming out and then lost is out: end_s as before, dated from the last sight.
+    events = run([(0.5, ON_SHELF), (0.1, AT_CHEST), (lost, LOST), (0.5, ON_SHELF)])
+    assert [kind for kind, _, _ in events] == ["reach", "reach"]
+    assert events[0][2] == pytest.approx(0.5, abs=0.1)
+    # lost_s = 0 turns it off: a lost hand is an absent one.
+    off = replace(settings, lost_s=0.0)
+    events = run([(0.5, ON_SHELF), (lost, LOST), (0.5, ON_SHELF)], settings=off)
+    assert [kind for kind, _, _ in events] == ["reach", "reach"]
 
 
 def test_take_look_and_put_back() -> None:
@@ -317,12 +348,15 @@ def test_events_are_paired_within_the_tolerance_and_drawn_by_what_became_of_them
 @pytest.mark.slow
 def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text(f'[paths]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")
+    # Thresholds outside the tuning grid are the configured ones, not the defaults.
+    config.write_text(f'[paths]\nmodel_dir = "{model_dir}"\n[shelf]\nlost_s = 0.7\ninspect_s = 0.9\n',
+                      encoding="utf-8")  # fmt: skip
     picture = tmp_path / "timeline.svg"
     result = run_cli("eval-shelf", str(DATA / "shelf"), "--config", str(config), "--json",
                      "--timeline", str(picture), timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    assert (report["settings"]["lost_s"], report["settings"]["inspect_s"]) == (0.7, 0.9)
     reach = report["all"]["total"]["reach"]
     drawn = bar_ids(picture.read_text(encoding="utf-8"))
     assert (

@@ -490,6 +490,11 @@ class ShelfConfig(_Section):
     #: off this long (hysteresis, seconds).
     start_s: float = Field(default=0.1, ge=0, le=10)
     end_s: float = Field(default=0.4, ge=0, le=10)
+    #: A hand last seen on the shelf and then lost by MoveNet (no wrist above ``min_score``:
+    #: products and shelving hide hands) ends its reach only after this long (seconds) instead
+    #: of ``end_s``: not seeing a hand is not seeing it come out (evaluation/shelf/README.md,
+    #: twelfth session; 0 turns this off).
+    lost_s: float = Field(default=1.0, ge=0, le=10)
     #: After a reach, the person holds what they took this long, wrist at least ``away`` frame
     #: heights off the shelf: an inspect.
     inspect_s: float = Field(default=0.7, ge=0, le=60)

@@ -11,7 +11,9 @@ wrists against the shelf polygon (the shelf face or table top, drawn by the inst
   the hips'): a hand held in front of the chest or an arm hanging by the shelf's edge, over the
   shelf in the picture, is not a reach;
 - a **reach** starts once a hand has been on the shelf for ``start_s`` and ends once no hand has
-  been on it for ``end_s`` (hysteresis both ways, in seconds);
+  been on it for ``end_s`` (hysteresis both ways, in seconds); a hand last seen on the shelf and
+  then lost (no confident wrist: products and shelving hide hands) is given ``lost_s`` instead,
+  since losing sight of a hand is not seeing it come out;
 - an **inspect** is the time after a reach while no hand is on the shelf, once it has lasted
   ``inspect_s`` with a wrist carried at least ``away`` (image heights) off the shelf: the person
   holds something they took;
@@ -49,6 +51,7 @@ class ShelfSettings:
     hand: float
     start_s: float
     end_s: float
+    lost_s: float
     inspect_s: float
     away: float
 
@@ -125,6 +128,8 @@ class ShelfInteractions:
     _last_reach_end: float | None = None
     _carried_away: bool = False
     _inspecting: bool = False
+    #: No wrist has been confident since the hand was last seen on the shelf.
+    _lost_on_shelf: bool = False
     #: The open reach began while inspecting: it is also a put back.
     _put_back: bool = False
 
@@ -133,6 +138,8 @@ class ShelfInteractions:
         on, farthest = hands_on_shelf(pose, self.shelf, self.settings)
         ended: list[Interaction] = []
         s = self.settings
+        seen = bool((pose[[LEFT_WRIST, RIGHT_WRIST], 2] >= s.min_score).any())
+        self._lost_on_shelf = not seen and (self._lost_on_shelf or self._on_since is not None)
         if on:
             self._off_since = None
             if self._on_since is None:
@@ -149,7 +156,8 @@ class ShelfInteractions:
             self._on_since = None
             if self._off_since is None:
                 self._off_since = timestamp
-            if self._reach_start is not None and timestamp - self._off_since >= s.end_s:
+            wait = max(s.end_s, s.lost_s) if self._lost_on_shelf else s.end_s
+            if self._reach_start is not None and timestamp - self._off_since >= wait:
                 ended += self._end_reach(self._off_since)
             elif self._reach_start is None and self._last_reach_end is not None:
                 self._carried_away = self._carried_away or farthest >= s.away

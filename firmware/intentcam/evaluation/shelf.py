@@ -271,13 +271,15 @@ def f1(result: dict[str, Any], kind: str = "reach") -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def choose(tuning: list[tuple[LabelledClip, ClipPoses]]) -> tuple[ShelfSettings, float]:
+def choose(
+    tuning: list[tuple[LabelledClip, ClipPoses]], base: ShelfSettings
+) -> tuple[ShelfSettings, float]:
     """The grid point with the best reach F1 on the tuning clips (ties: the first, so the
-    stricter thresholds listed first win)."""
-    best, best_f1 = ShelfSettings.from_config(), -1.0
+    stricter thresholds listed first win); the thresholds the grid leaves alone are ``base``'s."""
+    best, best_f1 = base, -1.0
     names = list(GRID)
     for values in itertools.product(*(GRID[name] for name in names)):
-        settings = replace(ShelfSettings.from_config(), **dict(zip(names, values)))
+        settings = replace(base, **dict(zip(names, values)))
         value = f1(score(tuning, settings))
         if value > best_f1:
             best, best_f1 = settings, value
@@ -293,7 +295,8 @@ def evaluate(
     tune: bool = True,
 ) -> dict[str, Any]:
     """Choose thresholds on the ``tune`` clips (unless ``tune`` is off or there are none: then
-    the ``configured`` ones), report on the ``test`` clips (and all)."""
+    the ``configured`` ones; those outside :data:`GRID` are always the ``configured`` ones),
+    report on the ``test`` clips (and all)."""
     pairs = []
     for clip in clips:
         progress(clip.name)
@@ -303,7 +306,7 @@ def evaluate(
     if not testing:
         raise UserError("no clip is labelled 'test': nothing to report on", exit_code=2)
     if tune and tuning:
-        settings, tuned_f1 = choose(tuning)
+        settings, tuned_f1 = choose(tuning, configured)
         chosen = {"clips": [c.name for c, _ in tuning], "reach_f1": round(tuned_f1, 3)}
     else:
         settings, chosen = configured, {"clips": [], "configured": True}
