@@ -345,6 +345,18 @@ def test_events_are_paired_within_the_tolerance_and_drawn_by_what_became_of_them
             check_timeline_path(wrong)
 
 
+def test_detections_that_overlap_in_time_are_drawn_side_by_side() -> None:
+    from intentcam.evaluation.shelf_timeline import slots
+
+    def at(*spans: tuple[float, float]) -> list[dict[str, float]]:
+        return [{"start": a, "end": b} for a, b in spans]
+
+    # Two people reaching at once, then a third after the first is done, then one alone.
+    assert slots(at((0.4, 2.7), (0.9, 4.0), (3.0, 3.5), (5.0, 6.0))) == [0, 1, 0, 0]
+    assert slots(at((0.0, 1.0), (1.0, 2.0))) == [0, 0], "one after the other: one sub-lane"
+    assert slots([]) == []
+
+
 @pytest.mark.slow
 def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"

@@ -2,7 +2,8 @@
 time line, so a miss or a false event is seen at a glance (``eval-shelf --timeline FILE``).
 
 One lane per clip and kind (reach, inspect, put back): a labelled event is a light bar the
-lane's height, a detected one a dark bar inside it. A label no detection matched has a red
+lane's height, a detected one a dark bar inside it (detections that overlap in time, of two
+people at one shelf, side by side). A label no detection matched has a red
 edge (missed), a detection that matched no label is red (false). Needs matplotlib (the ``eval``
 extra); never used on a camera.
 """
@@ -23,6 +24,9 @@ MISS = "#d62728"
 #: The opacity of a labelled event's bar (the detected one is drawn over it, opaque).
 LIGHT = 0.3
 LANE_INCHES = 0.24
+#: The height of the band detected events are drawn in, within a lane of height 1; events that
+#: overlap in time share it (:func:`slots`).
+FOUND_HEIGHT = 0.4
 
 
 def check_timeline_path(path: Path) -> None:
@@ -47,6 +51,19 @@ def status(event: dict[str, Any]) -> str:
     return "missed" if event["source"] == "label" else "false"
 
 
+def slots(events: list[dict[str, Any]]) -> list[int]:
+    """For each event (by ``start``, ``end``), the sub-lane it is drawn in: the first one free
+    when it starts, so events that overlap in time (two people at one shelf) sit side by side
+    instead of one hiding the other."""
+    ends: list[float] = []  # when each sub-lane is free again
+    chosen = []
+    for event in events:
+        free = next((i for i, end in enumerate(ends) if end <= event["start"]), len(ends))
+        ends[free:free + 1] = [event["end"]]  # fmt: skip
+        chosen.append(free)
+    return chosen
+
+
 def timeline(clips: list[dict[str, Any]], fmt: str = "svg") -> bytes:
     """The picture of ``clips`` (the per-clip rows of :func:`intentcam.evaluation.shelf.score`)
     as SVG or PNG bytes. In the SVG every bar has the id ``STATUS-SOURCE-KIND-N``."""
@@ -61,7 +78,11 @@ def timeline(clips: list[dict[str, Any]], fmt: str = "svg") -> bytes:
             y = len(lanes) - 1 - lane
             if kind == KINDS[0] and lane:
                 axes.axhline(y + 0.5, color="#999999", linewidth=0.6)
-            for event in (e for e in row["events"] if e["kind"] == kind):
+            events = [e for e in row["events"] if e["kind"] == kind]
+            found = [e for e in events if e["source"] == "found"]
+            slot = dict(zip(map(id, found), slots(found)))
+            height = FOUND_HEIGHT / max(len(set(slot.values())), 1)
+            for event in events:
                 state = status(event)
                 key = f"{state}-{event['source']}-{kind}"
                 numbered[key] = numbered.get(key, -1) + 1
@@ -72,7 +93,9 @@ def timeline(clips: list[dict[str, Any]], fmt: str = "svg") -> bytes:
                                      edgecolor=MISS if state == "missed" else "none",
                                      linewidth=1.6)  # fmt: skip
                 else:
-                    bars = axes.barh(y, width, left=event["start"], height=0.34,
+                    low = y - FOUND_HEIGHT / 2 + slot[id(event)] * height
+                    bars = axes.barh(low, width, left=event["start"], height=height,
+                                     align="edge", edgecolor="white", linewidth=0.4,
                                      color=MISS if state == "false" else COLOURS[kind])  # fmt: skip
                 bars.patches[0].set_gid(f"{key}-{numbered[key]}")
         axes.set_yticks(
