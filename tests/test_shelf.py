@@ -354,6 +354,7 @@ def test_detections_that_overlap_in_time_are_drawn_side_by_side() -> None:
     # Two people reaching at once, then a third after the first is done, then one alone.
     assert slots(at((0.4, 2.7), (0.9, 4.0), (3.0, 3.5), (5.0, 6.0))) == [0, 1, 0, 0]
     assert slots(at((0.0, 1.0), (1.0, 2.0))) == [0, 0], "one after the other: one sub-lane"
+    assert slots(at((3.0, 3.5), (0.4, 2.7), (0.9, 4.0))) == [0, 0, 1], "by start, in any order"
     assert slots([]) == []
 
 

@@ -56,11 +56,11 @@ def slots(events: list[dict[str, Any]]) -> list[int]:
     when it starts, so events that overlap in time (two people at one shelf) sit side by side
     instead of one hiding the other."""
     ends: list[float] = []  # when each sub-lane is free again
-    chosen = []
-    for event in events:
-        free = next((i for i, end in enumerate(ends) if end <= event["start"]), len(ends))
-        ends[free:free + 1] = [event["end"]]  # fmt: skip
-        chosen.append(free)
+    chosen = [0] * len(events)
+    for index in sorted(range(len(events)), key=lambda i: events[i]["start"]):
+        free = next((i for i, end in enumerate(ends) if end <= events[index]["start"]), len(ends))
+        ends[free:free + 1] = [events[index]["end"]]  # fmt: skip
+        chosen[index] = free
     return chosen
 
 
