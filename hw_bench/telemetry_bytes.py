@@ -14,16 +14,17 @@ Payload bytes are exact; wire bytes add the MQTT PUBLISH header, the topic and t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
+from intentcam.benchmark import write_report
 from intentcam.capture import VideoFileSource
 from intentcam.config import load_config
 from intentcam.detect import build_detector
+from intentcam.errors import UserError
 from intentcam.telemetry.health import HealthMonitor
 from intentcam.telemetry.messages import encode
 from intentcam.telemetry.service import Telemetry
@@ -48,11 +49,14 @@ class Capture:
 
 
 def measure(clip: Path, minutes: float, config: Path | None) -> dict:
+    # The spool goes to a scratch state dir; the models stay where the config keeps them
+    # (by default under the real state dir, which the scratch one would otherwise hide).
+    models = load_config(config).paths.models
     with tempfile.TemporaryDirectory() as state:
         settings = load_config(
             config,
             overrides={
-                "paths": {"state_dir": state},
+                "paths": {"state_dir": state, "model_dir": str(models)},
                 "device": {"id": "cam-entrance-01", "site": "store-0042"},
             },
         )
@@ -123,7 +127,11 @@ def main() -> int:
     if not args.clip.is_file():
         print(f"error: {args.clip}: not found", file=sys.stderr)
         return 1
-    result = measure(args.clip, args.minutes, args.config)
+    try:
+        result = measure(args.clip, args.minutes, args.config)
+    except UserError as exc:
+        print(f"telemetry_bytes: {exc}", file=sys.stderr)
+        return 2
     print(f"{result['clip_minutes']} min of clip time\n")
     print(
         "| message | per min | mean payload B | payload B/min | wire B/min |\n|---|---|---|---|---|"
@@ -134,8 +142,7 @@ def main() -> int:
             f"{row['payload_bytes_per_min']} | {row['wire_bytes_per_min']} |"
         )
     print(f"| total | | | {result['payload_bytes_per_min']} | {result['wire_bytes_per_min']} |")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_report(result, args.json)
     return 0
 
 
