@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
+from intentcam.benchmark import write_report
 from intentcam.config import load_config
 from intentcam.detect import build_detector
 
@@ -116,8 +116,7 @@ def main() -> int:
     print("| score threshold | precision | recall | F1 |\n|---|---|---|---|")
     for threshold, row in results["thresholds"].items():
         print(f"| {threshold} | {row['precision']} | {row['recall']} | {row['f1']} |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_report(results, args.json)
     return 0
 
 

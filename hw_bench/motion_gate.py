@@ -11,11 +11,10 @@ hw_bench/configs/intel_one_by_one.toml.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from intentcam.benchmark import compare_gating
+from intentcam.benchmark import compare_gating, write_report
 from intentcam.config import load_config
 from intentcam.progress import progress_bar
 
@@ -44,8 +43,7 @@ def main() -> int:
         f"invocations saved: {report['invokes_saved']:.1%}; counts identical: "
         f"{report['identical_counts']}"
     )
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_report(report, args.json)
     return 0 if report["identical_counts"] else 1
 
 

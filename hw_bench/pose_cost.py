@@ -20,7 +20,6 @@ Usage (from the repository root, after `make setup`):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from intentcam.benchmark import ClipAsCamera
+from intentcam.benchmark import ClipAsCamera, write_report
 from intentcam.capture import VideoFileSource
 from intentcam.config import Settings, load_config
 from intentcam.detect import build_detector
@@ -138,8 +137,7 @@ def main() -> int:
     print("| loop | fps | poses/frame | fps vs no shelf |\n|---|---|---|---|")
     for name, row in result["pipeline"].items():
         print(f"| {name} | {row['fps']} | {row['poses_per_frame']} | {row['fps_ratio']} |")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_report(result, args.json)
     return 0
 
 

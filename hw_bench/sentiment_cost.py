@@ -13,13 +13,13 @@ walking up to the camera) and the CAVIAR corridor (about 5), the concourse (abou
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from intentcam.benchmark import write_report
 from intentcam.capture import VideoFileSource
 from intentcam.config import load_config
 from intentcam.detect import build_detector
@@ -91,8 +91,7 @@ def main() -> int:
             f"| {name} | {row['frames']} | {row['tracked_people_mean']} | "
             f"{row['sentiment_ms_mean']} | {row['sentiment_ms_p95']} | {row['faces']} |"
         )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_report(results, args.json)
     return 0
 
 

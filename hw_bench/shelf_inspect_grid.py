@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from dataclasses import replace
 from typing import Any
 
 from intentcam.analytics.shelf import ShelfSettings
+from intentcam.benchmark import write_report
 from intentcam.evaluation.shelf import f1, matched_detected_labelled, score
 from shelf_clips import add_clip_arguments, clips_with_poses
 
@@ -58,8 +58,7 @@ def main() -> int:
         mark = "  (shipped)" if row["shipped"] else ""
         print(f"{row['inspect_s']:>9} {row['away']:>5} {row['tune_f1']:>7} {cells[0]:>10} "
               f"{cells[1]:>10}{mark}")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    write_report(rows, args.json)
     return 0
 
 

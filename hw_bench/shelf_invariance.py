@@ -20,7 +20,6 @@ is in evaluation/shelf/README.md ("Eighth session").
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
+from intentcam.benchmark import write_report
 from intentcam.evaluation.shelf import ClipPoses, choose, matched_detected_labelled, score
 from intentcam.evaluation.shelf_labels import LabelledClip, frame_rate
 from shelf_clips import Pairs, add_clip_arguments, labelled_clips
@@ -213,9 +213,8 @@ def main() -> int:
     for label, counts in tests.items():
         cells = ["/".join(map(str, c)) for c in counts.values()]
         print(f"{label:<28}" + "".join(f"{cell:>12}" for cell in cells))
-    if args.json:
-        document = {"variants": results, "chosen": asdict(chosen), "test_reach": tests}
-        args.json.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    document = {"variants": results, "chosen": asdict(chosen), "test_reach": tests}
+    write_report(document, args.json)
     return 0
 
 

@@ -18,7 +18,6 @@ minute. Nothing is chosen on it. The result of 2026-11-23 is in evaluation/shelf
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from typing import Any
 from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
+from intentcam.benchmark import write_report
 from intentcam.evaluation.shelf import ClipPoses, matched_detected_labelled, score
 from intentcam.evaluation.shelf_labels import LabelledClip
 from shelf_clips import Pairs, add_clip_arguments, clips_with_poses
@@ -119,8 +119,7 @@ def main() -> int:
         print(
             f"{row['labels']:<30} {tune:>10} {test:>10} {row['test_false_per_quiet_minute']!s:>9}"
         )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    write_report(rows, args.json)
     return 0
 
 

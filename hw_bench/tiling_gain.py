@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from intentcam.benchmark import write_report
 from intentcam.config import load_config
 from intentcam.detect import build_detector
 from intentcam.detect.tiled import TiledDetector
@@ -133,8 +133,7 @@ def main() -> int:
     args = parser.parse_args()
     results = measure(args.frames, args.threads, args.config, args.detector)
     print(table(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_report(results, args.json)
     return 0
 
 
