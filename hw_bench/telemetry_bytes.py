@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
-from intentcam.benchmark import write_report
+from intentcam.benchmark import scratch_state, write_report
 from intentcam.capture import VideoFileSource
 from intentcam.config import load_config
 from intentcam.detect import build_detector
@@ -49,17 +48,8 @@ class Capture:
 
 
 def measure(clip: Path, minutes: float, config: Path | None) -> dict:
-    # The spool goes to a scratch state dir; the models stay where the config keeps them
-    # (by default under the real state dir, which the scratch one would otherwise hide).
-    models = load_config(config).paths.models
-    with tempfile.TemporaryDirectory() as state:
-        settings = load_config(
-            config,
-            overrides={
-                "paths": {"state_dir": state, "model_dir": str(models)},
-                "device": {"id": "cam-entrance-01", "site": "store-0042"},
-            },
-        )
+    device = {"id": "cam-entrance-01", "site": "store-0042"}
+    with scratch_state(load_config(config), device=device) as settings:
         detector = build_detector(settings)
         source = VideoFileSource(clip)
         frames = []

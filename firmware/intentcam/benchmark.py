@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,17 @@ class _Collect:
         return None
 
 
+@contextmanager
+def scratch_state(settings: Settings, **sections: dict[str, Any]) -> Iterator[Settings]:
+    """``settings`` with a temporary state dir for one run (its spool and checkpoints are gone
+    after it) and ``sections`` replaced as :func:`with_sections` does. The models stay where they
+    are: with the default model dir (``<state_dir>/models``) a temporary state dir would
+    otherwise hide them (root's /var/lib/intentcam)."""
+    with tempfile.TemporaryDirectory(prefix="intentcam-bench-") as state:
+        paths = {"state_dir": Path(state), "model_dir": settings.paths.models}
+        yield with_sections(settings, paths=paths, **sections)
+
+
 def pipeline_run(
     settings: Settings,
     clip: Path,
@@ -114,11 +126,7 @@ def pipeline_run(
     collect: _Collect | None = None,
 ) -> dict[str, Any]:
     """The daemon's loop over the clip (telemetry into a temporary spool, no broker)."""
-    with tempfile.TemporaryDirectory(prefix="intentcam-bench-") as state:
-        # The models stay where they are: with the default model dir (<state_dir>/models) a
-        # temporary state dir would otherwise hide them (root's /var/lib/intentcam).
-        paths = {"state_dir": Path(state), "model_dir": settings.paths.models}
-        settings = with_sections(settings, paths=paths, mqtt={"host": None})
+    with scratch_state(settings, mqtt={"host": None}) as settings:
         started = time.perf_counter()
         source = VideoFileSource(clip)
         telemetry = Telemetry(settings, collect or NullSink())
