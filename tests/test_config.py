@@ -118,3 +118,26 @@ def test_duplicate_line_or_zone_ids_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="zones: duplicate id"):
         load_config(write(tmp_path, body))
+
+
+def test_secrets_come_from_their_files_and_a_bad_file_is_named(tmp_path: Path) -> None:
+    password, token = tmp_path / "password", tmp_path / "token"
+    password.write_text("pass with spaces\nsecond line\n")
+    token.write_text("tok3n  # the DDI target token\n")
+    settings = load_config(
+        overrides={"mqtt": {"password_file": password}, "ota": {"auth_token_file": token}}
+    )
+    assert settings.mqtt.read_password() == "pass with spaces"
+    assert settings.ota.read_token() == "tok3n"
+    inline = load_config(overrides={"mqtt": {"password": "inline", "password_file": password}})
+    assert inline.mqtt.read_password() == "inline"
+    assert load_config().mqtt.read_password() is None
+
+    token.write_text("")
+    with pytest.raises(
+        ConfigError, match=r"ota.auth_token_file: cannot read .*token \(empty file\)"
+    ):
+        settings.ota.read_token()
+    password.unlink()
+    with pytest.raises(ConfigError, match=r"mqtt.password_file: cannot read .*password \(No such"):
+        settings.mqtt.read_password()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,6 +78,22 @@ def _default_device_id(machine_id_files: tuple[Path, ...] = MACHINE_ID_FILES) ->
         if len(machine) >= 8 and all(c in "0123456789abcdef" for c in machine[:8]):
             return f"{cleaned}-{machine[:8]}"
     return cleaned
+
+
+def read_secret(value: SecretStr | None, path: Path | None, field: str,
+                first: Callable[[str], str]) -> str | None:  # fmt: skip
+    """A secret given in the config (``value``) or else read from the file at ``path`` (``first``
+    picks it out of the text); a file that cannot be read or holds nothing is a
+    :class:`ConfigError` naming ``field``."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
+        return None
+    try:
+        return first(path.read_text(encoding="utf-8"))
+    except (OSError, IndexError) as exc:
+        reason = getattr(exc, "strerror", None) or "empty file"
+        raise ConfigError([f"{field}: cannot read {path} ({reason})"]) from None
 
 
 def _default_threads() -> int:
@@ -578,19 +595,9 @@ class MqttConfig(_Section):
 
     def read_password(self) -> str | None:
         """The password from ``password`` or ``password_file`` (first line), never logged."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text(encoding="utf-8").splitlines()[0]
-            except (OSError, IndexError) as exc:
-                raise ConfigError(
-                    [
-                        f"mqtt.password_file: cannot read {self.password_file} "
-                        f"({getattr(exc, 'strerror', None) or 'empty file'})"
-                    ]
-                ) from None
-        return None
+        # The whole first line: a password may hold spaces.
+        return read_secret(self.password, self.password_file, "mqtt.password_file",
+                           lambda text: text.splitlines()[0])  # fmt: skip
 
 
 class SpoolConfig(_Section):
@@ -693,19 +700,9 @@ class OtaConfig(_Section):
 
     def read_token(self) -> str | None:
         """The DDI target token from ``auth_token`` or ``auth_token_file`` (never logged)."""
-        if self.auth_token is not None:
-            return self.auth_token.get_secret_value()
-        if self.auth_token_file is not None:
-            try:
-                return self.auth_token_file.read_text(encoding="utf-8").split()[0]
-            except (OSError, IndexError) as exc:
-                raise ConfigError(
-                    [
-                        f"ota.auth_token_file: cannot read {self.auth_token_file} "
-                        f"({getattr(exc, 'strerror', None) or 'empty file'})"
-                    ]
-                ) from None
-        return None
+        # The first word: a token has no spaces, and a trailing newline or comment is not it.
+        return read_secret(self.auth_token, self.auth_token_file, "ota.auth_token_file",
+                           lambda text: text.split()[0])  # fmt: skip
 
 
 class LoggingConfig(_Section):
