@@ -7,7 +7,7 @@ Usage (from the repository root, after `make setup`):
 
 Someone else's store cameras differ from ours in ways that should not change what a hand did:
 the picture mirrored (the shelf on the other side), a smaller or larger stream, half the frame
-rate, a 16:9 picture with the scene in the middle, harder compression. Each variant re-encodes
+rate, a 16:9 picture with the scene in the middle, harder compression, a camera mounted a little askew. Each variant re-encodes
 every labelled clip (polygons and label frames moved with it), runs it through the daemon's
 detector, tracker and MoveNet as ``eval-shelf`` does, and scores the *shipped* ``[shelf]``
 thresholds: a reach found on the original and lost on a variant points at something that depends
@@ -75,6 +75,34 @@ def _full_hd(image: np.ndarray) -> np.ndarray:
     return _pad_to_16_9(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR))
 
 
+#: A camera mounted askew: the picture turned this many degrees (counter-clockwise) about its centre.
+ROLL_DEGREES = 10.0
+
+
+def _roll(size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The affine matrix that turns a ``size`` picture by :data:`ROLL_DEGREES` about its centre
+    onto a canvas just large enough to hold all of it, and that canvas's size: nothing of the
+    scene (or of a polygon) is cut off, the people keep their size in pixels."""
+    width, height = size
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), ROLL_DEGREES, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    canvas = (int(round(width * cos + height * sin)), int(round(width * sin + height * cos)))
+    matrix[:, 2] += np.array([(canvas[0] - width) / 2, (canvas[1] - height) / 2])
+    return matrix, canvas
+
+
+def _rolled(image: np.ndarray) -> np.ndarray:
+    """The picture of a camera rolled by :data:`ROLL_DEGREES`, the corners of the canvas black."""
+    matrix, canvas = _roll((image.shape[1], image.shape[0]))
+    return cv2.warpAffine(image, matrix, canvas, flags=cv2.INTER_LINEAR)
+
+
+def _rolled_point(x: float, y: float, size: tuple[int, int]) -> tuple[float, float]:
+    matrix, (width, height) = _roll(size)
+    moved_x, moved_y = matrix @ np.array([x * size[0], y * size[1], 1.0])
+    return (float(moved_x / width), float(moved_y / height))
+
+
 VARIANTS = (
     Variant("original"),
     Variant("mirrored", frame=lambda image: cv2.flip(image, 1), point=lambda x, y, _: (1.0 - x, y)),
@@ -90,6 +118,7 @@ VARIANTS = (
     Variant("16:9, pillarboxed", frame=_pad_to_16_9, point=_padded_point),
     Variant("JPEG q70", frame=_jpeg),
     Variant("1080p 16:9", frame=_full_hd, point=_padded_point),
+    Variant(f"rolled {ROLL_DEGREES:g} deg", frame=_rolled, point=_rolled_point),
 )
 
 
