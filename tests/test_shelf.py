@@ -195,6 +195,44 @@ def test_only_a_shelf_rising_above_a_head_has_the_crop_reach_up() -> None:
     assert watch.above_heads(np.zeros((0, 4)), at[:0]).tolist() == []
 
 
+def test_an_arm_is_judged_in_the_pictures_own_proportions_on_any_aspect_ratio() -> None:
+    """The same shopper, in pixels, seen by a 4:3 camera and by a 16:9 one that shows the same
+    scene with bars at the sides: the arm held out sideways is a reach on both. Torso lengths
+    measured on normalised coordinates would shrink a sideways arm by the aspect ratio, so a
+    threshold chosen on 4:3 clips would be a stricter one on every 16:9 camera."""
+    from intentcam.analytics.shelf import ShelfWatch
+
+    # Pixels of a 640x480 picture: torso 144 px, the wrist 0.6 torso lengths out to the side,
+    # over a table in front of the shopper.
+    shoulders, hips, wrist = (256.0, 144.0), (256.0, 288.0), (256.0 + 0.6 * 144, 200.0)
+    hanging = (250.0, 300.0)
+    table = [(320.0, 150.0), (600.0, 150.0), (600.0, 400.0), (320.0, 400.0)]
+    box = (200.0, 100.0, 310.0, 460.0)
+    found = {}
+    for width, pad in ((640, 0), (854, 107)):  # 4:3, and the same pillarboxed into 16:9
+
+        def norm(x: float, y: float, width: int = width, pad: int = pad) -> tuple[float, float]:
+            return ((x + pad) / width, y / 480)
+
+        points = np.zeros((17, 3))
+        points[:, 2] = 0.9
+        points[[5, 6], :2] = norm(*shoulders)
+        points[[11, 12], :2] = norm(*hips)
+        points[9, :2], points[10, :2] = norm(*hanging), norm(*wrist)
+        settings = replace(ShelfSettings.from_config(), extension=0.5)
+        watch = ShelfWatch({"table": [list(norm(*c)) for c in table]}, settings, 0.05,
+                           aspect=width / 480)  # fmt: skip
+        boxes = np.array([[*norm(*box[:2]), *norm(*box[2:])]])
+        events = []
+        for frame in range(30):
+            t = frame / FPS
+            watch.present(["shopper"], watch.at_shelf(boxes), t)
+            events += watch.observe("shopper", t, points)
+        events += watch.end("shopper", 30 / FPS)
+        found[width] = [e.event.kind for e in events]
+    assert found == {640: ["reach"], 854: ["reach"]}
+
+
 def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> None:
     from intentcam.errors import UserError
     from intentcam.evaluation.shelf_labels import load_labels

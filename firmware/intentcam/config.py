@@ -497,8 +497,9 @@ class ShelfConfig(_Section):
     min_score: float = Field(default=0.3, gt=0, lt=1)
     #: A wrist counts as reaching when held out from the torso (the segment from the shoulders to
     #: the hips) by at least this many torso lengths, sideways, above the shoulders or below the
-    #: hips: hanging arms and hands at the chest stay below.
-    extension: float = Field(default=0.4, ge=0, le=3)
+    #: hips: hanging arms and hands at the chest stay below. Measured in the picture's own
+    #: proportions (x times the aspect ratio), the same on a 4:3 and a 16:9 camera.
+    extension: float = Field(default=0.5, ge=0, le=3)
     #: How far outside the shelf polygon (torso lengths) a wrist still counts as on the shelf.
     margin: float = Field(default=0.0, ge=0, le=2)
     #: The hand point: the wrist plus this many forearm lengths along elbow -> wrist.

@@ -157,6 +157,7 @@ class Analytics:
             ShelfSettings.from_config(self._shelf_config),
             self._shelf_config.near,
             config.zone_leave_s,
+            self.aspect,
         )
         self._shelf_column = {zone_id: j for j, zone_id in enumerate(self.shelves.zones)}
         # Stays at the shelves start afresh; the counts of shelves that are gone are dropped.

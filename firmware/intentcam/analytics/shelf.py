@@ -1,7 +1,10 @@
 """Interactions at a shelf from a person's wrists: reaches, inspects and put-backs.
 
-Fed one pose per observation (17 COCO keypoints, normalised image coordinates), it follows both
-wrists against the shelf polygon (the shelf face or table top, drawn by the installer):
+Fed one pose per observation (17 COCO keypoints in view units: normalised image coordinates with
+x multiplied by the frame's aspect ratio, as the rest of the analytics, so that a torso length or
+an ``away`` measures the same sideways as up and down, on a 4:3 camera as on a 16:9 one), it
+follows both wrists against the shelf polygon (the shelf face or table top, drawn by the
+installer, in the same units):
 
 - a hand is **on the shelf** when a confident hand point lies inside the polygon (or within
   ``margin`` torso lengths of it) and the arm is held out. The hand point is the wrist carried on
@@ -15,14 +18,15 @@ wrists against the shelf polygon (the shelf face or table top, drawn by the inst
   then lost (no confident wrist: products and shelving hide hands) is given ``lost_s`` instead,
   since losing sight of a hand is not seeing it come out;
 - an **inspect** is the time after a reach while no hand is on the shelf, once it has lasted
-  ``inspect_s`` with a wrist carried at least ``away`` (image heights) off the shelf: the person
+  ``inspect_s`` with a wrist carried at least ``away`` (frame heights) off the shelf: the person
   holds something they took;
 - a reach that starts while inspecting is a **put back** (it may also be a second pick: the names
   say what the hands did, never what was bought).
 
 :class:`ShelfWatch` runs one :class:`ShelfInteractions` per person and shelf zone of a camera
 view: who is at which shelf (their box within ``near`` of it), the poses they are fed, and the
-events of the stays that end.
+events of the stays that end. It takes boxes, polygons and poses in normalised image coordinates
+and turns them into view units itself.
 
 Keypoints are used where they are computed and forgotten: only the events leave.
 """
@@ -73,7 +77,7 @@ class Interaction:
 
 
 def hands_on_shelf(pose: np.ndarray, shelf: Polygon, settings: ShelfSettings) -> tuple[bool, float]:
-    """Whether a hand is on the shelf, and how far (image heights) the farthest confident wrist is
+    """Whether a hand is on the shelf, and how far (frame heights) the farthest confident wrist is
     from it (0 when none is confident)."""
     scores = pose[:, 2]
     on, farthest = False, 0.0
@@ -228,20 +232,29 @@ class ShelfStay:
     reaches: int
 
 
+def in_view_units(points: np.ndarray, aspect: float) -> np.ndarray:
+    """A copy of ``points`` (rows of normalised ``x, y``, and any further columns such as a
+    keypoint's score) with x multiplied by ``aspect`` (width / height)."""
+    view = np.array(points, dtype=np.float64)
+    view[:, 0] *= aspect
+    return view
+
+
 class ShelfWatch:
     """The shelf zones of one view and the people at them; see the module docstring.
 
     ``zones`` maps zone ids to polygons (normalised image coordinates); ``near`` (frame
     heights) is how close a person's box must come to a zone's bounds to be at it; a stay ends
     once the box has been away for ``leave_s`` (a box that jitters out for a frame does not
-    restart the stay, its reaches or its time there).
+    restart the stay, its reaches or its time there); ``aspect`` is the frame's width / height.
     """
 
     def __init__(self, zones: dict[str, list[list[float]]], settings: ShelfSettings,
-                 near: float, leave_s: float = 1.0) -> None:  # fmt: skip
+                 near: float, leave_s: float = 1.0, aspect: float = 1.0) -> None:  # fmt: skip
         self.settings = settings
-        self._polygons = {zone: Polygon(np.asarray(points)) for zone, points in zones.items()}
-        bounds = [np.asarray(points, dtype=np.float64) for points in zones.values()]
+        self.aspect = aspect
+        bounds = [in_view_units(np.asarray(points), aspect) for points in zones.values()]
+        self._polygons = {zone: Polygon(view) for zone, view in zip(zones, bounds)}
         #: (Z, 4) bounds of each zone grown by ``near``: x1, y1, x2, y2.
         self._bounds = np.array(
             [[*(b.min(axis=0) - near), *(b.max(axis=0) + near)] for b in bounds]
@@ -263,7 +276,8 @@ class ShelfWatch:
         """(N, Z) whether each normalised ``x1, y1, x2, y2`` box touches each zone's bounds."""
         if not len(boxes) or not self._ids:
             return np.zeros((len(boxes), len(self._ids)), dtype=bool)
-        b, z = boxes[:, None, :], self._bounds[None, :, :]
+        view = np.asarray(boxes, dtype=np.float64) * np.array([self.aspect, 1.0, self.aspect, 1.0])
+        b, z = view[:, None, :], self._bounds[None, :, :]
         return (b[..., 0] <= z[..., 2]) & (b[..., 2] >= z[..., 0]) & (
             b[..., 1] <= z[..., 3]) & (b[..., 3] >= z[..., 1])  # fmt: skip
 
@@ -298,8 +312,9 @@ class ShelfWatch:
         return ended
 
     def observe(self, token: str, timestamp: float, pose: np.ndarray) -> list[ZoneInteraction]:
-        """One pose of ``token``, fed to every shelf zone it is at; returns the interactions
-        that ended with it."""
+        """One pose of ``token`` (normalised image coordinates), fed to every shelf zone it is
+        at; returns the interactions that ended with it."""
+        pose = in_view_units(pose, self.aspect)
         ended: list[ZoneInteraction] = []
         for (zone, who), stay in self._stays.items():
             if who == token:

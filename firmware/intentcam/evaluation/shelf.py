@@ -30,6 +30,7 @@ from intentcam.analytics.shelf import (
     ShelfInteractions,
     ShelfSettings,
     ShelfWatch,
+    in_view_units,
 )
 from intentcam.config import Settings, ShelfConfig
 from intentcam.detect import build_detector
@@ -68,6 +69,8 @@ class ClipPoses:
     fps: float
     frames: int
     people: dict[int, PersonPoses]
+    #: The frames' width / height: the interactions are judged in view units, as in the daemon.
+    aspect: float = 1.0
 
 
 def extract_poses(
@@ -84,17 +87,21 @@ def extract_poses(
     height; ``on_frame`` is called after each frame (a progress bar)."""
     capture = cv2.VideoCapture(str(clip.path))
     fps = frame_rate(capture)
-    watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(shelf), shelf.near)
+    watch: ShelfWatch | None = None
     sampler = PoseSampler.from_config(pose, shelf)
     tracker = None
+    aspect = 1.0
     people: dict[int, PersonPoses] = {}
     frame_number = 0
     while True:
         ok, image = capture.read()
         if not ok:
             break
-        if tracker is None:
-            tracker = new_tracker(image.shape[1] / image.shape[0])
+        if tracker is None or watch is None:
+            aspect = image.shape[1] / image.shape[0]
+            tracker = new_tracker(aspect)
+            watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(shelf), shelf.near,
+                               aspect=aspect)  # fmt: skip
         timestamp = frame_number / fps
         detections = detect(image)
         tracked = tracker.update(detections.boxes, detections.scores, timestamp)
@@ -107,7 +114,7 @@ def extract_poses(
         frame_number += 1
         on_frame()
     capture.release()
-    return ClipPoses(fps, frame_number, people)
+    return ClipPoses(fps, frame_number, people, aspect)
 
 
 def pose_extractor(
@@ -144,10 +151,14 @@ def detect_events(
     person's poses taken while they were at it, as in the daemon."""
     found: dict[str, list[Interaction]] = {}
     for index, (shelf, points) in enumerate(shelves.items()):
-        polygon = Polygon(np.asarray(points))
+        polygon = Polygon(in_view_units(np.asarray(points), poses.aspect))
         events: list[Interaction] = []
         for person in poses.people.values():
-            taken = [(t, p) for t, p, at in zip(person.times, person.poses, person.at) if at[index]]
+            taken = [
+                (t, in_view_units(p, poses.aspect))
+                for t, p, at in zip(person.times, person.poses, person.at)
+                if at[index]
+            ]
             if not taken:
                 continue
             interactions = ShelfInteractions(polygon, settings)
