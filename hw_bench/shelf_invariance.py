@@ -184,7 +184,12 @@ def cached_poses(path: Path) -> dict[str, Pairs]:
     wrote it, or it is not such a file) ends the bench with a one-line error and status 2."""
     try:
         by_variant = pickle.loads(path.read_bytes())
-        if isinstance(by_variant, dict) and "original" in by_variant:
+        # Poses kept before they were kept in view units carry no aspect ratio of their own.
+        if (
+            isinstance(by_variant, dict)
+            and "original" in by_variant
+            and all("aspect" in vars(poses) for pairs in by_variant.values() for _, poses in pairs)
+        ):
             return by_variant
     except (OSError, pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError):
         pass

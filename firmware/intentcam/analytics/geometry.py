@@ -23,6 +23,14 @@ def foot_points(boxes: np.ndarray) -> np.ndarray:
     return np.clip(feet, 0.0, 1.0 - 1e-6)
 
 
+def in_view_units(points: np.ndarray, aspect: float) -> np.ndarray:
+    """A float copy of ``points`` (rows of normalised ``x, y``, and any further columns such as
+    a keypoint's score) in view units: x multiplied by ``aspect`` (width / height)."""
+    view = np.array(points, dtype=np.float64)
+    view[:, 0] *= aspect
+    return view
+
+
 def side_of_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """``(x2-x1)*(py-y1) - (y2-y1)*(px-x1)`` for every point (N) and segment (S): (N, S)."""
     dx = ends[:, 0] - starts[:, 0]
@@ -107,7 +115,7 @@ class ViewSpace:
         if len(points) == 0:
             return np.zeros((0, 2))
         if self.homography is None:
-            return points * np.array([self.aspect, 1.0])
+            return in_view_units(points, self.aspect)
         projected = cv2.perspectiveTransform(
             points.reshape(-1, 1, 2).astype(np.float64), self.homography
         )

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intentcam.analytics.geometry import distance_to_segments, segments_intersect, side_of_segments
+from intentcam.analytics.geometry import (
+    distance_to_segments,
+    in_view_units,
+    segments_intersect,
+    side_of_segments,
+)
 
 IN, OUT = "in", "out"
 
@@ -58,7 +63,7 @@ class LineCounter:
     ) -> None:
         self.id = line_id
         self.aspect = aspect
-        scaled = np.asarray(points, dtype=np.float64) * np.array([aspect, 1.0])
+        scaled = in_view_units(np.asarray(points), aspect)
         self.starts, self.ends = scaled[:-1], scaled[1:]
         self.hysteresis = hysteresis
         self.edge_margin = edge_margin
@@ -90,7 +95,7 @@ class LineCounter:
         if not tokens:
             return []
         points = (
-            view_points if view_points is not None else image_points * np.array([self.aspect, 1.0])
+            view_points if view_points is not None else in_view_units(image_points, self.aspect)
         )
         distance = self.signed_distance(points)
         known = [i for i, token in enumerate(tokens) if token in self._tokens]

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from intentcam.analytics.geometry import Polygon, ViewSpace, foot_points, homography_from
+from intentcam.analytics.geometry import (
+    Polygon,
+    ViewSpace,
+    foot_points,
+    homography_from,
+    in_view_units,
+)
 from intentcam.analytics.heatmap import MAX_STEP_S
 from intentcam.analytics.intent import IntentSettings, SessionSignals
 from intentcam.analytics.lines import IN, Crossing, LineCounter
@@ -41,7 +47,7 @@ class FootPoints:
     @classmethod
     def of(cls, boxes: np.ndarray, space: ViewSpace) -> FootPoints:
         image = foot_points(boxes) if len(boxes) else np.zeros((0, 2))
-        view = image * np.array([space.aspect, 1.0])
+        view = in_view_units(image, space.aspect)
         plane = view if space.homography is None else space.to_plane(image)
         return cls(image, view, plane)
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intentcam.analytics.geometry import Polygon, distance_to_segments
+from intentcam.analytics.geometry import Polygon, distance_to_segments, in_view_units
 from intentcam.config import ShelfConfig
 
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST = 5, 6, 7, 8, 9, 10
@@ -232,14 +232,6 @@ class ShelfStay:
     reaches: int
 
 
-def in_view_units(points: np.ndarray, aspect: float) -> np.ndarray:
-    """A copy of ``points`` (rows of normalised ``x, y``, and any further columns such as a
-    keypoint's score) with x multiplied by ``aspect`` (width / height)."""
-    view = np.array(points, dtype=np.float64)
-    view[:, 0] *= aspect
-    return view
-
-
 class ShelfWatch:
     """The shelf zones of one view and the people at them; see the module docstring.
 
@@ -276,7 +268,7 @@ class ShelfWatch:
         """(N, Z) whether each normalised ``x1, y1, x2, y2`` box touches each zone's bounds."""
         if not len(boxes) or not self._ids:
             return np.zeros((len(boxes), len(self._ids)), dtype=bool)
-        view = np.asarray(boxes, dtype=np.float64) * np.array([self.aspect, 1.0, self.aspect, 1.0])
+        view = in_view_units(np.reshape(boxes, (-1, 2)), self.aspect).reshape(-1, 4)
         b, z = view[:, None, :], self._bounds[None, :, :]
         return (b[..., 0] <= z[..., 2]) & (b[..., 2] >= z[..., 0]) & (
             b[..., 1] <= z[..., 3]) & (b[..., 3] >= z[..., 1])  # fmt: skip

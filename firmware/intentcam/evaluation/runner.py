@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from intentcam.analytics.geometry import foot_points
+from intentcam.analytics.geometry import foot_points, in_view_units
 from intentcam.analytics.lines import IN, OUT, LineCounter
 from intentcam.config import AnalyticsConfig, LineConfig
 from intentcam.detect.base import PersonDetector
@@ -82,7 +82,6 @@ def run_ours(
     re-linked across a break (``relink``) is one identity here too."""
     tracker = ByteTracker(settings, aspect=aspect)
     tokens = SessionTokens(relink=relink)
-    to_view = np.array([aspect, 1.0])
     numbers: dict[str, int] = {}
     rows: TrackRows = []
     started = time.perf_counter()
@@ -90,7 +89,7 @@ def run_ours(
         now = number / fps
         tracked = tracker.update(detections.boxes, detections.scores, now)
         tokens.end(tracked.ended, now)
-        feet = foot_points(tracked.boxes) * to_view if len(tracked.ids) else None
+        feet = in_view_units(foot_points(tracked.boxes), aspect) if len(tracked.ids) else None
         assigned, _ = tokens.assign(tracked.ids, now, feet)
         ids = np.array([numbers.setdefault(t, len(numbers) + 1) for t in assigned], dtype=np.int64)
         # The matched detection boxes, as the peer reports them: a like-for-like comparison.

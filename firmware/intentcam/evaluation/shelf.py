@@ -23,14 +23,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from intentcam.analytics.geometry import Polygon
+from intentcam.analytics.geometry import Polygon, in_view_units
 from intentcam.analytics.shelf import (
     KINDS,
     Interaction,
     ShelfInteractions,
     ShelfSettings,
     ShelfWatch,
-    in_view_units,
 )
 from intentcam.config import Settings, ShelfConfig
 from intentcam.detect import build_detector
@@ -54,8 +53,9 @@ GRID = {
 
 @dataclass
 class PersonPoses:
-    """One tracked person's poses: timestamps, (17, 3) keypoints and, per pose, which of the
-    clip's shelves (in :attr:`LabelledClip.shelves` order) their box was at."""
+    """One tracked person's poses: timestamps, (17, 3) keypoints in view units (as
+    :class:`ShelfWatch` feeds them to the interactions) and, per pose, which of the clip's shelves
+    (in :attr:`LabelledClip.shelves` order) their box was at."""
 
     times: list[float] = field(default_factory=list)
     poses: list[np.ndarray] = field(default_factory=list)
@@ -69,7 +69,7 @@ class ClipPoses:
     fps: float
     frames: int
     people: dict[int, PersonPoses]
-    #: The frames' width / height: the interactions are judged in view units, as in the daemon.
+    #: The frames' width / height: the shelf polygons are judged in view units, as the poses.
     aspect: float = 1.0
 
 
@@ -107,7 +107,7 @@ def extract_poses(
         tracked = tracker.update(detections.boxes, detections.scores, timestamp)
         ids = tracked.ids.tolist()
         at_shelf = watch.at_shelf(tracked.boxes)
-        take = partial(_keep_pose, people, ids, at_shelf, timestamp)
+        take = partial(_keep_pose, people, ids, at_shelf, timestamp, aspect)
         sampler.budget.earn(0.0, MAX_SPARE_MS)
         sampler.sample(image, [str(i) for i in ids], tracked.boxes,
                        watch.poses_wanted(tracked.boxes, at_shelf), timestamp, take)  # fmt: skip
@@ -137,10 +137,10 @@ def pose_extractor(
 
 
 def _keep_pose(people: dict[int, PersonPoses], ids: list[int], at_shelf: np.ndarray,
-               timestamp: float, index: int, points: np.ndarray) -> None:  # fmt: skip
+               timestamp: float, aspect: float, index: int, points: np.ndarray) -> None:  # fmt: skip
     person = people.setdefault(int(ids[index]), PersonPoses())
     person.times.append(timestamp)
-    person.poses.append(points)
+    person.poses.append(in_view_units(points, aspect))
     person.at.append(at_shelf[index])
 
 
@@ -154,11 +154,7 @@ def detect_events(
         polygon = Polygon(in_view_units(np.asarray(points), poses.aspect))
         events: list[Interaction] = []
         for person in poses.people.values():
-            taken = [
-                (t, in_view_units(p, poses.aspect))
-                for t, p, at in zip(person.times, person.poses, person.at)
-                if at[index]
-            ]
+            taken = [(t, p) for t, p, at in zip(person.times, person.poses, person.at) if at[index]]
             if not taken:
                 continue
             interactions = ShelfInteractions(polygon, settings)
