@@ -184,11 +184,16 @@ def cached_poses(path: Path) -> dict[str, Pairs]:
     wrote it, or it is not such a file) ends the bench with a one-line error and status 2."""
     try:
         by_variant = pickle.loads(path.read_bytes())
-        # Poses kept before they were kept in view units carry no aspect ratio of their own.
+        # Poses kept by earlier versions lack the aspect ratio (before view units) or the
+        # people's paces (before walkers were told from shoppers).
         if (
             isinstance(by_variant, dict)
             and "original" in by_variant
-            and all("aspect" in vars(poses) for pairs in by_variant.values() for _, poses in pairs)
+            and all(
+                "aspect" in vars(poses) and all("paces" in vars(p) for p in poses.people.values())
+                for pairs in by_variant.values()
+                for _, poses in pairs
+            )
         ):
             return by_variant
     except (OSError, pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError):

@@ -50,13 +50,15 @@ def run(
     script: list[tuple[float, tuple[float, float] | None]],
     shelf: Polygon = SHELF,
     settings: ShelfSettings | None = None,
+    pace: float = 0.0,
 ) -> list[tuple[str, float, float]]:
-    """``script``: (seconds, wrist position or LOST) steps, each held for that long at 15 fps."""
+    """``script``: (seconds, wrist position or LOST) steps, each held for that long at 15 fps,
+    by a person moving at ``pace`` (body heights per second)."""
     person = ShelfInteractions(shelf, settings or ShelfSettings.from_config())
     t = 0.0
     for seconds, wrist in script:
         for _ in range(round(seconds * FPS)):
-            person.observe(t, lost_hands() if wrist is LOST else pose(wrist))
+            person.observe(t, lost_hands() if wrist is LOST else pose(wrist), pace)
             t += 1 / FPS
     person.finish(t)
     return [(e.kind, round(e.start, 2), round(e.end, 2)) for e in person.events]
@@ -125,6 +127,52 @@ def test_take_look_and_put_back() -> None:
     assert gap < settings.inspect_s
     quick = run([(0.5, ON_SHELF), (gap, AWAY), (0.5, ON_SHELF), (0.5, AT_CHEST)])
     assert [kind for kind, _, _ in quick] == ["reach", "reach"]
+
+
+def test_a_person_walking_past_neither_reaches_nor_inspects() -> None:
+    """An arm swinging out over the shelf while walking is not a reach: seen from above, people
+    walking past overlap the shelf in the picture."""
+    take_and_hold = [(0.3, AT_CHEST), (0.6, ON_SHELF), (1.5, AWAY)]
+    standing = run(take_and_hold, pace=0.1)
+    assert [kind for kind, _, _ in standing] == ["reach", "inspect"]
+    assert run(take_and_hold, pace=0.6) == [], "walking at 0.6 body heights a second"
+    no_gate = replace(ShelfSettings.from_config(), walking=0.0)
+    assert run(take_and_hold, settings=no_gate, pace=0.6) == standing, "0 turns the check off"
+    # A shopper who took something and walks off with it is not inspecting it at the shelf.
+    walks_off = ShelfInteractions(SHELF, ShelfSettings.from_config())
+    for frame in range(45):
+        t, wrist = frame / FPS, ON_SHELF if frame < 9 else AWAY
+        walks_off.observe(t, pose(wrist), 0.0 if frame < 12 else 0.6)
+    walks_off.finish(45 / FPS)
+    assert [e.kind for e in walks_off.events] == ["reach"]
+
+
+def test_a_pace_is_body_heights_per_second_over_half_a_second() -> None:
+    from intentcam.analytics.shelf import PACE_WINDOW_S, Paces
+
+    paces = Paces(aspect=16 / 9)
+    for frame in range(16):  # 1.0 s at 15 fps
+        t = frame / FPS
+        near = 0.1 * t  # frame heights per second, to the right
+        paces.update(
+            ["near", "far", "reaching"],
+            np.array([
+                [(0.2 + near) / (16 / 9), 0.2, (0.4 + near) / (16 / 9), 0.6],  # 0.4 tall
+                [(1.0 + near) / (16 / 9), 0.4, (1.1 + near) / (16 / 9), 0.6],  # 0.2 tall
+                [0.7, 0.2, 0.8 + 0.1 * min(t, 0.3), 0.6],  # standing, an arm goes out
+            ]),
+            t,
+        )  # fmt: skip
+        if frame == 1:
+            assert paces.of("near") == 0.0, "too soon to tell: taken as standing"
+    # The same 0.1 frame heights a second, in x times the aspect ratio: a quarter of the near
+    # person's height a second, half of the far one's.
+    assert paces.of("near") == pytest.approx(0.25, rel=0.05)
+    assert paces.of("far") == pytest.approx(0.5, rel=0.05)
+    assert paces.of("reaching") < 0.05, "a box widening by an arm held out is not walking"
+    paces.update(["near"], np.array([[0.2, 0.2, 0.4, 0.6]]), 1.0 + PACE_WINDOW_S + 0.1)
+    assert paces.of("far") == 0.0, "forgotten once unseen for the window"
+    assert paces.of("near") == 0.0, "back after a gap: no pace until there is history again"
 
 
 def test_movenet_finds_the_shopper_on_a_real_shelf_clip(model_dir: Path) -> None:
@@ -226,7 +274,7 @@ def test_an_arm_is_judged_in_the_pictures_own_proportions_on_any_aspect_ratio() 
         events = []
         for frame in range(30):
             t = frame / FPS
-            watch.present(["shopper"], watch.at_shelf(boxes), t)
+            watch.present(["shopper"], boxes, watch.at_shelf(boxes), t)
             events += watch.observe("shopper", t, points)
         events += watch.end("shopper", 30 / FPS)
         found[width] = [e.event.kind for e in events]
@@ -290,6 +338,23 @@ def test_labels_in_pixels_and_seconds_are_the_same_labels_as_in_fractions_and_fr
     for a, b in zip(other.events["shelf"], mine.events["shelf"], strict=True):
         assert a.kind == b.kind and a.start == pytest.approx(b.start)
         assert a.end == pytest.approx(b.end)
+
+
+def test_a_clip_whose_container_misstates_its_frame_rate_is_timed_at_the_labels_rate(
+    tmp_path: Path,
+) -> None:
+    """The concourse clip's container says 50 fps; its frames are 40 ms apart, as the daemon
+    times them. A labeller's ``fps`` says so, and seconds become frames at that rate."""
+    from intentcam.evaluation.shelf_labels import load_labels
+
+    clip = {"video": "concourse_overhead.avi", "shelf": [[0.4, 0.5], [0.6, 0.5], [0.5, 0.7]],
+            "events": [{"kind": "reach", "start_s": 2.0, "end_s": 3.0}]}  # fmt: skip
+    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"concourse": clip}}))
+    (stated,) = load_labels(tmp_path, DATA)
+    (tmp_path / "labels.json").write_text(json.dumps({"clips": {"concourse": clip | {"fps": 25}}}))
+    (true,) = load_labels(tmp_path, DATA)
+    assert (stated.fps, stated.events["shelf"][0].start) == (None, 100.0)
+    assert (true.fps, true.events["shelf"][0].start) == (25, 50.0)
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ from intentcam.pipeline import build_pipeline
 from intentcam.pose.sampler import PoseBudget, PoseSampler
 from intentcam.telemetry.homeassistant import HomeAssistantDiscovery
 from intentcam.telemetry.messages import Topics, envelope, validation_errors
-from tests.data import DATA
+from tests.data import CONCOURSE, DATA
 
 TABLE = [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8], [0.6, 0.8]]
 #: The table of the long pick-inspect-put-back clip, as evaluation/shelf/labels.json draws it.
@@ -67,16 +67,16 @@ def test_a_stay_begins_and_its_open_reach_closes_when_the_person_leaves() -> Non
     reaching[[5, 6], :2], reaching[[11, 12], :2] = (0.5, 0.3), (0.5, 0.6)
     reaching[[9, 10], :2] = (0.52, 0.62), (0.7, 0.5)  # right hand on the table, arm out
     for step in range(10):
-        assert shelf.present(["a"], shelf.at_shelf(near), step * 0.1) == []
+        assert shelf.present(["a"], near, shelf.at_shelf(near), step * 0.1) == []
         shelf.observe("a", step * 0.1, reaching)
     (stay,) = shelf.stays()
     # The reach under way counts (for the alert rules) before it has ended.
     assert (stay.zone, stay.token, stay.since, stay.reaches) == ("table", "a", 0.0, 1)
-    assert shelf.present(["a"], shelf.at_shelf(far), 1.0) == []  # a jitter: still there
-    assert shelf.present(["a"], shelf.at_shelf(near), 1.1) == []
+    assert shelf.present(["a"], far, shelf.at_shelf(far), 1.0) == []  # a jitter: still there
+    assert shelf.present(["a"], near, shelf.at_shelf(near), 1.1) == []
     assert shelf.stays()[0].since == 0.0
-    assert shelf.present(["a"], shelf.at_shelf(far), 1.5) == []
-    (ended,) = shelf.present(["a"], shelf.at_shelf(far), 2.6)  # walked off, hand still "in"
+    assert shelf.present(["a"], far, shelf.at_shelf(far), 1.5) == []
+    (ended,) = shelf.present(["a"], far, shelf.at_shelf(far), 2.6)  # walked off, hand still "in"
     assert (ended.zone, ended.token, ended.event.kind) == ("table", "a", "reach")
     assert ended.event.end == pytest.approx(1.1), "the stay ends when they were last seen"
     assert shelf.stays() == [] and len(shelf) == 0
@@ -315,10 +315,13 @@ model_dir = "{models}"
 """
 
 
-def run_clip(clip: Path, table: list[list[float]], model_dir: Path,
-             tmp_path: Path) -> list[dict[str, Any]]:  # fmt: skip
+def run_clip(clip: Path, table: list[list[float]], model_dir: Path, tmp_path: Path,
+             extra: str = "") -> list[dict[str, Any]]:  # fmt: skip
+    """The daemon's records of ``clip`` with ``table`` as the shelf zone of the alert rule
+    (``extra``: more of the config, TOML)."""
     config = tmp_path / "c.toml"
-    config.write_text(ALERT_CONFIG.format(table=table, models=model_dir), encoding="utf-8")
+    config.write_text(ALERT_CONFIG.format(table=table, models=model_dir) + extra,
+                      encoding="utf-8")  # fmt: skip
     sink = ListSink()
     source = VideoFileSource(clip)
     try:
@@ -497,6 +500,25 @@ def test_no_alert_where_people_walk_past(model_dir: Path, tmp_path: Path) -> Non
     records = run_clip(SHELF / "set-c-normal-11.mp4", table, model_dir, tmp_path)
     assert [r for r in records if r["type"] == "alert"] == []
     assert any(r["type"] == "counts" for r in records)
+
+
+def test_people_walking_through_a_shelf_seen_from_above_reach_for_nothing(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The elevated concourse: people walk straight through a table-sized shelf zone drawn on
+    the floor (display t4 of evaluation/shelf/labels.json), arms swinging out over it, as
+    walkers overlap a shelf in an elevated store camera's picture. Judged as if they stood
+    there they would be reaching; walking, they are not."""
+    display = [[0.47, 0.59], [0.53, 0.59], [0.53, 0.71], [0.47, 0.71]]
+
+    def reaches(records: list[dict[str, Any]]) -> int:
+        return sum(r.get("interaction") == "reach" for r in records if r.get("event"))
+
+    walking = run_clip(CONCOURSE, display, model_dir, tmp_path)
+    assert reaches(walking) == 0
+    assert [r for r in walking if r["type"] == "alert"] == []
+    as_if_standing = run_clip(CONCOURSE, display, model_dir, tmp_path, "[shelf]\nwalking = 0\n")
+    assert reaches(as_if_standing) >= 2, reaches(as_if_standing)
 
 
 def test_set_zones_may_not_pull_a_zone_from_under_an_alert_rule(tmp_path: Path) -> None:

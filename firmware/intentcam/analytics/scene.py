@@ -218,7 +218,7 @@ class Analytics:
         #: This frame's people at a shelf (whose poses are wanted), by index, each with whether
         #: their crop reaches up (a shelf rising above their head).
         self.at_shelf = self.shelves.poses_wanted(boxes, at_shelf)
-        events.interactions = self._record(self.shelves.present(tokens, at_shelf, timestamp))
+        events.interactions = self._record(self.shelves.present(tokens, boxes, at_shelf, timestamp))
         for line in self.lines:
             for crossing in line.observe(tokens, feet.image, timestamp, view_points=feet.view):
                 self._on_crossing(crossing)

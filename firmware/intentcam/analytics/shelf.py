@@ -21,7 +21,10 @@ installer, in the same units):
   ``inspect_s`` with a wrist carried at least ``away`` (frame heights) off the shelf: the person
   holds something they took;
 - a reach that starts while inspecting is a **put back** (it may also be a second pick: the names
-  say what the hands did, never what was bought).
+  say what the hands did, never what was bought);
+- a person **walking** (their box moving faster than ``walking`` body heights per second,
+  :class:`Paces`) is passing by, not at the shelf: their hands are not on it and they do not
+  inspect. From an elevated camera a walker overlaps the shelf in the picture, arms swinging.
 
 :class:`ShelfWatch` runs one :class:`ShelfInteractions` per person and shelf zone of a camera
 view: who is at which shelf (their box within ``near`` of it), the poses they are fed, and the
@@ -33,6 +36,7 @@ Keypoints are used where they are computed and forgotten: only the events leave.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +46,13 @@ from intentcam.config import ShelfConfig
 
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST = 5, 6, 7, 8, 9, 10
 LEFT_HIP, RIGHT_HIP = 11, 12
+#: A person's pace is their box's displacement over this many seconds: long enough to span a
+#: stride (a box jitters frame to frame, and widens as an arm goes out), short enough that a
+#: shopper who stops at a shelf counts as standing within it.
+PACE_WINDOW_S = 0.5
+#: With less history than this (a track just begun, or just back), the pace is unknown and taken
+#: as standing: a shopper already at the shelf when the camera starts is judged from the start.
+PACE_MIN_SPAN_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class ShelfSettings:
     lost_s: float
     inspect_s: float
     away: float
+    walking: float
 
     @classmethod
     def from_config(cls, config: ShelfConfig | None = None) -> ShelfSettings:
@@ -137,11 +149,14 @@ class ShelfInteractions:
     #: The open reach began while inspecting: it is also a put back.
     _put_back: bool = False
 
-    def observe(self, timestamp: float, pose: np.ndarray) -> list[Interaction]:
-        """One pose at ``timestamp``; returns the events that ended with it."""
-        on, farthest = hands_on_shelf(pose, self.shelf, self.settings)
-        ended: list[Interaction] = []
+    def observe(self, timestamp: float, pose: np.ndarray, pace: float = 0.0) -> list[Interaction]:
+        """One pose at ``timestamp`` of a person moving at ``pace`` (body heights per second,
+        :class:`Paces`); returns the events that ended with it."""
         s = self.settings
+        walking = bool(s.walking) and pace > s.walking
+        on, farthest = hands_on_shelf(pose, self.shelf, s)
+        on = on and not walking
+        ended: list[Interaction] = []
         seen = bool((pose[[LEFT_WRIST, RIGHT_WRIST], 2] >= s.min_score).any())
         self._lost_on_shelf = not seen and (self._lost_on_shelf or self._on_since is not None)
         if on:
@@ -167,7 +182,7 @@ class ShelfInteractions:
                 self._carried_away = self._carried_away or farthest >= s.away
                 lasted = timestamp - self._last_reach_end
                 self._inspecting = self._inspecting or (
-                    self._carried_away and lasted >= s.inspect_s
+                    self._carried_away and lasted >= s.inspect_s and not walking
                 )
         self.events += ended
         return ended
@@ -232,6 +247,43 @@ class ShelfStay:
     reaches: int
 
 
+class Paces:
+    """How fast each person walks, in body heights per second: their box centre's displacement
+    (view units) over the last :data:`PACE_WINDOW_S`, over the box's height. Against the
+    person's own height a pace reads the same near the camera as far from it; over half a second
+    a swinging arm or a jittering box does not add up to walking."""
+
+    def __init__(self, aspect: float = 1.0) -> None:
+        self.aspect = aspect
+        #: Per token, the recent (timestamp, box centre, box height) in view units.
+        self._samples: dict[str, deque[tuple[float, np.ndarray, float]]] = {}
+
+    def update(self, tokens: list[str], boxes: np.ndarray, timestamp: float) -> None:
+        """One frame's people (normalised ``x1, y1, x2, y2`` boxes); those unseen for a window
+        are forgotten."""
+        view = in_view_units(np.reshape(boxes, (-1, 2)), self.aspect).reshape(-1, 4)
+        centres, heights = (view[:, :2] + view[:, 2:]) / 2, view[:, 3] - view[:, 1]
+        for token, centre, height in zip(tokens, centres, heights):
+            samples = self._samples.setdefault(token, deque())
+            samples.append((timestamp, centre, float(height)))
+            while timestamp - samples[0][0] > PACE_WINDOW_S:
+                samples.popleft()
+        for token in [
+            t for t, kept in self._samples.items() if timestamp - kept[-1][0] > PACE_WINDOW_S
+        ]:
+            del self._samples[token]
+
+    def of(self, token: str) -> float:
+        """``token``'s pace now; 0 (standing) while there is less than :data:`PACE_MIN_SPAN_S` of
+        it to judge by."""
+        samples = self._samples.get(token)
+        if not samples or samples[-1][0] - samples[0][0] < PACE_MIN_SPAN_S:
+            return 0.0
+        (first, start, _), (last, end, _) = samples[0], samples[-1]
+        height = max(float(np.median([h for _, _, h in samples])), 1e-6)
+        return float(np.linalg.norm(end - start)) / (last - first) / height
+
+
 class ShelfWatch:
     """The shelf zones of one view and the people at them; see the module docstring.
 
@@ -256,6 +308,7 @@ class ShelfWatch:
         self._ids = list(zones)
         self.leave_s = leave_s
         self._stays: dict[tuple[str, str], _Stay] = {}
+        self._paces = Paces(aspect)
 
     def __len__(self) -> int:
         return len(self._stays)
@@ -286,10 +339,12 @@ class ShelfWatch:
         reach_up = self.above_heads(boxes, at)
         return {int(i): bool(reach_up[i]) for i in np.flatnonzero(at.any(axis=1))}
 
-    def present(self, tokens: list[str], at: np.ndarray,
+    def present(self, tokens: list[str], boxes: np.ndarray, at: np.ndarray,
                 timestamp: float) -> list[ZoneInteraction]:  # fmt: skip
-        """One frame's people and :meth:`at_shelf` of their boxes: stays begin for those who
-        came to a shelf; returns the interactions closed for those who left one."""
+        """One frame's people, their boxes and :meth:`at_shelf` of them: stays begin for those
+        who came to a shelf; returns the interactions closed for those who left one."""
+        if self._ids:
+            self._paces.update(tokens, boxes, timestamp)
         here = {(self._ids[j], tokens[i]) for i, j in zip(*np.nonzero(at))}
         ended: list[ZoneInteraction] = []
         for key in [key for key in self._stays if key not in here]:
@@ -307,11 +362,13 @@ class ShelfWatch:
         """One pose of ``token`` (normalised image coordinates), fed to every shelf zone it is
         at; returns the interactions that ended with it."""
         pose = in_view_units(pose, self.aspect)
+        pace = self._paces.of(token)
         ended: list[ZoneInteraction] = []
         for (zone, who), stay in self._stays.items():
             if who == token:
                 ended += [
-                    ZoneInteraction(zone, token, e) for e in stay.hands.observe(timestamp, pose)
+                    ZoneInteraction(zone, token, e)
+                    for e in stay.hands.observe(timestamp, pose, pace)
                 ]
         return ended
 

@@ -27,6 +27,7 @@ from intentcam.analytics.geometry import Polygon, in_view_units
 from intentcam.analytics.shelf import (
     KINDS,
     Interaction,
+    Paces,
     ShelfInteractions,
     ShelfSettings,
     ShelfWatch,
@@ -55,11 +56,13 @@ GRID = {
 class PersonPoses:
     """One tracked person's poses: timestamps, (17, 3) keypoints in view units (as
     :class:`ShelfWatch` feeds them to the interactions) and, per pose, which of the clip's shelves
-    (in :attr:`LabelledClip.shelves` order) their box was at."""
+    (in :attr:`LabelledClip.shelves` order) their box was at and their pace then
+    (:class:`Paces`)."""
 
     times: list[float] = field(default_factory=list)
     poses: list[np.ndarray] = field(default_factory=list)
     at: list[np.ndarray] = field(default_factory=list)
+    paces: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -86,11 +89,12 @@ def extract_poses(
     a recording has every frame. ``new_tracker(aspect)`` makes the tracker for the clip's width /
     height; ``on_frame`` is called after each frame (a progress bar)."""
     capture = cv2.VideoCapture(str(clip.path))
-    fps = frame_rate(capture)
+    fps = clip.fps or frame_rate(capture)
     watch: ShelfWatch | None = None
     sampler = PoseSampler.from_config(pose, shelf)
     tracker = None
     aspect = 1.0
+    paces = Paces()
     people: dict[int, PersonPoses] = {}
     frame_number = 0
     while True:
@@ -102,15 +106,19 @@ def extract_poses(
             tracker = new_tracker(aspect)
             watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(shelf), shelf.near,
                                aspect=aspect)  # fmt: skip
+            paces = Paces(aspect)
         timestamp = frame_number / fps
         detections = detect(image)
         tracked = tracker.update(detections.boxes, detections.scores, timestamp)
         ids = tracked.ids.tolist()
+        tokens = [str(i) for i in ids]
+        paces.update(tokens, tracked.boxes, timestamp)
         at_shelf = watch.at_shelf(tracked.boxes)
-        take = partial(_keep_pose, people, ids, at_shelf, timestamp, aspect)
+        take = partial(_keep_pose, people, ids, at_shelf, timestamp, aspect,
+                       [paces.of(token) for token in tokens])  # fmt: skip
         sampler.budget.earn(0.0, MAX_SPARE_MS)
-        sampler.sample(image, [str(i) for i in ids], tracked.boxes,
-                       watch.poses_wanted(tracked.boxes, at_shelf), timestamp, take)  # fmt: skip
+        sampler.sample(image, tokens, tracked.boxes, watch.poses_wanted(tracked.boxes, at_shelf),
+                       timestamp, take)  # fmt: skip
         frame_number += 1
         on_frame()
     capture.release()
@@ -137,11 +145,13 @@ def pose_extractor(
 
 
 def _keep_pose(people: dict[int, PersonPoses], ids: list[int], at_shelf: np.ndarray,
-               timestamp: float, aspect: float, index: int, points: np.ndarray) -> None:  # fmt: skip
+               timestamp: float, aspect: float, paces: list[float], index: int,
+               points: np.ndarray) -> None:  # fmt: skip
     person = people.setdefault(int(ids[index]), PersonPoses())
     person.times.append(timestamp)
     person.poses.append(in_view_units(points, aspect))
     person.at.append(at_shelf[index])
+    person.paces.append(paces[index])
 
 
 def detect_events(
@@ -154,12 +164,16 @@ def detect_events(
         polygon = Polygon(in_view_units(np.asarray(points), poses.aspect))
         events: list[Interaction] = []
         for person in poses.people.values():
-            taken = [(t, p) for t, p, at in zip(person.times, person.poses, person.at) if at[index]]
+            taken = [
+                (t, p, pace)
+                for t, p, at, pace in zip(person.times, person.poses, person.at, person.paces)
+                if at[index]
+            ]
             if not taken:
                 continue
             interactions = ShelfInteractions(polygon, settings)
-            for timestamp, points_now in taken:
-                interactions.observe(timestamp, points_now)
+            for timestamp, points_now, pace in taken:
+                interactions.observe(timestamp, points_now, pace)
             interactions.finish(taken[-1][0] + 1 / poses.fps)
             events += interactions.events
         found[shelf] = sorted(events, key=lambda e: e.start)

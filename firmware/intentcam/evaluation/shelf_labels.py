@@ -6,6 +6,7 @@ The format (``evaluation/shelf/README.md`` has the protocol)::
      "clips": {"NAME": {                     # the video is CLIPS/NAME.* unless "video" is given
         "shelf": [[x, y], ...],              # or "shelves": {"ID": [[x, y], ...], ...}
         "split": "test",                     # or "tune": thresholds may be chosen on it
+        "fps": 25,                           # only where the container states a wrong rate
         "events": [{"kind": "reach", "start": 12, "end": 20},        # frames, both included
                    {"kind": "inspect", "start_s": 1.4, "end_s": 3.0}]  # or seconds
      }}}
@@ -39,7 +40,8 @@ FALLBACK_FPS = 15.0
 @dataclass(frozen=True)
 class LabelledClip:
     """A clip's shelf polygons by id (normalised), and its labelled events by shelf (frame
-    numbers, the last one included); ``frames`` as its container states (0: unknown)."""
+    numbers, the last one included); ``frames`` as its container states (0: unknown); ``fps``
+    the labels' frame rate where the container's is wrong (``None``: the container's)."""
 
     name: str
     path: Path
@@ -47,6 +49,7 @@ class LabelledClip:
     split: str
     events: dict[str, list[Interaction]]
     frames: int = 0
+    fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ class ClipLabel(BaseModel):
     split: Literal["tune", "test"] = "test"
     #: The video, relative to the clips folder, where it is not ``NAME.*`` there.
     video: str | None = None
+    #: The clip's frame rate where its container states a wrong one (its frames' own
+    #: timestamps, which the daemon goes by, say otherwise): frames are timed at this rate.
+    fps: float | None = Field(default=None, gt=0, le=1000)
     events: list[EventLabel] = Field(default_factory=list)
     note: str | None = None
 
@@ -198,12 +204,13 @@ def _clip(path: Path, name: str, label: ClipLabel, clips: Path, coordinates: str
             raise ConfigError([f"{where}.{field}: {problem}"])
         shelves[shelf] = [list(point) for point in normalised]
     events: dict[str, list[Interaction]] = {shelf: [] for shelf in shelves}
+    fps = label.fps or found.fps
     for index, event in enumerate(label.events):
-        first, last = event.frames(found.fps)
+        first, last = event.frames(fps)
         if found.frames and first >= found.frames:
             raise ConfigError([
                 f"{where}.events.{index}: starts at frame {first:g}, after the clip's last "
-                f"({found.frames - 1} at {found.fps:g} fps)"
+                f"({found.frames - 1} at {fps:g} fps)"
             ])  # fmt: skip
         events[event.shelf or next(iter(shelves))].append(Interaction(event.kind, first, last))
-    return LabelledClip(name, video, shelves, label.split, events, found.frames)
+    return LabelledClip(name, video, shelves, label.split, events, found.frames, label.fps)
