@@ -126,7 +126,7 @@ def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledC
     """``clip`` re-encoded through ``variant`` into ``folder`` (losslessly: FFV1), its polygons
     and labels moved."""
     capture = cv2.VideoCapture(str(clip.path))
-    fps = frame_rate(capture)
+    fps = clip.fps or frame_rate(capture)
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     out_path = folder / f"{clip.name}.avi"
     writer = None
@@ -154,9 +154,9 @@ def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledC
         shelf: [replace(e, start=e.start // variant.step, end=e.end // variant.step) for e in found]
         for shelf, found in clip.events.items()
     }
-    return replace(
-        clip, path=out_path, shelves=shelves, events=events, frames=-(-index // variant.step)
-    )
+    # The variant's container states its true frame rate: no labelled ``fps`` to carry over.
+    frames = -(-index // variant.step)
+    return replace(clip, path=out_path, shelves=shelves, events=events, frames=frames, fps=None)
 
 
 def variant_poses(clips: list[LabelledClip], variant: Variant,

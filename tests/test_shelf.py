@@ -525,6 +525,12 @@ def test_the_camera_variants_of_the_invariance_bench_move_shelf_and_labels_along
         assert frames == -(-90 // variant.step)
         event = moved.events["shelf"][0]
         assert (event.start, event.end) == (51 // variant.step, 89 // variant.step)
+    # A clip labelled with its true rate (its container's being wrong) is written at that
+    # rate, which the variant's own container then states.
+    half_rate = next(variant for variant in bench.VARIANTS if variant.step == 2)
+    slower = bench.transformed(replace(clip, fps=7.5), half_rate, tmp_path)
+    assert slower.fps is None
+    assert cv2.VideoCapture(str(slower.path)).get(cv2.CAP_PROP_FPS) == pytest.approx(3.75)
 
 
 def test_the_labeller_variants_move_polygons_and_reach_starts_as_named(
