@@ -114,8 +114,7 @@ def extract_poses(
         tokens = [str(i) for i in ids]
         paces.update(tokens, tracked.boxes, timestamp)
         at_shelf = watch.at_shelf(tracked.boxes)
-        take = partial(_keep_pose, people, ids, at_shelf, timestamp, aspect,
-                       [paces.of(token) for token in tokens])  # fmt: skip
+        take = partial(_keep_pose, people, ids, at_shelf, timestamp, aspect, paces)
         sampler.budget.earn(0.0, MAX_SPARE_MS)
         sampler.sample(image, tokens, tracked.boxes, watch.poses_wanted(tracked.boxes, at_shelf),
                        timestamp, take)  # fmt: skip
@@ -145,13 +144,13 @@ def pose_extractor(
 
 
 def _keep_pose(people: dict[int, PersonPoses], ids: list[int], at_shelf: np.ndarray,
-               timestamp: float, aspect: float, paces: list[float], index: int,
+               timestamp: float, aspect: float, paces: Paces, index: int,
                points: np.ndarray) -> None:  # fmt: skip
     person = people.setdefault(int(ids[index]), PersonPoses())
     person.times.append(timestamp)
     person.poses.append(in_view_units(points, aspect))
     person.at.append(at_shelf[index])
-    person.paces.append(paces[index])
+    person.paces.append(paces.of(str(ids[index])))
 
 
 def detect_events(
