@@ -31,6 +31,12 @@ def in_view_units(points: np.ndarray, aspect: float) -> np.ndarray:
     return view
 
 
+def boxes_in_view_units(boxes: np.ndarray, aspect: float) -> np.ndarray:
+    """(N, 4) normalised ``x1, y1, x2, y2`` boxes in view units (:func:`in_view_units` of both
+    corners)."""
+    return in_view_units(np.reshape(boxes, (-1, 2)), aspect).reshape(-1, 4)
+
+
 def side_of_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """``(x2-x1)*(py-y1) - (y2-y1)*(px-x1)`` for every point (N) and segment (S): (N, S)."""
     dx = ends[:, 0] - starts[:, 0]

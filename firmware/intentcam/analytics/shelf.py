@@ -41,7 +41,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intentcam.analytics.geometry import Polygon, distance_to_segments, in_view_units
+from intentcam.analytics.geometry import (
+    Polygon,
+    boxes_in_view_units,
+    distance_to_segments,
+    in_view_units,
+)
 from intentcam.config import ShelfConfig
 
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST = 5, 6, 7, 8, 9, 10
@@ -251,7 +256,9 @@ class Paces:
     """How fast each person walks, in body heights per second: their box centre's displacement
     (view units) over the last :data:`PACE_WINDOW_S`, over the box's height. Against the
     person's own height a pace reads the same near the camera as far from it; over half a second
-    a swinging arm or a jittering box does not add up to walking."""
+    a swinging arm or a jittering box does not add up to walking. (Not the tracker's Kalman
+    velocity: in a track's first frames it jumps with the first detections, to 0.35 body heights
+    a second for a shopper standing at the store aisle's table.)"""
 
     def __init__(self, aspect: float = 1.0) -> None:
         self.aspect = aspect
@@ -261,7 +268,7 @@ class Paces:
     def update(self, tokens: list[str], boxes: np.ndarray, timestamp: float) -> None:
         """One frame's people (normalised ``x1, y1, x2, y2`` boxes); those unseen for a window
         are forgotten."""
-        view = in_view_units(np.reshape(boxes, (-1, 2)), self.aspect).reshape(-1, 4)
+        view = boxes_in_view_units(boxes, self.aspect)
         centres, heights = (view[:, :2] + view[:, 2:]) / 2, view[:, 3] - view[:, 1]
         for token, centre, height in zip(tokens, centres, heights):
             samples = self._samples.setdefault(token, deque())
@@ -321,7 +328,7 @@ class ShelfWatch:
         """(N, Z) whether each normalised ``x1, y1, x2, y2`` box touches each zone's bounds."""
         if not len(boxes) or not self._ids:
             return np.zeros((len(boxes), len(self._ids)), dtype=bool)
-        view = in_view_units(np.reshape(boxes, (-1, 2)), self.aspect).reshape(-1, 4)
+        view = boxes_in_view_units(boxes, self.aspect)
         b, z = view[:, None, :], self._bounds[None, :, :]
         return (b[..., 0] <= z[..., 2]) & (b[..., 2] >= z[..., 0]) & (
             b[..., 1] <= z[..., 3]) & (b[..., 3] >= z[..., 1])  # fmt: skip

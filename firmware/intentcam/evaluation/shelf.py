@@ -93,15 +93,15 @@ def extract_poses(
     watch: ShelfWatch | None = None
     sampler = PoseSampler.from_config(pose, shelf)
     tracker = None
+    paces: Paces | None = None
     aspect = 1.0
-    paces = Paces()
     people: dict[int, PersonPoses] = {}
     frame_number = 0
     while True:
         ok, image = capture.read()
         if not ok:
             break
-        if tracker is None or watch is None:
+        if tracker is None or watch is None or paces is None:
             aspect = image.shape[1] / image.shape[0]
             tracker = new_tracker(aspect)
             watch = ShelfWatch(clip.shelves, ShelfSettings.from_config(shelf), shelf.near,
