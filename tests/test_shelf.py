@@ -170,6 +170,9 @@ def test_a_pace_is_body_heights_per_second_over_half_a_second() -> None:
     assert paces.of("near") == pytest.approx(0.25, rel=0.05)
     assert paces.of("far") == pytest.approx(0.5, rel=0.05)
     assert paces.of("reaching") < 0.05, "a box widening by an arm held out is not walking"
+    assert paces.walking(["near", "far", "reaching"], [0, 1, 2], over=0.3) == {1}
+    assert paces.walking(["near", "far", "reaching"], [0, 2], over=0.2) == {0}, "only those asked"
+    assert paces.walking(["near", "far", "reaching"], [0, 1, 2], over=0.0) == set(), "gate off"
     paces.update(["near"], np.array([[0.2, 0.2, 0.4, 0.6]]), 1.0 + PACE_WINDOW_S + 0.1)
     assert paces.of("far") == 0.0, "forgotten once unseen for the window"
     assert paces.of("near") == 0.0, "back after a gap: no pace until there is history again"

@@ -144,6 +144,11 @@ class ViewAnalytics:
         reaches up (a shelf rising above their head in the picture)."""
         return self.scene.at_shelf
 
+    @property
+    def passing(self) -> frozenset[int]:
+        """Those of :attr:`at_shelf` walking past: their poses wait for everyone else's."""
+        return self.scene.passing
+
     def end_sessions(self, ends: list[SessionEnd]) -> None:
         """Sessions whose track ended (or whose token rotated): summarise and queue them."""
         for ended in self.scene.end_sessions(ends):
@@ -377,7 +382,8 @@ class CameraView:
             records.extend(self.analytics.add_pose(tokens[index], timestamp, points))
 
         self.poses.budget.earn(*earned)
-        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, take)
+        self.poses.sample(image, tokens, boxes, self.analytics.at_shelf, timestamp, take,
+                          self.analytics.passing)  # fmt: skip
         self.stage_ms["pose"] = (time.perf_counter() - started) * 1e3
         return records
 

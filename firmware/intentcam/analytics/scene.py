@@ -171,6 +171,8 @@ class Analytics:
             {key: n for key, n in self._visit_interactions.items() if key[0] in self._shelf_column}
         )
         self.at_shelf: dict[int, bool] = {}
+        #: Those of them walking past, whose poses wait for everyone else's.
+        self.passing: frozenset[int] = frozenset()
 
     def no_face_tokens(self) -> set[str]:
         """Tokens in staff or excluded zones in the last frame: their faces are never analysed.
@@ -219,6 +221,7 @@ class Analytics:
         #: their crop reaches up (a shelf rising above their head).
         self.at_shelf = self.shelves.poses_wanted(boxes, at_shelf)
         events.interactions = self._record(self.shelves.present(tokens, boxes, at_shelf, timestamp))
+        self.passing = self.shelves.passing(tokens, self.at_shelf)
         for line in self.lines:
             for crossing in line.observe(tokens, feet.image, timestamp, view_points=feet.view):
                 self._on_crossing(crossing)

@@ -36,7 +36,10 @@ Keypoints are used where they are computed and forgotten: only the events leave.
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -262,17 +265,19 @@ class Paces:
 
     def __init__(self, aspect: float = 1.0) -> None:
         self.aspect = aspect
-        #: Per token, the recent (timestamp, box centre, box height) in view units.
-        self._samples: dict[str, deque[tuple[float, np.ndarray, float]]] = {}
+        #: Per token, the recent (timestamp, box centre x, y, box height) in view units, as
+        #: Python floats: asked for everyone at a shelf every frame, a pace must cost
+        #: microseconds, which numpy's per-call overhead on a few numbers does not.
+        self._samples: dict[str, deque[tuple[float, float, float, float]]] = {}
 
     def update(self, tokens: list[str], boxes: np.ndarray, timestamp: float) -> None:
         """One frame's people (normalised ``x1, y1, x2, y2`` boxes); those unseen for a window
         are forgotten."""
         view = boxes_in_view_units(boxes, self.aspect)
         centres, heights = (view[:, :2] + view[:, 2:]) / 2, view[:, 3] - view[:, 1]
-        for token, centre, height in zip(tokens, centres, heights):
+        for token, (x, y), height in zip(tokens, centres.tolist(), heights.tolist()):
             samples = self._samples.setdefault(token, deque())
-            samples.append((timestamp, centre, float(height)))
+            samples.append((timestamp, x, y, height))
             while timestamp - samples[0][0] > PACE_WINDOW_S:
                 samples.popleft()
         for token in [
@@ -280,15 +285,22 @@ class Paces:
         ]:
             del self._samples[token]
 
+    def walking(self, tokens: list[str], people: Iterable[int], over: float) -> frozenset[int]:
+        """Those of ``people`` (indexes into ``tokens``) whose pace is over ``over`` (0: nobody
+        is walking, the gate is off)."""
+        if not over:
+            return frozenset()
+        return frozenset(i for i in people if self.of(tokens[i]) > over)
+
     def of(self, token: str) -> float:
         """``token``'s pace now; 0 (standing) while there is less than :data:`PACE_MIN_SPAN_S` of
         it to judge by."""
         samples = self._samples.get(token)
         if not samples or samples[-1][0] - samples[0][0] < PACE_MIN_SPAN_S:
             return 0.0
-        (first, start, _), (last, end, _) = samples[0], samples[-1]
-        height = max(float(np.median([h for _, _, h in samples])), 1e-6)
-        return float(np.linalg.norm(end - start)) / (last - first) / height
+        (first, x0, y0, _), (last, x1, y1, _) = samples[0], samples[-1]
+        height = max(statistics.median(h for *_, h in samples), 1e-6)
+        return math.hypot(x1 - x0, y1 - y0) / (last - first) / height
 
 
 class ShelfWatch:
@@ -345,6 +357,11 @@ class ShelfWatch:
         each with whether their pose crop reaches up (:meth:`above_heads`)."""
         reach_up = self.above_heads(boxes, at)
         return {int(i): bool(reach_up[i]) for i in np.flatnonzero(at.any(axis=1))}
+
+    def passing(self, tokens: list[str], people: Iterable[int]) -> frozenset[int]:
+        """Those of ``people`` (indexes into ``tokens``) walking past: their pace, as of the
+        last :meth:`present`, is over ``walking``. Their poses can wait for everyone else's."""
+        return self._paces.walking(tokens, people, self.settings.walking)
 
     def present(self, tokens: list[str], boxes: np.ndarray, at: np.ndarray,
                 timestamp: float) -> list[ZoneInteraction]:  # fmt: skip

@@ -116,8 +116,9 @@ def extract_poses(
         at_shelf = watch.at_shelf(tracked.boxes)
         take = partial(_keep_pose, people, ids, at_shelf, timestamp, aspect, paces)
         sampler.budget.earn(0.0, MAX_SPARE_MS)
-        sampler.sample(image, tokens, tracked.boxes, watch.poses_wanted(tracked.boxes, at_shelf),
-                       timestamp, take)  # fmt: skip
+        wanted = watch.poses_wanted(tracked.boxes, at_shelf)
+        sampler.sample(image, tokens, tracked.boxes, wanted, timestamp, take,
+                       paces.walking(tokens, wanted, shelf.walking))  # fmt: skip
         frame_number += 1
         on_frame()
     capture.release()

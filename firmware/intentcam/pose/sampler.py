@@ -10,7 +10,9 @@ empty. Poses therefore fill the loop's idle time first, which costs no frames, a
 at most ``budget_share`` of the detector's time (plus one pose of overshoot and the bucket's small
 cap), so the frame rate stays at or above ``1 / (1 + budget_share)`` of what it is without
 shelves, on any hardware. In a crowd, people wait for a later frame rather than stalling this
-one.
+one, and people walking past wait for everyone standing: a walker's hands are not judged as on
+the shelf (:mod:`intentcam.analytics.shelf`), so on a busy aisle the budget goes to the shopper
+who stopped rather than being shared out among the people streaming by.
 
 Privacy: the crop lives inside :meth:`intentcam.pose.movenet.PoseModel.keypoints` for one invoke;
 the keypoints go to the shelf analytics and are not kept.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +69,9 @@ class PoseSampler:
     model: PoseModel
     interval_s: float
     budget: PoseBudget
+    #: ``poses`` computed, ``seen`` people at shelves (one per person and frame),
+    #: ``over_budget`` people due a pose left for a later frame; ``passing_posed`` and
+    #: ``passing_seen``: the same for those walking past.
     counts: Counter[str] = field(default_factory=Counter)
     _last: dict[str, float] = field(default_factory=dict)
     clock: Callable[[], float] = time.perf_counter
@@ -83,19 +88,20 @@ class PoseSampler:
         at_shelf: Mapping[int, bool],
         now: float,
         sink: PoseSink,
+        passing: Collection[int] = frozenset(),
     ) -> int:
         """Poses for the due people among ``at_shelf`` (indexes into ``tokens``/``boxes``, each
         with whether its crop reaches up above the box) while the budget lasts (the caller has
-        added this frame's :meth:`PoseBudget.earn`); returns how many were computed."""
+        added this frame's :meth:`PoseBudget.earn`), those in ``passing`` (walking past) after
+        everyone else; returns how many were computed."""
         due = sorted(
-            (self._last.get(tokens[i], float("-inf")), i)
+            (i in passing, self._last.get(tokens[i], float("-inf")), i)
             for i in at_shelf
             if now - self._last.get(tokens[i], float("-inf")) >= self.interval_s
         )
         done = 0
-        for _, index in due:
+        for _, _, index in due:
             if not self.budget.available:
-                self.counts["over_budget"] += len(due) - done
                 break
             started = self.clock()
             points = self.model.keypoints(image, boxes[index], reach_up=at_shelf[index])
@@ -104,6 +110,10 @@ class PoseSampler:
             sink(index, points)
             done += 1
         self.counts["poses"] += done
+        self.counts["over_budget"] += len(due) - done
+        self.counts["passing_posed"] += sum(walking for walking, _, _ in due[:done])
+        self.counts["passing_seen"] += sum(i in passing for i in at_shelf)
+        self.counts["seen"] += len(at_shelf)
         return done
 
     def forget(self, tokens: list[str]) -> None:
