@@ -8,7 +8,7 @@ Usage (from the repository root, after `make setup`):
 1. **Per frame, unbudgeted**: on real concourse frames (15-20 people), the detector runs, then
    MoveNet on the first N detected people (N = 0, 1, 3, 10): pose ms per frame beside the
    detector's ms per frame, in the same run.
-2. **The daemon's loop, budgeted** (`[shelf] budget_share`, default 0.15): the pipeline's fps on
+2. **The daemon's loop, budgeted** (`[shelf] budget_share`, default 0.1): the pipeline's fps on
    the same frames with no shelf zone, then with a shelf zone over the whole frame (everyone is
    at a shelf: the worst case), then with the budget lifted (every person every
    `pose_interval_s`), alternating and best of three rounds each. The detector's tiling is
