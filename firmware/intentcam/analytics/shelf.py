@@ -63,6 +63,12 @@ PACE_WINDOW_S = 0.5
 PACE_MIN_SPAN_S = 0.2
 
 
+def is_walking(pace: float, walking: float) -> bool:
+    """Whether a person at ``pace`` (:class:`Paces`) is walking past: over ``walking`` body
+    heights per second, a gate that 0 turns off."""
+    return bool(walking) and pace > walking
+
+
 @dataclass(frozen=True)
 class ShelfSettings:
     """Thresholds of :class:`ShelfInteractions`; each one's effect is in ``[shelf]``
@@ -161,7 +167,7 @@ class ShelfInteractions:
         """One pose at ``timestamp`` of a person moving at ``pace`` (body heights per second,
         :class:`Paces`); returns the events that ended with it."""
         s = self.settings
-        walking = bool(s.walking) and pace > s.walking
+        walking = is_walking(pace, s.walking)
         on, farthest = hands_on_shelf(pose, self.shelf, s)
         on = on and not walking
         ended: list[Interaction] = []
@@ -290,7 +296,7 @@ class Paces:
         is walking, the gate is off)."""
         if not over:
             return frozenset()
-        return frozenset(i for i in people if self.of(tokens[i]) > over)
+        return frozenset(i for i in people if is_walking(self.of(tokens[i]), over))
 
     def of(self, token: str) -> float:
         """``token``'s pace now; 0 (standing) while there is less than :data:`PACE_MIN_SPAN_S` of
