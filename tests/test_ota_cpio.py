@@ -96,6 +96,15 @@ def test_a_lying_size_cannot_reach_past_the_file() -> None:
         entries(bytes(data))
 
 
+@pytest.mark.parametrize("field", [b"-0000001", b"+0000001", b" 0000001", b"0000_001"])
+def test_a_header_field_must_be_eight_hex_digits(field: bytes) -> None:
+    data = bytearray(archive([("model", b"z" * 16)]))
+    mode_field = 6 + 8 * 1  # the second header field is mode
+    data[mode_field : mode_field + 8] = field
+    with pytest.raises(ArchiveError, match="field mode is not hex"):
+        entries(bytes(data))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_fuzz_random_bytes_only_ever_raise_archive_error(blob: bytes) -> None:

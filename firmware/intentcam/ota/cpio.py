@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 MAGIC = b"070701"
+HEX_FIELD = re.compile(rb"[0-9A-Fa-f]{8}")
 HEADER_SIZE = 110
 TRAILER = "TRAILER!!!"
 #: Header fields after the magic, in order (each 8 hex digits).
@@ -110,10 +111,11 @@ def _parse_header(raw: bytes, where: int) -> dict[str, int]:
     values = {}
     for index, name in enumerate(FIELDS):
         field = raw[6 + 8 * index : 14 + 8 * index]
-        try:
-            values[name] = int(field, 16)
-        except ValueError:
-            raise ArchiveError(f"header field {name} is not hex at byte {where}") from None
+        # Eight hex digits only: int() would also take a sign, spaces or underscores, and a
+        # negative mode or size is no number an archive can mean.
+        if not HEX_FIELD.fullmatch(field):
+            raise ArchiveError(f"header field {name} is not hex at byte {where}")
+        values[name] = int(field, 16)
     return values
 
 
