@@ -7,8 +7,9 @@ Usage (from the repository root, after `make setup`):
 
 Someone else's store cameras differ from ours in ways that should not change what a hand did:
 the picture mirrored (the shelf on the other side), a smaller or larger stream, half the frame
-rate, a 16:9 picture with the scene in the middle, harder compression, a camera mounted a little askew. Each variant re-encodes
-every labelled clip (polygons and label frames moved with it), runs it through the daemon's
+rate, a 16:9 picture with the scene in the middle, harder compression, a camera mounted a
+little askew. Each variant re-encodes every labelled clip (polygons and label frames moved with
+it), runs it through the daemon's
 detector, tracker and MoveNet as ``eval-shelf`` does, and scores the *shipped* ``[shelf]``
 thresholds: a reach found on the original and lost on a variant points at something that depends
 on the camera, not on the shopper. Per clip reach matched/detected/labelled, the totals of every
@@ -126,7 +127,7 @@ def transformed(clip: LabelledClip, variant: Variant, folder: Path) -> LabelledC
     """``clip`` re-encoded through ``variant`` into ``folder`` (losslessly: FFV1), its polygons
     and labels moved."""
     capture = cv2.VideoCapture(str(clip.path))
-    fps = clip.fps or frame_rate(capture)
+    fps = frame_rate(capture, clip.fps)
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     out_path = folder / f"{clip.name}.avi"
     writer = None

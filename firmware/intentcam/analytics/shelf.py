@@ -294,8 +294,6 @@ class Paces:
     def walking(self, tokens: list[str], people: Iterable[int], over: float) -> frozenset[int]:
         """Those of ``people`` (indexes into ``tokens``) whose pace is over ``over`` (0: nobody
         is walking, the gate is off)."""
-        if not over:
-            return frozenset()
         return frozenset(i for i in people if is_walking(self.of(tokens[i]), over))
 
     def of(self, token: str) -> float:

@@ -89,7 +89,7 @@ def extract_poses(
     a recording has every frame. ``new_tracker(aspect)`` makes the tracker for the clip's width /
     height; ``on_frame`` is called after each frame (a progress bar)."""
     capture = cv2.VideoCapture(str(clip.path))
-    fps = clip.fps or frame_rate(capture)
+    fps = frame_rate(capture, clip.fps)
     watch: ShelfWatch | None = None
     sampler = PoseSampler.from_config(pose, shelf)
     tracker = None

@@ -62,9 +62,10 @@ class VideoFormat:
     frames: int
 
 
-def frame_rate(capture: cv2.VideoCapture) -> float:
-    """An opened clip's frame rate, or :data:`FALLBACK_FPS` where its container gives none."""
-    return container_fps(capture) or FALLBACK_FPS
+def frame_rate(capture: cv2.VideoCapture, labelled: float | None = None) -> float:
+    """An opened clip's frame rate: the ``labelled`` one (:attr:`LabelledClip.fps`) where the
+    labels give it, else its container's, else :data:`FALLBACK_FPS`."""
+    return labelled or container_fps(capture) or FALLBACK_FPS
 
 
 def probe_video(path: Path) -> VideoFormat:

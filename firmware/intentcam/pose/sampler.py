@@ -9,10 +9,11 @@ of the frame period; a recording waits for the loop, loses no frame to a pose an
 keypoints), and poses run only while the bucket is not empty. Poses therefore fill the loop's
 idle time first, which costs no frames, and beyond it cost at most ``budget_share`` of the
 detector's time (plus one pose of overshoot and the bucket's small cap), so the frame rate stays
-at or above ``1 / (1 + budget_share)`` of what it is without shelves, on any hardware. In a crowd, people wait for a later frame rather than stalling this
-one, and people walking past wait for everyone standing: a walker's hands are not judged as on
-the shelf (:mod:`intentcam.analytics.shelf`), so on a busy aisle the budget goes to the shopper
-who stopped rather than being shared out among the people streaming by.
+at or above ``1 / (1 + budget_share)`` of what it is without shelves, on any hardware. In a
+crowd, people wait for a later frame rather than stalling this one, and people walking past wait
+for everyone standing: a walker's hands are not judged as on the shelf
+(:mod:`intentcam.analytics.shelf`), so on a busy aisle the budget goes to the shopper who stopped
+rather than being shared out among the people streaming by.
 
 Privacy: the crop lives inside :meth:`intentcam.pose.movenet.PoseModel.keypoints` for one invoke;
 the keypoints go to the shelf analytics and are not kept.
