@@ -8,7 +8,7 @@ Usage (from the repository root, after `make setup`):
 Someone else's store cameras differ from ours in ways that should not change what a hand did:
 the picture mirrored (the shelf on the other side), a smaller or larger stream, half the frame
 rate, a 16:9 picture with the scene in the middle, harder compression, a camera mounted a
-little askew. Each variant re-encodes every labelled clip (polygons and label frames moved with
+little askew, a steeper camera (crudely: the picture squashed upright). Each variant re-encodes every labelled clip (polygons and label frames moved with
 it), runs it through the daemon's
 detector, tracker and MoveNet as ``eval-shelf`` does, and scores the *shipped* ``[shelf]``
 thresholds: a reach found on the original and lost on a variant points at something that depends
@@ -104,6 +104,15 @@ def _rolled_point(x: float, y: float, size: tuple[int, int]) -> tuple[float, flo
     return (float(moved_x / width), float(moved_y / height))
 
 
+#: A steeper camera, crudely: everything upright (people, shelf faces, the depth of a table top)
+#: shortened in the picture by this factor, widths kept. Torsos shrink, sideways reaches do not.
+SQUASH = 0.75
+
+
+def _squashed(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, None, fx=1.0, fy=SQUASH, interpolation=cv2.INTER_AREA)
+
+
 VARIANTS = (
     Variant("original"),
     Variant("mirrored", frame=lambda image: cv2.flip(image, 1), point=lambda x, y, _: (1.0 - x, y)),
@@ -120,6 +129,7 @@ VARIANTS = (
     Variant("JPEG q70", frame=_jpeg),
     Variant("1080p 16:9", frame=_full_hd, point=_padded_point),
     Variant(f"rolled {ROLL_DEGREES:g} deg", frame=_rolled, point=_rolled_point),
+    Variant(f"squashed {SQUASH:g} upright", frame=_squashed),
 )
 
 

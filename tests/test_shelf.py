@@ -155,11 +155,13 @@ def test_a_pace_is_body_heights_per_second_over_half_a_second() -> None:
         t = frame / FPS
         near = 0.1 * t  # frame heights per second, to the right
         paces.update(
-            ["near", "far", "reaching"],
+            ["near", "far", "reaching", "raising", "coming"],
             np.array([
                 [(0.2 + near) / (16 / 9), 0.2, (0.4 + near) / (16 / 9), 0.6],  # 0.4 tall
                 [(1.0 + near) / (16 / 9), 0.4, (1.1 + near) / (16 / 9), 0.6],  # 0.2 tall
-                [0.7, 0.2, 0.8 + 0.1 * min(t, 0.3), 0.6],  # standing, an arm goes out
+                [0.7, 0.2, 0.8 + 0.3 * t, 0.6],  # standing, an arm goes out sideways
+                [0.5, 0.2 - 0.2 * t, 0.6, 0.6],  # standing, an arm goes up
+                [0.1, 0.3 + 0.1 * t, 0.2 + 0.05 * t, 0.5 + 0.3 * t],  # walks towards the camera
             ]),
             t,
         )  # fmt: skip
@@ -169,7 +171,13 @@ def test_a_pace_is_body_heights_per_second_over_half_a_second() -> None:
     # person's height a second, half of the far one's.
     assert paces.of("near") == pytest.approx(0.25, rel=0.05)
     assert paces.of("far") == pytest.approx(0.5, rel=0.05)
-    assert paces.of("reaching") < 0.05, "a box widening by an arm held out is not walking"
+    # An arm moves one edge of the box, and fast: 0.3 of the frame's width a second, which the
+    # box's centre would have read as walking at 0.67 body heights a second.
+    assert paces.of("reaching") == 0.0, "a box widening by an arm held out is not walking"
+    assert paces.of("raising") == 0.0, "a box growing upwards by a raised arm is not walking"
+    # Coming closer, the box grows as it moves down: its top edge moves 0.1 frame heights a
+    # second, its bottom 0.3; the lesser, over its median height (0.35), is the pace.
+    assert paces.of("coming") == pytest.approx(0.1 / 0.35, rel=0.1)
     assert paces.walking(["near", "far", "reaching"], [0, 1, 2], over=0.3) == {1}
     assert paces.walking(["near", "far", "reaching"], [0, 2], over=0.2) == {0}, "only those asked"
     assert paces.walking(["near", "far", "reaching"], [0, 1, 2], over=0.0) == set(), "gate off"
@@ -305,7 +313,7 @@ def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> 
         load_labels(tmp_path, tmp_path / "clips")
     two.update(video="../missing.mp4", events=[])
     (tmp_path / "labels.json").write_text(json.dumps({"clips": {"two": two}}))
-    with pytest.raises(UserError, match="missing.mp4: no video for labelled clip 'two'"):
+    with pytest.raises(UserError, match="missing.mp4: no video for clip 'two' labelled in "):
         load_labels(tmp_path, tmp_path / "clips")
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     two.update(video="../broken.mp4")

@@ -262,28 +262,29 @@ class ShelfStay:
 
 
 class Paces:
-    """How fast each person walks, in body heights per second: their box centre's displacement
-    (view units) over the last :data:`PACE_WINDOW_S`, over the box's height. Against the
-    person's own height a pace reads the same near the camera as far from it; over half a second
-    a swinging arm or a jittering box does not add up to walking. (Not the tracker's Kalman
-    velocity: in a track's first frames it jumps with the first detections, to 0.35 body heights
-    a second for a shopper standing at the store aisle's table.)"""
+    """How fast each person walks, in body heights per second: their box's displacement (view
+    units) over the last :data:`PACE_WINDOW_S`, over the box's height. Against the person's own
+    height a pace reads the same near the camera as far from it; over half a second a jittering
+    box does not add up to walking. The box moves only as far as *both* its edges moved the same
+    way (per axis, the lesser of the two): an arm held out or raised moves one edge of a
+    standing shopper's box, walking carries both. (Not the tracker's Kalman velocity: in a
+    track's first frames it jumps with the first detections, to 0.35 body heights a second for
+    a shopper standing at the store aisle's table.)"""
 
     def __init__(self, aspect: float = 1.0) -> None:
         self.aspect = aspect
-        #: Per token, the recent (timestamp, box centre x, y, box height) in view units, as
-        #: Python floats: asked for everyone at a shelf every frame, a pace must cost
-        #: microseconds, which numpy's per-call overhead on a few numbers does not.
-        self._samples: dict[str, deque[tuple[float, float, float, float]]] = {}
+        #: Per token, the recent (timestamp, x1, y1, x2, y2) boxes in view units, as Python
+        #: floats: asked for everyone at a shelf every frame, a pace must cost microseconds,
+        #: which numpy's per-call overhead on a few numbers does not.
+        self._samples: dict[str, deque[tuple[float, float, float, float, float]]] = {}
 
     def update(self, tokens: list[str], boxes: np.ndarray, timestamp: float) -> None:
         """One frame's people (normalised ``x1, y1, x2, y2`` boxes); those unseen for a window
         are forgotten."""
         view = boxes_in_view_units(boxes, self.aspect)
-        centres, heights = (view[:, :2] + view[:, 2:]) / 2, view[:, 3] - view[:, 1]
-        for token, (x, y), height in zip(tokens, centres.tolist(), heights.tolist()):
+        for token, (x1, y1, x2, y2) in zip(tokens, view.tolist()):
             samples = self._samples.setdefault(token, deque())
-            samples.append((timestamp, x, y, height))
+            samples.append((timestamp, x1, y1, x2, y2))
             while timestamp - samples[0][0] > PACE_WINDOW_S:
                 samples.popleft()
         for token in [
@@ -302,9 +303,19 @@ class Paces:
         samples = self._samples.get(token)
         if not samples or samples[-1][0] - samples[0][0] < PACE_MIN_SPAN_S:
             return 0.0
-        (first, x0, y0, _), (last, x1, y1, _) = samples[0], samples[-1]
-        height = max(statistics.median(h for *_, h in samples), 1e-6)
-        return math.hypot(x1 - x0, y1 - y0) / (last - first) / height
+        (first, *before), (last, *after) = samples[0], samples[-1]
+        moved = [after[i] - before[i] for i in range(4)]
+        height = max(statistics.median(y2 - y1 for _, _, y1, _, y2 in samples), 1e-6)
+        across, down = _both_edges(moved[0], moved[2]), _both_edges(moved[1], moved[3])
+        return math.hypot(across, down) / (last - first) / height
+
+
+def _both_edges(one: float, other: float) -> float:
+    """How far a box moved along one axis given how far its two edges did: the lesser, where
+    they went the same way; none where they went apart or together (the box grew or shrank)."""
+    if one * other <= 0.0:
+        return 0.0
+    return one if abs(one) < abs(other) else other
 
 
 class ShelfWatch:

@@ -188,7 +188,11 @@ def _clip(path: Path, name: str, label: ClipLabel, clips: Path, coordinates: str
         else next(iter(sorted(clips.glob(f"{name}.*"))), None)
     )
     if video is None or not video.is_file():
-        raise UserError(f"{video or clips}: no video for labelled clip {name!r}", exit_code=2)
+        raise UserError(
+            f"{video or clips}: no video for clip {name!r} labelled in {path}"
+            " (put the clips and their labels.json in one folder, or name it with --labels)",
+            exit_code=2,
+        )
     found = probe_video(video)
     scale = (found.width, found.height) if coordinates == "pixels" else (1.0, 1.0)
     shelves: dict[str, list[list[float]]] = {}
