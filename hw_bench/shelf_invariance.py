@@ -8,14 +8,15 @@ Usage (from the repository root, after `make setup`):
 Someone else's store cameras differ from ours in ways that should not change what a hand did:
 the picture mirrored (the shelf on the other side), a smaller or larger stream, half the frame
 rate, a 16:9 picture with the scene in the middle, harder compression, a camera mounted a
-little askew, a steeper camera (crudely: the picture squashed upright). Each variant re-encodes every labelled clip (polygons and label frames moved with
-it), runs it through the daemon's
-detector, tracker and MoveNet as ``eval-shelf`` does, and scores the *shipped* ``[shelf]``
-thresholds: a reach found on the original and lost on a variant points at something that depends
-on the camera, not on the shopper. Per clip reach matched/detected/labelled, the totals of every
-kind; then thresholds chosen on the tune clips of every variant at once (``eval-shelf``'s grid)
-against the shipped ones, on the test clips of each variant and pooled. The result of 2026-11-23
-is in evaluation/shelf/README.md ("Eighth session").
+little askew, a steeper camera (crudely: the picture squashed upright). Each variant
+re-encodes every labelled clip (polygons and label frames moved with it), runs it through the
+daemon's detector, tracker and MoveNet as ``eval-shelf`` does, and scores the *shipped*
+``[shelf]`` thresholds: a reach found on the original and lost on a variant points at something
+that depends on the camera, not on the shopper. Per clip reach matched/detected/labelled, the
+totals of every kind; then thresholds chosen on the tune clips of every variant at once
+(``eval-shelf``'s grid) against the shipped ones, on the test clips of each variant and pooled.
+Results in evaluation/shelf/README.md (from the "Eighth session"; the latest, with all ten
+variants, in the "Seventeenth session").
 """
 
 from __future__ import annotations

@@ -303,10 +303,11 @@ class Paces:
         samples = self._samples.get(token)
         if not samples or samples[-1][0] - samples[0][0] < PACE_MIN_SPAN_S:
             return 0.0
-        (first, *before), (last, *after) = samples[0], samples[-1]
-        moved = [after[i] - before[i] for i in range(4)]
+        (first, left0, top0, right0, bottom0) = samples[0]
+        (last, left1, top1, right1, bottom1) = samples[-1]
+        across = _both_edges(left1 - left0, right1 - right0)
+        down = _both_edges(top1 - top0, bottom1 - bottom0)
         height = max(statistics.median(y2 - y1 for _, _, y1, _, y2 in samples), 1e-6)
-        across, down = _both_edges(moved[0], moved[2]), _both_edges(moved[1], moved[3])
         return math.hypot(across, down) / (last - first) / height
 
 
