@@ -358,13 +358,10 @@ model_dir = "{models}"
 """
 
 
-def run_clip(clip: Path, table: list[list[float]], model_dir: Path, tmp_path: Path,
-             extra: str = "") -> list[dict[str, Any]]:  # fmt: skip
-    """The daemon's records of ``clip`` with ``table`` as the shelf zone of the alert rule
-    (``extra``: more of the config, TOML)."""
+def daemon_records(clip: Path, toml: str, tmp_path: Path) -> list[dict[str, Any]]:
+    """The daemon's records of the whole of ``clip`` with the config ``toml``."""
     config = tmp_path / "c.toml"
-    config.write_text(ALERT_CONFIG.format(table=table, models=model_dir) + extra,
-                      encoding="utf-8")  # fmt: skip
+    config.write_text(toml, encoding="utf-8")
     sink = ListSink()
     source = VideoFileSource(clip)
     try:
@@ -374,6 +371,15 @@ def run_clip(clip: Path, table: list[list[float]], model_dir: Path, tmp_path: Pa
     finally:
         source.close()
     return sink.records
+
+
+def run_clip(clip: Path, table: list[list[float]], model_dir: Path, tmp_path: Path,
+             extra: str = "") -> list[dict[str, Any]]:  # fmt: skip
+    """The daemon's records of ``clip`` with ``table`` as the shelf zone of the alert rule
+    (``extra``: more of the config, TOML)."""
+    return daemon_records(
+        clip, ALERT_CONFIG.format(table=table, models=model_dir) + extra, tmp_path
+    )
 
 
 def poses_taken(source: VideoFileSource, model_dir: Path, tmp_path: Path,
@@ -465,19 +471,11 @@ def test_a_hand_raised_to_a_high_shelf_is_a_reach_in_the_daemon(
                     for name, points in shelves.items())  # fmt: skip
 
     def reaches(crop_above: float) -> dict[str, list[float]]:
-        config = tmp_path / "c.toml"
-        config.write_text(f"[telemetry]\nevents = true\n[shelf]\ncrop_above = {crop_above}\n"
-                          f'{zones}[paths]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")  # fmt: skip
-        sink = ListSink()
-        source = VideoFileSource(DATA / "videos" / "intel_store_aisle_preview.avi")
-        try:
-            build_pipeline(load_config(config), source, sink, report_every_s=3600).run(
-                threading.Event()
-            )
-        finally:
-            source.close()
+        toml = (f"[telemetry]\nevents = true\n[shelf]\ncrop_above = {crop_above}\n"
+                f'{zones}[paths]\nmodel_dir = "{model_dir}"\n')  # fmt: skip
+        records = daemon_records(DATA / "videos" / "intel_store_aisle_preview.avi", toml, tmp_path)
         found: dict[str, list[float]] = {}
-        for record in sink.records:
+        for record in records:
             if record.get("event") == "interaction" and record["interaction"] == "reach":
                 found.setdefault(record["zone"], []).append(record["duration_s"])
         return found
