@@ -81,7 +81,7 @@ def test_every_module_level_import_is_a_declared_dependency() -> None:
 def _evaluation_overlays() -> list[str]:
     """Every hand-made file under evaluation/ that the evaluation commands read."""
     folder = ROOT / "evaluation"
-    files = [*folder.glob("sequences/*/*.toml"), folder / "shelf" / "labels.json"]
+    files = [*folder.glob("sequences/*/*.toml"), *folder.glob("shelf/**/labels.json")]
     return sorted(str(path.relative_to(ROOT)) for path in files)
 
 

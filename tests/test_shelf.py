@@ -603,3 +603,86 @@ def patch(image: np.ndarray, point: list[float]) -> list[float]:
     return (
         image[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].reshape(-1, 3).mean(0).tolist()
     )
+
+
+def test_polygon_overlap_of_two_labellers_is_intersection_over_union() -> None:
+    from intentcam.evaluation.shelf_agreement import polygon_iou
+
+    square = [[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]
+    left_half = [[0.2, 0.2], [0.4, 0.2], [0.4, 0.6], [0.2, 0.6]]
+    assert polygon_iou(square, square) == pytest.approx(1.0)
+    assert polygon_iou(square, left_half) == pytest.approx(0.5, abs=0.01)
+    assert polygon_iou(square, [[0.7, 0.7], [0.9, 0.7], [0.9, 0.9]]) == 0.0
+
+
+def test_two_labellers_agree_on_the_events_whose_starts_are_within_the_tolerance() -> None:
+    """The second labeller's events are scored against the first's as detections are: same
+    kind and shelf, starts within 0.5 s, each label once; a shelf one labeller did not draw
+    overlaps nothing, and clips only one labelled are named, not scored."""
+    from intentcam.analytics.shelf import Interaction
+    from intentcam.evaluation.shelf_agreement import agreement
+    from intentcam.evaluation.shelf_labels import LabelledClip
+
+    table = [[0.4, 0.5], [0.8, 0.5], [0.8, 0.9], [0.4, 0.9]]
+
+    def clip(name: str, split: str, reaches: list[int], shelves: list[str]) -> LabelledClip:
+        events = {s: [Interaction("reach", r, r + 10) for r in reaches] for s in shelves[:1]}
+        return LabelledClip(name, Path(name), {s: table for s in shelves}, split,
+                            events | {s: [] for s in shelves[1:]})  # fmt: skip
+
+    first = [clip("a", "test", [0, 30], ["table"]), clip("b", "tune", [15], ["table"]),
+             clip("only-first", "test", [0], ["table"])]  # fmt: skip
+    # at 15 fps: 6 frames (0.4 s) late matches, 15 frames (1 s) late does not
+    second = [clip("a", "test", [6, 45, 80], ["table", "wall"]), clip("b", "tune", [15], ["table"]),
+              clip("only-second", "test", [0], ["table"])]  # fmt: skip
+    result = agreement(first, second, fps_of=lambda _: 15.0)
+
+    rows = {row["clip"]: row for row in result["clips"]}
+    assert set(rows) == {"a", "b"}
+    assert rows["a"]["reach"] == [1, 3, 2]
+    assert rows["a"]["reach_start_shifts_s"] == [pytest.approx(0.4)]
+    assert rows["a"]["polygon_iou"] == {"table": 1.0, "wall": 0.0}
+    assert result["total"]["test"]["reach"]["of_first"] == 0.5
+    assert result["total"]["test"]["reach"]["of_second"] == pytest.approx(0.333)
+    assert result["total"]["all"]["reach"]["both"] == 2
+    assert result["only_first"] == ["only-first"] and result["only_second"] == ["only-second"]
+
+
+def test_the_second_labellers_labels_cover_the_first_labellers_shelf_clips() -> None:
+    """evaluation/shelf/second is a blind second labelling of the same clips (the concourse,
+    with its drawn floor displays and no events, excepted); both load, and by the README's
+    count they agree on 7 of 11 test reaches and 5 of 5 tune reaches."""
+    from intentcam.evaluation.shelf_agreement import agreement
+    from intentcam.evaluation.shelf_labels import load_labels
+    from intentcam.resources import project_file
+
+    first = load_labels(project_file("evaluation/shelf"), DATA / "shelf")
+    second = load_labels(project_file("evaluation/shelf/second"), DATA / "shelf")
+    result = agreement(first, second)
+    assert result["only_first"] == ["concourse_overhead"] and result["only_second"] == []
+    assert {c.name: c.split for c in second} == {c.name: c.split for c in first
+                                                 if c.name != "concourse_overhead"}  # fmt: skip
+    test, tune = result["total"]["test"]["reach"], result["total"]["tune"]["reach"]
+    assert (test["both"], test["second"], test["first"]) == (7, 11, 11)
+    assert (tune["both"], tune["second"], tune["first"]) == (5, 5, 5)
+
+
+def test_the_agreement_bench_compares_two_label_folders_and_stops_on_bad_ones(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    bench = Path(__file__).parents[1] / "hw_bench" / "shelf_agreement.py"
+
+    def run_python(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+
+    out = tmp_path / "agreement.json"
+    ok = run_python(bench, "--labels-only", "--clips", str(DATA / "shelf"), "--json", str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert "test: reach 7 both / 11 second / 11 first" in ok.stdout
+    assert json.loads(out.read_text())["agreement"]["total"]["test"]["reach"]["both"] == 7
+    (tmp_path / "labels.json").write_text("{not json")
+    bad = run_python(bench, "--labels-only", "--second", str(tmp_path))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert str(tmp_path / "labels.json") in bad.stderr
