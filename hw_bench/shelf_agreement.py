@@ -28,11 +28,10 @@ from tqdm import tqdm
 
 from intentcam.benchmark import write_report
 from intentcam.errors import UserError
-from intentcam.evaluation.shelf import matched_detected_labelled, score
 from intentcam.evaluation.shelf_agreement import agreement
 from intentcam.evaluation.shelf_labels import load_labels
 from intentcam.resources import project_file
-from shelf_clips import add_clip_arguments, labelled_clips
+from shelf_clips import add_clip_arguments, labelled_clips, reach_row
 
 SPLITS = ("tune", "test", "all")
 
@@ -67,20 +66,12 @@ def detector_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     minute."""
     rows = []
     for name, folder in (("first", args.labels), ("second", args.second)):
-        args.labels = folder
-        settings, clips, poses_of = labelled_clips(args, "shelf_agreement")
+        one = argparse.Namespace(**{**vars(args), "labels": folder})
+        settings, clips, poses_of = labelled_clips(one, "shelf_agreement")
         pairs = [
             (clip, poses_of(clip)) for clip in tqdm(clips, desc=name, unit="clip", leave=False)
         ]
-        results = {
-            split: score([p for p in pairs if split == "all" or p[0].split == split], settings)
-            for split in SPLITS
-        }
-        rows.append({
-            "labels": name,
-            **{split: matched_detected_labelled(result) for split, result in results.items()},
-            "test_false_per_quiet_minute": results["test"]["total"]["false_per_quiet_minute"],
-        })  # fmt: skip
+        rows.append(reach_row(name, pairs, settings, SPLITS))
     return rows
 
 

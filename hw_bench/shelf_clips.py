@@ -7,13 +7,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.config import load_config
 from intentcam.errors import UserError
-from intentcam.evaluation.shelf import ClipPoses, pose_extractor
+from intentcam.evaluation.shelf import ClipPoses, matched_detected_labelled, pose_extractor, score
 from intentcam.evaluation.shelf_labels import LabelledClip, load_labels
 from intentcam.resources import project_file
 
@@ -57,3 +58,19 @@ def clips_with_poses(
     settings, clips, poses_of = labelled_clips(args, prog)
     pairs = [(clip, poses_of(clip)) for clip in tqdm(clips, desc="poses", unit="clip", leave=False)]
     return settings, pairs, poses_of
+
+
+def reach_row(
+    labels: str, pairs: Pairs, settings: ShelfSettings, splits: tuple[str, ...] = ("tune", "test")
+) -> dict[str, Any]:
+    """One bench row: reach [matched, detected, labelled] per split of ``pairs`` (``all``: every
+    clip) with ``settings``, and the test clips' false events per quiet minute."""
+    results = {
+        split: score([p for p in pairs if split == "all" or p[0].split == split], settings)
+        for split in {*splits, "test"}
+    }
+    return {
+        "labels": labels,
+        **{split: matched_detected_labelled(results[split]) for split in splits},
+        "test_false_per_quiet_minute": results["test"]["total"]["false_per_quiet_minute"],
+    }

@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.benchmark import write_report
-from intentcam.evaluation.shelf import ClipPoses, matched_detected_labelled, score
+from intentcam.evaluation.shelf import ClipPoses
 from intentcam.evaluation.shelf_labels import LabelledClip
-from shelf_clips import Pairs, add_clip_arguments, clips_with_poses
+from shelf_clips import Pairs, add_clip_arguments, clips_with_poses, reach_row
 
 
 @dataclass(frozen=True)
@@ -92,18 +92,7 @@ def variant_pairs(pairs: Pairs, variant: LabelVariant,
 def reach_rows(by_variant: dict[str, Pairs], settings: ShelfSettings) -> list[dict[str, Any]]:
     """Per variant: reach [matched, detected, labelled] on the tune and the test clips, and the
     test clips' false events per quiet minute."""
-    rows = []
-    for name, pairs in by_variant.items():
-        results = {
-            split: score([p for p in pairs if p[0].split == split], settings)
-            for split in ("tune", "test")
-        }
-        rows.append({
-            "labels": name,
-            **{split: matched_detected_labelled(result) for split, result in results.items()},
-            "test_false_per_quiet_minute": results["test"]["total"]["false_per_quiet_minute"],
-        })  # fmt: skip
-    return rows
+    return [reach_row(name, pairs, settings) for name, pairs in by_variant.items()]
 
 
 def main() -> int:

@@ -240,6 +240,11 @@ def in_seconds(clip: LabelledClip, fps: float) -> dict[str, list[Interaction]]:
             for shelf, events in clip.events.items()}  # fmt: skip
 
 
+def share(part: int, whole: int) -> float | None:
+    """``part / whole`` to three places; ``None`` where there is no whole to share."""
+    return round(part / whole, 3) if whole else None
+
+
 def score(
     clips: Iterable[tuple[LabelledClip, ClipPoses]], settings: ShelfSettings
 ) -> dict[str, Any]:
@@ -274,8 +279,8 @@ def score(
             "matched": matched,
             "detected": detected,
             "labelled": labelled_count,
-            "precision": round(matched / detected, 3) if detected else None,
-            "recall": round(matched / labelled_count, 3) if labelled_count else None,
+            "precision": share(matched, detected),
+            "recall": share(matched, labelled_count),
         }
     summary["false_per_quiet_minute"] = round(false_total / quiet_total, 2) if quiet_total else None
     return {"clips": rows, "total": summary}

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from intentcam.analytics.shelf import KINDS, Interaction
-from intentcam.evaluation.shelf import in_seconds, pair
+from intentcam.evaluation.shelf import in_seconds, pair, share
 from intentcam.evaluation.shelf_labels import LabelledClip, frame_rate
 
 #: Cells per side of the grid polygons are rasterised on for their overlap (normalised
@@ -83,8 +83,8 @@ def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "second": seconds,
             "first": firsts,
             # the share of each labeller's events the other also has
-            "of_first": round(both / firsts, 3) if firsts else None,
-            "of_second": round(both / seconds, 3) if seconds else None,
+            "of_first": share(both, firsts),
+            "of_second": share(both, seconds),
         }
     shifts: list[float] = [s for row in rows for s in row["reach_start_shifts_s"]]
     largest = max(shifts, key=abs, default=None)
