@@ -21,18 +21,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from intentcam.analytics.shelf import ShelfSettings
 from intentcam.benchmark import write_report
 from intentcam.errors import UserError
+from intentcam.evaluation.shelf import ClipPoses
 from intentcam.evaluation.shelf_agreement import agreement
-from intentcam.evaluation.shelf_labels import load_labels
+from intentcam.evaluation.shelf_labels import LabelledClip, load_labels
 from intentcam.resources import project_file
 from shelf_clips import add_clip_arguments, labelled_clips, reach_row
 
+PROG = "shelf_agreement"
 SPLITS = ("tune", "test", "all")
 
 
@@ -60,14 +64,16 @@ def print_agreement(result: dict[str, Any]) -> None:
         print(f"labelled by one only: {result['only_first'] + result['only_second']}")
 
 
-def detector_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The detector (shipped thresholds) against each labeller, on that labeller's polygons:
-    reach [matched, detected, labelled] per split and the test clips' false events per quiet
-    minute."""
+def detector_rows(
+    labellers: dict[str, list[LabelledClip]],
+    settings: ShelfSettings,
+    poses_of: Callable[[LabelledClip], ClipPoses],
+) -> list[dict[str, Any]]:
+    """The detector with ``settings`` against each labeller, on that labeller's polygons (the
+    poses taken for them): reach [matched, detected, labelled] per split and the test clips'
+    false events per quiet minute."""
     rows = []
-    for name, folder in (("first", args.labels), ("second", args.second)):
-        one = argparse.Namespace(**{**vars(args), "labels": folder})
-        settings, clips, poses_of = labelled_clips(one, "shelf_agreement")
+    for name, clips in labellers.items():
         pairs = [
             (clip, poses_of(clip)) for clip in tqdm(clips, desc=name, unit="clip", leave=False)
         ]
@@ -83,16 +89,19 @@ def main() -> int:
     parser.add_argument("--labels-only", action="store_true",
                         help="compare the labels only; run no detector")  # fmt: skip
     args = parser.parse_args()
+    settings, first, poses_of = labelled_clips(args, PROG)
     try:
-        first, second = (load_labels(folder, args.clips) for folder in (args.labels, args.second))
+        second = load_labels(args.second, args.clips)
     except UserError as exc:
-        print(f"shelf_agreement: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     result = agreement(first, second)
     print_agreement(result)
     report: dict[str, Any] = {"agreement": result}
     if not args.labels_only:
-        report["detector"] = rows = detector_rows(args)
+        report["detector"] = rows = detector_rows(
+            {"first": first, "second": second}, settings, poses_of
+        )
         print(f"\n{'detector against':<18} {'tune m/d/l':>10} {'test m/d/l':>10} {'false/min':>9}")
         for row in rows:
             tune, test = ("/".join(map(str, row[split])) for split in ("tune", "test"))

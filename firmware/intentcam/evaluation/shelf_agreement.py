@@ -3,8 +3,8 @@ detector: the second labeller's events stand in for detections against the first
 and shelf, starts within :data:`~intentcam.evaluation.shelf.TOLERANCE_S`, each label once).
 
 What it is for: a held-out figure is only as sharp as its labels. Where two careful labellers
-following one protocol agree on 7 reaches of 11, a detector scored against either cannot be
-told from one at 0.64 recall by that set, whatever it does.
+following one protocol agree on 7 reaches of 11, a detector's recall measured against one of
+them carries that disagreement too.
 """
 
 from __future__ import annotations
