@@ -29,12 +29,11 @@ from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.benchmark import write_report
-from intentcam.errors import UserError
 from intentcam.evaluation.shelf import ClipPoses
 from intentcam.evaluation.shelf_agreement import agreement
-from intentcam.evaluation.shelf_labels import LabelledClip, load_labels
+from intentcam.evaluation.shelf_labels import LabelledClip
 from intentcam.resources import project_file
-from shelf_clips import add_clip_arguments, labelled_clips, reach_row
+from shelf_clips import add_clip_arguments, clip_labels, reach_row, shipped_settings
 
 PROG = "shelf_agreement"
 SPLITS = ("tune", "test", "all")
@@ -89,16 +88,12 @@ def main() -> int:
     parser.add_argument("--labels-only", action="store_true",
                         help="compare the labels only; run no detector")  # fmt: skip
     args = parser.parse_args()
-    settings, first, poses_of = labelled_clips(args, PROG)
-    try:
-        second = load_labels(args.second, args.clips)
-    except UserError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
+    first, second = (clip_labels(args.clips, folder, PROG) for folder in (args.labels, args.second))
     result = agreement(first, second)
     print_agreement(result)
     report: dict[str, Any] = {"agreement": result}
     if not args.labels_only:
+        settings, poses_of = shipped_settings()
         report["detector"] = rows = detector_rows(
             {"first": first, "second": second}, settings, poses_of
         )

@@ -33,22 +33,33 @@ def add_clip_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
                         help="folder of labels.json")  # fmt: skip
 
 
+def clip_labels(clips: Path, labels: Path, prog: str) -> list[LabelledClip]:
+    """The clips in ``clips`` with the labels of ``labels/labels.json``; a missing clips folder
+    or bad labels end ``prog`` with a one-line error and exit status 2."""
+    if not clips.is_dir():
+        print(f"{prog}: {clips}: not a folder of clips", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        return load_labels(labels, clips)
+    except UserError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def shipped_settings() -> tuple[ShelfSettings, Callable[[LabelledClip], ClipPoses]]:
+    """The shipped ``[shelf]`` thresholds and the pose taker (the models loaded)."""
+    settings = load_config(None)
+    return ShelfSettings.from_config(settings.shelf), pose_extractor(settings)
+
+
 def labelled_clips(
     args: argparse.Namespace, prog: str
 ) -> tuple[ShelfSettings, list[LabelledClip], Callable[[LabelledClip], ClipPoses]]:
     """The shipped ``[shelf]`` thresholds, the clips of ``args`` with their labels, and the
-    pose taker; a missing clips folder or bad labels end ``prog`` with a one-line error and
-    exit status 2."""
-    if not args.clips.is_dir():
-        print(f"{prog}: {args.clips}: not a folder of clips", file=sys.stderr)
-        raise SystemExit(2)
-    settings = load_config(None)
-    try:
-        clips = load_labels(args.labels, args.clips)
-    except UserError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    return ShelfSettings.from_config(settings.shelf), clips, pose_extractor(settings)
+    pose taker (:func:`clip_labels`, :func:`shipped_settings`)."""
+    clips = clip_labels(args.clips, args.labels, prog)
+    settings, poses_of = shipped_settings()
+    return settings, clips, poses_of
 
 
 def clips_with_poses(

@@ -50,7 +50,7 @@ def _counts(first: dict[str, list[Interaction]], second: dict[str, list[Interact
     """[both, second's, first's] events of ``kind`` over every shelf, and the start differences
     (second minus first, seconds) of the matched ones."""
     both, seconds, firsts, shifts = 0, 0, 0, []
-    for shelf in first.keys() | second.keys():
+    for shelf in sorted(first.keys() | second.keys()):
         found, labels, pairs = pair(second.get(shelf, []), first.get(shelf, []), kind)
         both, seconds, firsts = both + len(pairs), seconds + len(found), firsts + len(labels)
         shifts += [found[i].start - labels[j].start for i, j in pairs]
