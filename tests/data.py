@@ -15,6 +15,7 @@ DATA = SHARED / "data"
 CONCOURSE = DATA / "concourse_overhead.avi"
 MALL = DATA / "counting" / "mall_dataset" / "mall_frames_0001-0400.mp4"
 CAVIAR = DATA / "mot" / "caviar_oneleaveshop1_cor"
+SHELF_CLIPS = DATA / "shelf"
 
 
 def mirror_dir() -> Path | None:

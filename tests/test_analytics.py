@@ -359,3 +359,46 @@ def test_events_are_exactly_what_was_counted() -> None:
     assert all("token" not in e for e in events)
     assert analytics.live_state()["today"]["lines"]["door"]["in"] == 3
     assert not [r for r in walkers_in(door_view()) if r["type"] == "event"], "off by default"
+
+
+def test_the_live_view_reads_every_event_off_the_records_without_a_token() -> None:
+    """A door line 2 % above the bottom edge: the shopper leaves the view before getting past
+    its hysteresis, so the crossing is completed when the track ends, not in any frame. The
+    walk test and the calibrate page read the records the daemon writes, so they count it as
+    the daemon does."""
+    from intentcam.records import SessionEnd
+    from intentcam.service.live import LiveCounts, LiveSink
+
+    config = AnalyticsConfig(window_s=10)
+    lines = [LineConfig(id="door", points=[(0.0, 0.98), (1.0, 0.98)])]
+    zones = [ZoneConfig(id="table", kind="shelf", points=SQUARE)]
+    analytics = ViewAnalytics(config, lines, zones, aspect=1.0, k_min=1, wall_origin=WALL,
+                              events=True)  # fmt: skip
+    counts = LiveCounts.of(lines, zones)
+    seen = []
+    sink = LiveSink(lambda event: (seen.append(event), counts.add(event)), WALL)
+    records = feed(analytics, 4, 0.1, {"t": lambda step: (0.5, (0.8, 0.9, 0.99, 1.0)[step])})
+    for record in records:
+        sink.write(record)
+    assert seen == []  # no frame counted it
+    analytics.end_sessions([SessionEnd("t", 0.0, 0.4, "left")])
+    for record in analytics.flush(0.5):
+        sink.write(record)
+    assert [(e.kind, e.id, e.what, e.at_s) for e in seen] == [("line", "door", "in", 0.3)]
+    assert counts.lines == {"door": {"in": 1, "out": 0}}
+    assert counts.shelves == {"table": {"reach": 0, "inspect": 0, "put_back": 0}}
+    assert seen[0].describe() == "   0.3 s  line door: in"
+    assert "t" not in seen[0].as_dict().values()
+    # Interactions and alerts, as the daemon writes them; windows and the rest are not events.
+    at = iso(WALL + 3.25)
+    sink.write({"type": "event", "event": "interaction", "at": at, "zone": "table",
+                "interaction": "put_back", "duration_s": 0.84, "token": "secret"})  # fmt: skip
+    sink.write({"type": "alert", "alert_id": "ab12cd34", "rule": "help", "kind": "shelf_help",
+                "zone": "table", "reason": "a shopper has been at table for 9 s", "at": at})  # fmt: skip
+    sink.write({"type": "counts", "at": at})
+    assert [e.describe() for e in seen[1:]] == [
+        "   3.2 s  shelf table: put-back, 0.8 s",
+        "   3.2 s  alert help at table: a shopper has been at table for 9 s",
+    ]
+    assert counts.shelves["table"]["put_back"] == 1 and counts.alerts == {"table": 1}
+    assert "secret" not in json.dumps([e.as_dict() for e in seen])

@@ -96,6 +96,10 @@ def test_draw_flip_and_save_a_line_in_a_real_browser(tmp_path: Path, model_dir: 
         table = next(z for z in json.loads((state / "zones.json").read_text())["zones"]
                      if z["id"] == "table")  # fmt: skip
         assert table["kind"] == "shelf" and len(table["points"]) == 4
+        # Its live count says what hands did there too (the camera's own counts, reset on save).
+        count = driver.find_element(By.CSS_SELECTOR, "span.count[data-zone='table']")
+        wait.until(lambda d: "put-backs" in count.text)
+        assert count.text == "0 entries, 0 reaches, 0 inspects, 0 put-backs", count.text
         Select(driver.find_element(By.ID, "zone-kind")).select_by_value("area")
 
         # A bow-tie zone is refused with the reason, and nothing is saved.

@@ -18,7 +18,7 @@ import pytest
 from intentcam.service.notify import Notifier, socket_sender, watchdog_interval
 from tests.brokers import free_port
 from tests.cli import intentcam_argv, run_cli
-from tests.data import CAVIAR, ROOT
+from tests.data import CAVIAR, ROOT, SHELF_CLIPS
 from tests.test_capture import ClipServer
 from tests.waiting import wait_until
 
@@ -369,3 +369,41 @@ def test_walk_test_reports_each_crossing_as_it_happens(tmp_path: Path, model_dir
     walk = json.loads(machine.stdout)["walk"]
     assert walk["lines"]["shop_exit"] == {"in": 0, "out": 1}
     assert [e["kind"] for e in walk["events"]] == ["line"] and walk["geometry"] == "config"
+
+
+@pytest.mark.slow
+def test_walk_test_reports_reaches_and_alerts_at_a_shelf(tmp_path: Path, model_dir: Path) -> None:
+    """set-a-normal-6: a shopper at the table reaches twice (hand labels: frames 0-13 and 51-89)
+    and lingers; the walk test prints each reach as it ends and the shelf_help alert it raises,
+    token-free, and keeps the alert to itself while the rule is in its quiet hours."""
+    from datetime import datetime, timedelta, timezone
+
+    rule = (
+        '[[alerts.rules]]\nid = "help"\nkind = "shelf_help"\nzones = ["table"]\n'
+        'staff_zone = "counter"\nlinger_s = 5\nmin_reaches = 2\n'
+    )
+    config = tmp_path / "camera.toml"
+    text = (
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\nmodel_dir = "{model_dir}"\n'
+        f'[analytics]\ntimezone = "UTC"\n[camera]\nsource = "{SHELF_CLIPS / "set-a-normal-6.mp4"}"\n'
+        '[[zones]]\nid = "table"\nkind = "shelf"\n'
+        "points = [[0.43, 0.45], [0.62, 0.4], [0.84, 0.86], [0.46, 0.95]]\n"
+        '[[zones]]\nid = "counter"\nkind = "staff"\n'
+        "points = [[0.0, 0.0], [0.1, 0.0], [0.1, 0.1], [0.0, 0.1]]\n"
+    )
+    config.write_text(text + rule, encoding="utf-8")
+    human = run_cli("check", "--config", str(config), "--walk", "60")
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.count("shelf table: reach") == 2, human.stdout
+    assert "alert help at table: a shopper has been at table for" in human.stdout
+    assert "shelves: table reach 2, inspect 0, put-back 0" in human.stdout
+    assert "alerts: table 1 (rules on: help)" in human.stdout
+    assert "tok" not in human.stdout.lower()
+    now = datetime.now(timezone.utc)
+    quiet = f"{(now - timedelta(hours=1)):%H:%M}-{(now + timedelta(hours=1)):%H:%M}"
+    config.write_text(text + rule + f'quiet_hours = "{quiet}"\n', encoding="utf-8")
+    machine = run_cli("check", "--config", str(config), "--walk", "60", "--json")
+    walk = json.loads(machine.stdout)["walk"]
+    assert walk["shelves"]["table"]["reach"] == 2 and walk["alerts"] == {}
+    assert walk["rules"] == ["help"] and walk["quiet_rules"] == ["help"]
+    assert {e["kind"] for e in walk["events"]} == {"zone", "shelf"}

@@ -16,7 +16,7 @@ import pytest
 from intentcam.analytics.geometry import Polygon
 from intentcam.analytics.shelf import ShelfInteractions, ShelfSettings
 from tests.cli import run_cli
-from tests.data import DATA
+from tests.data import DATA, SHELF_CLIPS
 
 SHELF = Polygon(np.array([[0.6, 0.4], [0.9, 0.4], [0.9, 0.8], [0.6, 0.8]]))
 FPS = 15.0
@@ -196,7 +196,7 @@ def test_movenet_finds_the_shopper_on_a_real_shelf_clip(model_dir: Path) -> None
     settings = load_config(None, overrides={"paths": {"model_dir": str(model_dir)}})
     detector = build_detector(settings)
     model = load_model(load_manifest(None).get("movenet_lightning"), model_dir, delegate="cpu")
-    capture = cv2.VideoCapture(str(DATA / "shelf" / "set-a-normal-6.mp4"))
+    capture = cv2.VideoCapture(str(SHELF_CLIPS / "set-a-normal-6.mp4"))
     ok, image = capture.read()
     assert ok
     (box,) = [b for b in detector.detect(image).boxes if (b[3] - b[1]) > 0.4]  # the shopper
@@ -297,7 +297,7 @@ def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> 
     from intentcam.evaluation.shelf_labels import load_labels
 
     (tmp_path / "clips").mkdir()
-    (tmp_path / "elsewhere.mp4").write_bytes((DATA / "shelf" / "set-c-normal-11.mp4").read_bytes())
+    (tmp_path / "elsewhere.mp4").write_bytes((SHELF_CLIPS / "set-c-normal-11.mp4").read_bytes())
     square = [[0, 0], [1, 0], [1, 1], [0, 1]]
     two = {"video": "../elsewhere.mp4", "shelves": {"a": square, "b": square},
            "events": [{"kind": "reach", "shelf": "b", "start": 1, "end": 4}]}  # fmt: skip
@@ -343,8 +343,8 @@ def test_labels_in_pixels_and_seconds_are_the_same_labels_as_in_fractions_and_fr
     (tmp_path / "theirs" / "labels.json").write_text(
         json.dumps({"coordinates": "pixels", "clips": {"set-a-normal-6": theirs}})
     )
-    (mine,) = load_labels(tmp_path / "ours", DATA / "shelf")
-    (other,) = load_labels(tmp_path / "theirs", DATA / "shelf")
+    (mine,) = load_labels(tmp_path / "ours", SHELF_CLIPS)
+    (other,) = load_labels(tmp_path / "theirs", SHELF_CLIPS)
     assert np.allclose(other.shelves["shelf"], mine.shelves["shelf"])
     for a, b in zip(other.events["shelf"], mine.events["shelf"], strict=True):
         assert a.kind == b.kind and a.start == pytest.approx(b.start)
@@ -408,7 +408,7 @@ def test_labels_that_could_not_be_scored_stop_naming_the_clip_and_field(
         json.dumps({"coordinates": coordinates, "clips": {"c": clip}})
     )
     with pytest.raises(ConfigError, match=message):
-        load_labels(tmp_path, DATA / "shelf")
+        load_labels(tmp_path, SHELF_CLIPS)
 
 
 def test_eval_shelf_stops_on_bad_labels_with_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -416,7 +416,7 @@ def test_eval_shelf_stops_on_bad_labels_with_one_line_and_exit_2(tmp_path: Path)
         json.dumps({"clips": {"set-c-normal-11": {"shelf": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]],
                                                   "events": [{"kind": "grab", "start": 1, "end": 2}]}}})
     )  # fmt: skip
-    result = run_cli("eval-shelf", str(DATA / "shelf"), "--labels", str(tmp_path), "--json")
+    result = run_cli("eval-shelf", str(SHELF_CLIPS), "--labels", str(tmp_path), "--json")
     assert result.returncode == 2
     assert result.stdout == "" and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if "error" in line]
@@ -479,7 +479,7 @@ def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path)
     config.write_text(f'[paths]\nmodel_dir = "{model_dir}"\n[shelf]\nlost_s = 0.7\ninspect_s = 0.9\n',
                       encoding="utf-8")  # fmt: skip
     picture = tmp_path / "timeline.svg"
-    result = run_cli("eval-shelf", str(DATA / "shelf"), "--config", str(config), "--json",
+    result = run_cli("eval-shelf", str(SHELF_CLIPS), "--config", str(config), "--json",
                      "--timeline", str(picture), timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -520,7 +520,7 @@ def test_the_camera_variants_of_the_invariance_bench_move_shelf_and_labels_along
         monkeypatch.delitem(sys.modules, name, raising=False)
     bench = importlib.import_module("shelf_invariance")
     points = [[0.45, 0.45], [0.62, 0.40], [0.84, 0.86], [0.46, 0.95]]
-    clip = LabelledClip("set-a-normal-6", DATA / "shelf" / "set-a-normal-6.mp4",
+    clip = LabelledClip("set-a-normal-6", SHELF_CLIPS / "set-a-normal-6.mp4",
                         {"shelf": points}, "test", {"shelf": [Interaction("reach", 51, 89)]})  # fmt: skip
     original = first_frame(clip.path)
     for variant in bench.VARIANTS:
@@ -656,8 +656,8 @@ def test_the_second_labellers_labels_cover_the_first_labellers_shelf_clips() -> 
     from intentcam.evaluation.shelf_labels import load_labels
     from intentcam.resources import project_file
 
-    first = load_labels(project_file("evaluation/shelf"), DATA / "shelf")
-    second = load_labels(project_file("evaluation/shelf/second"), DATA / "shelf")
+    first = load_labels(project_file("evaluation/shelf"), SHELF_CLIPS)
+    second = load_labels(project_file("evaluation/shelf/second"), SHELF_CLIPS)
     result = agreement(first, second)
     assert result["only_first"] == ["concourse_overhead"] and result["only_second"] == []
     assert {c.name: c.split for c in second} == {c.name: c.split for c in first
@@ -678,7 +678,7 @@ def test_the_agreement_bench_compares_two_label_folders_and_stops_on_bad_ones(
         return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
 
     out = tmp_path / "agreement.json"
-    ok = run_python(bench, "--labels-only", "--clips", str(DATA / "shelf"), "--json", str(out))
+    ok = run_python(bench, "--labels-only", "--clips", str(SHELF_CLIPS), "--json", str(out))
     assert ok.returncode == 0, ok.stderr
     assert "test: reach 7 both / 11 second / 11 first" in ok.stdout
     assert json.loads(out.read_text())["agreement"]["total"]["test"]["reach"]["both"] == 7

@@ -41,13 +41,12 @@ from intentcam.pipeline import build_pipeline
 from intentcam.pose.sampler import PoseBudget, PoseSampler
 from intentcam.telemetry.homeassistant import HomeAssistantDiscovery
 from intentcam.telemetry.messages import Topics, envelope, validation_errors
-from tests.data import CONCOURSE, DATA
+from tests.data import CONCOURSE, DATA, SHELF_CLIPS
 
 TABLE = [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8], [0.6, 0.8]]
 #: The table of the long pick-inspect-put-back clip, as evaluation/shelf/labels.json draws it.
 CLIP_TABLE = [[0.47, 0.52], [0.68, 0.50], [0.86, 0.95], [0.50, 1.0]]
 A_NORMAL_6_TABLE = [[0.43, 0.45], [0.62, 0.4], [0.84, 0.86], [0.46, 0.95]]
-SHELF = DATA / "shelf"
 
 
 def watch() -> ShelfWatch:
@@ -124,7 +123,7 @@ def test_sampler_runs_real_movenet_within_rate_and_budget(model_dir: Path) -> No
     model = PoseModel(load_model(load_manifest(None).get("movenet_lightning"), model_dir,
                                  delegate="cpu"))  # fmt: skip
     sampler = PoseSampler(model, interval_s=0.1, budget=PoseBudget(0.15), clock=TickingClock(10))
-    ok, image = cv2.VideoCapture(str(SHELF / "set-a-normal-6.mp4")).read()
+    ok, image = cv2.VideoCapture(str(SHELF_CLIPS / "set-a-normal-6.mp4")).read()
     assert ok
     tokens = [f"t{i}" for i in range(10)]
     boxes = np.tile([0.3, 0.2, 0.55, 0.95], (10, 1))
@@ -158,7 +157,7 @@ def test_a_shopper_standing_among_people_walking_past_is_posed_first(model_dir: 
 
     model = PoseModel(load_model(load_manifest(None).get("movenet_lightning"), model_dir,
                                  delegate="cpu"))  # fmt: skip
-    ok, image = cv2.VideoCapture(str(SHELF / "set-a-normal-6.mp4")).read()
+    ok, image = cv2.VideoCapture(str(SHELF_CLIPS / "set-a-normal-6.mp4")).read()
     assert ok
     tokens = [f"t{i}" for i in range(10)]
     boxes = np.tile([0.3, 0.2, 0.55, 0.95], (10, 1))
@@ -422,7 +421,7 @@ def test_a_camera_watching_shelves_detects_on_the_whole_frame_where_auto_would_t
     """At 1280x960 ``auto`` tiles 2x2, which cuts a shopper at the table into pieces; with a
     shelf zone (configured, or added live) the daemon runs the whole frame, as configured tiles
     still do where the installer chose them."""
-    clip = doubled_clip(SHELF / "set-b-shoplifting-14.mp4", tmp_path, 12)
+    clip = doubled_clip(SHELF_CLIPS / "set-b-shoplifting-14.mp4", tmp_path, 12)
     zone = f'[[zones]]\nid = "table"\nkind = "shelf"\npoints = {A_NORMAL_6_TABLE}\n'
 
     def layout_after(frames: int, toml: str, live_zones: list[ZoneConfig] | None = None) -> str:
@@ -450,7 +449,9 @@ def test_a_camera_watching_shelves_detects_on_the_whole_frame_where_auto_would_t
 def test_a_recording_gets_every_pose_a_live_camera_only_its_budget(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    clip = SHELF / "set-a-normal-6.mp4"  # at the table throughout; 15 fps: a pose every 2nd frame
+    clip = (
+        SHELF_CLIPS / "set-a-normal-6.mp4"
+    )  # at the table throughout; 15 fps: a pose every 2nd frame
     summary, recorded = poses_taken(VideoFileSource(clip), model_dir, tmp_path, budget_share=0.02)
     assert recorded["over_budget"] == 0, "a recording waits for the loop: no pose is skipped"
     assert recorded["poses"] >= summary["frames"] // 2 - 3
@@ -489,7 +490,9 @@ def test_a_hand_raised_to_a_high_shelf_is_a_reach_in_the_daemon(
 def test_the_alert_fires_where_a_shopper_lingers_and_reaches(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    records = run_clip(SHELF / "pick_inspect_putback_normal.mp4", CLIP_TABLE, model_dir, tmp_path)
+    records = run_clip(
+        SHELF_CLIPS / "pick_inspect_putback_normal.mp4", CLIP_TABLE, model_dir, tmp_path
+    )
     alerts = [r for r in records if r["type"] == "alert"]
     assert len(alerts) == 1, alerts
     assert alerts[0]["zone"] == "table" and alerts[0]["reaches"] >= 2
@@ -534,7 +537,7 @@ def test_a_shopper_at_the_shelf_from_the_first_frame_is_watched_from_it(
     lets the frames through while their track is being confirmed, so the reach at 0.3 s is
     seen (as eval-shelf sees it), and the alert counts the second reach while it is under way
     (it lasts to the end of the clip)."""
-    records = run_clip(SHELF / "set-a-normal-6.mp4", A_NORMAL_6_TABLE, model_dir, tmp_path)
+    records = run_clip(SHELF_CLIPS / "set-a-normal-6.mp4", A_NORMAL_6_TABLE, model_dir, tmp_path)
     reaches = [
         r for r in records if r.get("event") == "interaction" and r["interaction"] == "reach"
     ]
@@ -545,7 +548,7 @@ def test_a_shopper_at_the_shelf_from_the_first_frame_is_watched_from_it(
 
 def test_no_alert_where_people_walk_past(model_dir: Path, tmp_path: Path) -> None:
     table = [[0.42, 0.45], [0.60, 0.42], [0.82, 0.98], [0.45, 0.99]]  # labels.json's table
-    records = run_clip(SHELF / "set-c-normal-11.mp4", table, model_dir, tmp_path)
+    records = run_clip(SHELF_CLIPS / "set-c-normal-11.mp4", table, model_dir, tmp_path)
     assert [r for r in records if r["type"] == "alert"] == []
     assert any(r["type"] == "counts" for r in records)
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intentcam.aggregator import DayState
-from intentcam.analytics.scene import FrameEvents
 from intentcam.capture.frame import Frame, FrameSource
 from intentcam.config import Settings
 from intentcam.detect import PersonDetector, build_detector
@@ -293,12 +292,10 @@ def build_pipeline(
     report_every_s: float = 5.0,
     frame_records: bool = False,
     tick: Callable[[], None] | None = None,
-    on_events: Callable[[float, FrameEvents], None] | None = None,
     restored: DayState | None = None,
 ) -> Pipeline:
     """The frame loop as configured: the daemon, the benchmark and the tests all build it here.
 
-    ``on_events`` is told each frame's crossings and zone entries (``intentcam check --walk``);
     ``restored`` is the day state (store occupancy, today's totals) a previous run saved.
 
     ``detector`` defaults to the configured one; ``gated`` forces the motion gate on or off
@@ -310,9 +307,7 @@ def build_pipeline(
     return Pipeline(
         source,
         detector,
-        lambda aspect, point: CameraView.from_settings(
-            settings, aspect, point, on_events=on_events, restored=restored
-        ),
+        lambda aspect, point: CameraView.from_settings(settings, aspect, point, restored=restored),
         sink,
         fps_cap=settings.camera.fps_cap,
         report_every_s=report_every_s,

@@ -62,15 +62,12 @@ class ViewAnalytics:
         k_min: int = 3,
         wall_origin: float | None = None,
         exclude_zones: list[str] | None = None,
-        on_events: Callable[[float, FrameEvents], None] | None = None,
         restored: DayState | None = None,
         events: bool = False,
         event_tokens: bool = False,
         shelf: ShelfConfig | None = None,
         alerts: AlertsConfig | None = None,
     ) -> None:
-        #: Told every frame's crossings and zone entries as they happen (``check --walk``).
-        self.on_events = on_events
         self.scene = Analytics(
             config, lines, zones, aspect=aspect, exclude_zones=exclude_zones, shelf=shelf
         )
@@ -108,8 +105,6 @@ class ViewAnalytics:
         """
         records = self.aggregator.advance(timestamp)
         events = self.scene.observe(timestamp, tokens, boxes, feet)
-        if self.on_events is not None:
-            self.on_events(timestamp, events)
         for visit in events.visits:
             self.sentiment.visit(visit.zone, visit.dwell)
         self.aggregator.frame(events)
@@ -230,7 +225,6 @@ class CameraView:
         aspect: float,
         point: OperatingPoint,
         wall_origin: float | None = None,
-        on_events: Callable[[float, FrameEvents], None] | None = None,
         restored: DayState | None = None,
     ) -> CameraView:
         """The view for frames of ``aspect`` = width / height, as configured, tracking the
@@ -257,7 +251,6 @@ class CameraView:
                 k_min=settings.privacy.k_min,
                 wall_origin=wall_origin,
                 exclude_zones=settings.privacy.exclude_zones,
-                on_events=on_events,
                 restored=restored,
                 events=settings.telemetry.events,
                 event_tokens=settings.telemetry.event_tokens,

@@ -33,7 +33,6 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
-from intentcam.analytics.scene import FrameEvents
 from intentcam.capture import open_source
 from intentcam.config import LineConfig, Settings, ZoneConfig
 from intentcam.control.geometry_store import (
@@ -46,7 +45,7 @@ from intentcam.control.geometry_store import (
 from intentcam.detect import PersonDetector
 from intentcam.pipeline import Pipeline, build_pipeline
 from intentcam.preview import build_preview
-from intentcam.sinks import NullSink
+from intentcam.service.live import LiveCounts, LiveEvent, LiveSink, watching
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +56,20 @@ MAX_BODY = 256 * 1024
 
 @dataclass
 class LiveView:
-    """Counts and trails from the camera since the editor started, shared with the handlers."""
+    """Counts and trails from the camera since the editor started (or the geometry was last
+    saved), shared with the handlers."""
 
-    lines: dict[str, dict[str, int]] = field(default_factory=dict)
-    zones: dict[str, int] = field(default_factory=dict)
+    counts: LiveCounts = field(default_factory=LiveCounts)
     trails: dict[int, deque[tuple[float, float, float]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
         with self.lock:
-            self.lines = {line.id: {"in": 0, "out": 0} for line in lines}
-            self.zones = {zone.id: 0 for zone in zones}
+            self.counts = LiveCounts.of(lines, zones)
 
-    def events(self, timestamp: float, events: FrameEvents) -> None:
+    def event(self, event: LiveEvent) -> None:
         with self.lock:
-            for crossing in events.crossings:
-                if crossing.line in self.lines:
-                    self.lines[crossing.line][crossing.direction] += 1
-            for zone in events.entries:
-                if zone in self.zones:
-                    self.zones[zone] += 1
+            self.counts.add(event)
 
     def track(self, now: float, ids: np.ndarray, boxes: np.ndarray) -> None:
         with self.lock:
@@ -93,7 +86,7 @@ class LiveView:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "counts": {"lines": dict(self.lines), "zones": dict(self.zones)},
+                "counts": self.counts.as_dict(),
                 "trails": [
                     [[round(x, 4), round(y, 4)] for _, x, y in t] for t in self.trails.values()
                 ],
@@ -244,8 +237,9 @@ def start_live(editor: Editor, detector: PersonDetector, stop: threading.Event) 
         ids, boxes = pipeline.view.tracks()
         editor.live.track(time.monotonic(), ids, boxes)
 
-    editor.pipeline = build_pipeline(settings, source, NullSink(), detector=detector,
-                                     report_every_s=3600, tick=tick, on_events=editor.live.events)  # fmt: skip
+    editor.pipeline = build_pipeline(watching(settings), source,
+                                     LiveSink(editor.live.event, time.time()), detector=detector,
+                                     report_every_s=3600, tick=tick)  # fmt: skip
 
     def run() -> None:
         try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intentcam.cli.common import add_config_option, nested
 from intentcam.errors import UserError
+
+if TYPE_CHECKING:
+    from intentcam.service.walk import WalkReport
 
 NAME = "check"
 
@@ -36,8 +39,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--walk",
         type=float,
         metavar="SECONDS",
-        help="then run the camera this long and print every line crossing and zone entry as "
-        "it happens (walk through the door meanwhile), then the totals",
+        help="then run the camera this long and print every line crossing, zone entry, shelf "
+        "interaction and alert as it happens (walk through the door, reach into each shelf "
+        "meanwhile), then the totals",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
@@ -83,18 +87,45 @@ def _walk(args: argparse.Namespace, ok: bool) -> dict[str, Any] | None:
     settings = settings_from(args, nested(camera={"source": args.source}))
     live = not args.json
     if live:
-        print(f"walk test: {args.walk:g} s, walk through every line now (Ctrl-C stops)")
+        print(f"walk test: {args.walk:g} s, walk through every line and zone and reach into "
+              "every shelf now (Ctrl-C stops)")  # fmt: skip
     report = walk(
         settings,
         args.walk,
         (lambda e: print(e.describe(), flush=True)) if live else (lambda e: None),
     )
     if live:
-        totals = ", ".join(f"{k} in {v['in']} out {v['out']}" for k, v in report.lines.items())
-        entries = ", ".join(f"{k} {v}" for k, v in report.zones.items())
-        print(f"walk test: {report.frames} frames; lines: {totals or 'none'}; zone entries: "
-              f"{entries or 'none'} ({report.geometry} geometry)")  # fmt: skip
-        if not report.events:
-            print("walk test: nothing counted: is each line where people walk? "
-                  "`intentcam preview --out view.png` shows the trails")  # fmt: skip
+        for line in walk_summary(report):
+            print(line)
     return report.as_dict()
+
+
+def walk_summary(report: WalkReport) -> list[str]:
+    """The walk test's totals for a person, with a hint where nothing was counted."""
+    counts = report.counts
+    lines = ", ".join(f"{k} in {v['in']} out {v['out']}" for k, v in counts.lines.items())
+    entries = ", ".join(f"{k} {v}" for k, v in counts.zones.items())
+    out = [f"walk test: {report.frames} frames; lines: {lines or 'none'}; zone entries: "
+           f"{entries or 'none'} ({report.geometry} geometry)"]  # fmt: skip
+    if counts.shelves:
+        shelves = "; ".join(
+            f"{zone} " + ", ".join(f"{kind.replace('_', '-')} {n}" for kind, n in kinds.items())
+            for zone, kinds in counts.shelves.items()
+        )
+        out.append(f"walk test: shelves: {shelves}")
+    if report.rules or counts.alerts:
+        alerts = ", ".join(f"{zone} {n}" for zone, n in counts.alerts.items())
+        out.append(f"walk test: alerts: {alerts or 'none'} (rules on: "
+                   f"{', '.join(report.rules) or 'none'})")  # fmt: skip
+    if report.quiet_rules:
+        out.append(f"walk test: alert rules in their quiet hours now, so silent: "
+                   f"{', '.join(report.quiet_rules)}")  # fmt: skip
+    if not report.events:
+        out.append("walk test: nothing counted: is each line where people walk, each shelf "
+                   "polygon over the table top or shelf face up to the products' tops? "
+                   "`intentcam preview --out view.png` shows the trails")  # fmt: skip
+    elif counts.shelves and not any(n for kinds in counts.shelves.values() for n in kinds.values()):
+        out.append("walk test: no reach at any shelf: reach into one, arm out, while the test "
+                   "runs; does the shelf polygon cover the products up to their tops as the "
+                   "camera sees them?")  # fmt: skip
+    return out
