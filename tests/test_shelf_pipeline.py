@@ -39,8 +39,15 @@ from intentcam.config import (
 )
 from intentcam.pipeline import build_pipeline
 from intentcam.pose.sampler import PoseBudget, PoseSampler
+from intentcam.telemetry.consumer import describe
 from intentcam.telemetry.homeassistant import HomeAssistantDiscovery
-from intentcam.telemetry.messages import Topics, envelope, validation_errors
+from intentcam.telemetry.messages import (
+    DELIVERY,
+    Topics,
+    body_of,
+    envelope,
+    validation_errors,
+)
 from tests.data import CONCOURSE, DATA, SHELF_CLIPS
 
 TABLE = [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8], [0.6, 0.8]]
@@ -544,6 +551,17 @@ def test_a_shopper_at_the_shelf_from_the_first_frame_is_watched_from_it(
     assert len(reaches) == 2, reaches
     alerts = [r for r in records if r["type"] == "alert"]
     assert len(alerts) == 1 and alerts[0]["reaches"] == 2, alerts
+    # A gateway's `intentcam tail` prints what happened at the shelf, not just the topic.
+    shown = {}
+    published = [r for r in records if r["type"] in DELIVERY]  # not the run's own summary
+    for seq, record in enumerate(published, start=1):
+        message = envelope(record["type"], "cam", "site", body_of(record), seq, boot_id="0" * 32)
+        assert validation_errors(message) == [], record
+        shown.setdefault(record["type"], []).append(describe(message))
+    assert shown["alert"][0].endswith(f"help at table: {alerts[0]['reason']}"), shown["alert"]
+    assert [line.split(" interaction ")[1].split()[:2] for line in shown["event"]
+            if " interaction " in line] == [["table", "reach"]] * 2  # fmt: skip
+    assert any("table 1 (reach 1 inspect 0 put_back 0" in line for line in shown["counts"]), shown
 
 
 def test_no_alert_where_people_walk_past(model_dir: Path, tmp_path: Path) -> None:

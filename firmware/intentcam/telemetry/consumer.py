@@ -124,7 +124,10 @@ def describe(message: dict[str, Any]) -> str:
         lines = " ".join(
             f"{name} in {c['in']} out {c['out']}" for name, c in message["lines"].items()
         )
-        zones = " ".join(f"{name} {z['occupancy']['now']}" for name, z in message["zones"].items())
+        zones = " ".join(
+            f"{name} {z['occupancy']['now']}{_hands(z.get('interactions'))}"
+            for name, z in message["zones"].items()
+        )
         return (
             f"{head} {message['window']['start']}..{message['window']['end'][11:]} "
             f"people {message['people']['now']} store {message['store_occupancy']} "
@@ -150,8 +153,24 @@ def describe(message: dict[str, Any]) -> str:
         return f"{head} people {message['people']} store {message['store_occupancy']} today {lines}"
     if kind == "event":
         where = message.get("line") or message.get("zone")
-        return f"{head} {message['at']} {message['event']} {where} {message.get('direction', '')}"
+        if message["event"] == "interaction":
+            what = f"{message['interaction']} {message['duration_s']} s"
+        else:
+            what = message.get("direction", "")
+        return f"{head} {message['at']} {message['event']} {where} {what}".rstrip()
+    if kind == "alert":
+        return f"{head} {message['at']} {message['rule']} at {message['zone']}: {message['reason']}"
     if kind == "reply":
         outcome = "ok" if message.get("ok") else f"error: {message.get('error')}"
         return f"{head} {message.get('command')} {outcome}"
     return head
+
+
+def _hands(interactions: dict[str, Any] | None) -> str:
+    """A shelf zone's interactions in a window: `` (reach 2 inspect 1 put_back 0 engaged 0.5)``."""
+    if not interactions:
+        return ""
+    counts = [f"{kind} {interactions[kind]}" for kind in ("reach", "inspect", "put_back")]
+    if "engagement" in interactions:
+        counts.append(f"engaged {interactions['engagement']}")
+    return " (" + " ".join(counts) + ")"

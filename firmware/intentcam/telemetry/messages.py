@@ -43,8 +43,8 @@ DELIVERY = {
                        "zones, and the day's totals."),
     "heatmap": Delivery(1, False, True, "Every analytics.heatmap_window_s (300 s)."),
     "sessions": Delivery(1, False, True, "Sessions that ended in a window, at its end."),
-    "event": Delivery(1, False, True, "Opt-in (telemetry.events): each line crossing and zone "
-                      "entry or exit as it is counted."),
+    "event": Delivery(1, False, True, "Opt-in (telemetry.events): each line crossing, zone "
+                      "entry or exit and shelf interaction as it is counted."),
     "state": Delivery(1, True, False, "Occupancy now and today's totals, on change (at most every "
                       "telemetry.state_interval_s) and at start."),
     "health": Delivery(0, True, False, "Every telemetry.health_interval_s (30 s)."),
