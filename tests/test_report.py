@@ -140,6 +140,52 @@ def test_the_shelves_table_adds_up_interactions_and_judges_engagement_over_k() -
     assert day.shelves in day.tables()
 
 
+def test_the_alerts_table_counts_each_alert_once_in_its_local_hour(tmp_path: Path) -> None:
+    def alert(
+        device: str, seq: int, hour: int, minute: int, zone: str, rule: str
+    ) -> dict[str, Any]:
+        body = {"alert_id": f"{seq:08x}", "rule": rule, "kind": "shelf_help", "zone": zone,
+                "reason": f"a shopper has been at {zone} for 12 s and reached 3 times",
+                "at": at(hour, minute), "lingered_s": 12.0, "reaches": 3}  # fmt: skip
+        return envelope("alert", device, "store", body, seq, boot_id="a" * 32)
+
+    messages = [
+        counts("cam-aisle", 1, 10, 0, (1, 0), 1, 1),
+        alert("cam-aisle", 1, 10, 5, "coffee", "help"),
+        alert("cam-aisle", 2, 10, 40, "coffee", "help"),
+        alert("cam-aisle", 3, 15, 2, "tea", "help"),
+        alert("cam-tills", 1, 15, 30, "tills", "queue"),
+    ]
+    messages.append(dict(messages[1]))  # QoS 1 delivered it twice
+    messages.append(  # an alert of the day before
+        {**alert("cam-aisle", 9, 10, 0, "coffee", "help"), "at": at(10)[:8] + "19T10:00:00.000Z"}
+    )
+    assert all(validation_errors(m) == [] for m in messages)
+    # In a recording, as `intentcam run --sink jsonl:` and `intentcam tail --json` write them.
+    recording = tmp_path / "day.jsonl"
+    recording.write_text("\n".join(json.dumps(m) for m in messages[:3])
+                         + "\n" + "\n".join(json.dumps({"topic": "t", "message": m})
+                                             for m in messages[3:]) + "\n")  # fmt: skip
+    from intentcam.report.source import read_jsonl
+
+    names = Names(zones={"cam-aisle/coffee": "coffee bar"})
+    day = build_day(read_jsonl(recording), DAY, "Europe/Berlin", site="store", names=names)
+    assert day.alerts.columns == ["hour", "cam-aisle/tea help", "cam-tills/tills queue",
+                                  "coffee bar help", "alerts"]  # fmt: skip
+    hours = {row[0]: row[1:] for row in day.alerts.rows if row[-1]}
+    assert hours == {"11:00": [0, 0, 2, 2], "16:00": [1, 1, 0, 2]}  # UTC+1 in November
+    assert day.alert_count == 4 and day.alerts in day.tables()
+    from intentcam.report.page import write_report
+
+    summary = write_report(day, tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert 'id="alerts"' in page and "staff alerts" in page
+    assert summary["tables"]["alerts"]["rows"] == day.alerts.rows
+    csv = (tmp_path / "report" / "alerts.csv").read_text().splitlines()
+    assert csv[0] == "hour,cam-aisle/tea help,cam-tills/tills queue,coffee bar help,alerts"
+    assert csv[12] == "11:00,0,0,2,2"
+
+
 def test_names_files_are_checked(tmp_path: Path) -> None:
     from intentcam.errors import UserError
 

@@ -5,7 +5,8 @@ them: footfall from ``counts`` line totals, store occupancy from ``counts.store_
 (summed over the site's cameras, each at its latest value), visits from ``counts`` zone entries,
 time of stay and intent per zone from the ``sessions`` that visited it, sentiment from the zone
 vectors the cameras published (already k-suppressed there: a window with fewer than k sessions
-has none), heatmaps from ``heatmap`` grids. Windows belong to the local day of their start.
+has none), heatmaps from ``heatmap`` grids, staff alerts from ``alert`` messages. Windows belong
+to the local day of their start, alerts to that of their time.
 
 Lines and zones are named ``device/id`` unless a names file maps them to store-level names; two
 doors mapped to one name add up to one store footfall.
@@ -126,14 +127,20 @@ class Day:
     occupancy: Table
     zones: Table
     shelves: Table
+    alerts: Table
     intent: Table
     sentiment: Table
     heat: list[CameraHeat]
     windows: int
 
     def tables(self) -> list[Table]:
-        return [self.footfall, self.occupancy, self.zones, self.shelves, self.intent,
-                self.sentiment, self.heat_table()]  # fmt: skip
+        return [self.footfall, self.occupancy, self.zones, self.shelves, self.alerts,
+                self.intent, self.sentiment, self.heat_table()]  # fmt: skip
+
+    @property
+    def alert_count(self) -> int:
+        """Staff alerts raised that day, over every zone and rule."""
+        return sum(row[-1] for row in self.alerts.rows)
 
     def heat_table(self) -> Table:
         rows = []
@@ -230,6 +237,10 @@ def build_day(
         (m for m in of_day if m["type"] == "counts"), key=lambda m: m["window"]["start"]
     )
     sessions = [s for m in of_day if m["type"] == "sessions" for s in _named(m, names)]
+    alerts = [
+        m for m in unique(messages)
+        if m.get("site") == site and m["type"] == "alert" and _local(m["at"], zone).date() == day
+    ]  # fmt: skip
     footfall, totals, peak = _footfall(counts, names, zone)
     return Day(
         site=site,
@@ -242,6 +253,7 @@ def build_day(
         occupancy=_occupancy(counts, zone),
         zones=_zones(counts, sessions, names, long_visit_s, k_min),
         shelves=_shelves(counts, names),
+        alerts=_alerts(alerts, names, zone),
         intent=_intent(sessions, k_min),
         sentiment=_sentiment(counts, names),
         heat=_heat([m for m in of_day if m["type"] == "heatmap"]),
@@ -380,6 +392,29 @@ def _shelves(counts: list[dict[str, Any]], names: Names) -> Table:
         "inspecting) at each shelf zone: what hands did, never what was bought. Engagement: the "
         "share of visits with at least one interaction, over the windows with at least k visits "
         "(blank: none had).",
+    )
+
+
+def _alerts(alerts: list[dict[str, Any]], names: Names, zone: ZoneInfo) -> Table:
+    """Alerts per local hour, one column per zone and rule that raised any."""
+    by_hour: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for message in alerts:
+        where = f"{names.zone(message['device'], message['zone'])} {message['rule']}"
+        by_hour[_local(message["at"], zone).hour][where] += 1
+    columns = sorted({where for hour in by_hour.values() for where in hour})
+    rows = [
+        [f"{hour:02d}:00", *(by_hour[hour][c] for c in columns), sum(by_hour[hour].values())]
+        for hour in range(24)
+    ]
+    return Table(
+        "alerts",
+        "Staff alerts by hour",
+        ["hour", *columns, "alerts"],
+        rows,
+        "Alerts raised by the cameras' staff-assist rules ([alerts]: a shopper lingering and "
+        "reaching with no staff near, a long queue), per local hour, by zone and rule. Alerts are "
+        "sent the moment they fire and never spooled: a recording made while a camera was cut "
+        "off from the broker lacks them.",
     )
 
 

@@ -81,6 +81,29 @@ def footfall_chart(day: Day) -> bytes:
     return figure_bytes(draw)
 
 
+def alerts_chart(day: Day) -> bytes:
+    """The day's staff alerts per hour, stacked by zone and rule."""
+    table = day.alerts
+    hours = np.arange(24)
+    columns = table.columns[1:-1]
+
+    def draw(figure: Any, axes: Any) -> None:
+        below = np.zeros(24)
+        for index, name in enumerate(columns, start=1):
+            values = np.array([row[index] for row in table.rows], dtype=float)
+            axes.bar(hours, values, 0.8, bottom=below, label=name)
+            below += values
+        axes.set_xticks(hours, [f"{h:02d}" for h in hours])
+        from matplotlib.ticker import MaxNLocator  # loaded with the figure, not the module
+
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # no half alerts
+        axes.set_xlabel("hour (local time)")
+        axes.set_ylabel("alerts")
+        axes.legend(frameon=False)
+
+    return figure_bytes(draw)
+
+
 def occupancy_chart(day: Day) -> bytes:
     rows = day.occupancy.rows
     starts = [int(r[0][:2]) + int(r[0][3:]) / 60 for r in rows]
@@ -118,7 +141,8 @@ def bars_chart(table: Table, columns: list[str], xlabel: str) -> bytes:
         axes.set_yticks(np.arange(len(labels)), labels)
         axes.invert_yaxis()  # the table's order, top to bottom
         axes.set_xlabel(xlabel)
-        axes.legend(frameon=False, loc="best")
+        if labels and columns:
+            axes.legend(frameon=False, loc="best")
         if not labels:
             axes.text(0.5, 0.5, "nothing to show", ha="center", transform=axes.transAxes)
 
@@ -232,6 +256,8 @@ def _cards(day: Day) -> str:
     busiest = max(day.occupancy.rows, key=lambda r: r[2], default=None)
     cards = [("visitors in", total_in), ("out", total_out), ("peak hour", peak),
              ("max in store", f"{busiest[2]} at {busiest[0]}" if busiest else "-")]  # fmt: skip
+    if day.alert_count:
+        cards.append(("staff alerts", day.alert_count))
     return (
         '<div class="cards">'
         + "".join(
@@ -272,6 +298,7 @@ def write_report(
             if day.shelves.rows
             else []
         ),  # fmt: skip
+        *([_section(day.alerts, alerts_chart(day))] if day.alert_count else []),
         _section(day.intent, bars_chart(day.intent, ["engagement", "approach_index"], "mean")),
         _section(
             day.sentiment,

@@ -15,7 +15,7 @@ from typing import Any
 from intentcam.errors import UserError
 
 #: The message types a report reads.
-USED = ("counts", "sessions", "heatmap", "status")
+USED = ("counts", "sessions", "heatmap", "status", "alert")
 
 
 def message_of(item: Any) -> dict[str, Any] | None:
