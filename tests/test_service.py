@@ -309,6 +309,46 @@ def test_check_tiles_as_the_daemon_would_for_the_zones_it_counts_with(tmp_path: 
     assert watches_shelves(load_config(None, overrides=state))
 
 
+def test_check_verifies_the_models_the_camera_view_will_load(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """A shelf zone needs MoveNet, expression inference the face and expression models: a
+    missing one fails the models step at install time, naming it and why, not the daemon's
+    start; the detector's own steps still run."""
+    from intentcam.config import load_config
+    from intentcam.models import load_manifest
+    from intentcam.service.check import Check, _view_models, view_models
+
+    table = {"id": "table", "kind": "shelf", "points": [[0.2, 0.5], [0.8, 0.5], [0.8, 0.9]]}
+    state = {"paths": {"state_dir": str(tmp_path / "state"), "model_dir": str(model_dir)}}
+    assert view_models(load_config(None, overrides=state)) == []
+    shelves = load_config(None, overrides={**state, "zones": [table]})
+    assert view_models(shelves) == [("movenet_lightning", "shelf zones")]
+    lawful = {"expression_inference": True, "shopper_notice": "sign at the entrance"}
+    faces = load_config(None, overrides={**state, "privacy": lawful})
+    assert [why for _, why in view_models(faces)] == ["expression inference"] * 2
+    state_, detail = _view_models(shelves, load_manifest(shelves.paths.manifest), "detector ok")
+    assert state_ == "pass" and detail.startswith("detector ok; movenet_lightning ")
+    no_pose = tmp_path / "models"
+    no_pose.mkdir()
+    for model in model_dir.iterdir():
+        if not model.name.startswith("movenet"):
+            (no_pose / model.name).symlink_to(model)
+    config = tmp_path / "check.toml"
+    config.write_text(
+        f'[camera]\nsource = "{CAVIAR / "video.mpg"}"\n[paths]\nmodel_dir = "{no_pose}"\n'
+        f'state_dir = "{tmp_path / "state"}"\n[[zones]]\nid = "table"\nkind = "shelf"\n'
+        "points = [[0.2, 0.5], [0.8, 0.5], [0.8, 0.9]]\n",
+        encoding="utf-8",
+    )
+    steps = {step.name: step for step in Check(config, {}).run()}
+    assert steps["models"].state == "fail"
+    assert (
+        "movenet" in steps["models"].detail and "needed for shelf zones" in steps["models"].detail
+    )
+    assert steps["detector"].state == "pass" and steps["detection"].state == "pass"
+
+
 def test_check_judges_a_running_daemon_by_its_health_report() -> None:
     from intentcam.service.check import daemon_step
     from intentcam.telemetry.health import HealthReport

@@ -3,7 +3,8 @@
 Steps, in order (a step whose inputs failed is reported as skipped, not run):
 config -> geometry (whose lines and zones count: the file's, or live ones set over MQTT) ->
 clock (synchronised? windows are wall-clock aligned and a Pi has no RTC) -> daemon (if one runs:
-its last health report says it is well) -> models (files present and verified) -> detector
+its last health report says it is well) -> models (files present and verified: the detector's,
+and those the camera view loads beside it, :func:`view_models`) -> detector
 (loads) -> camera (delivers a frame) -> detection (runs on that frame) -> broker (accepts our
 connection, if one is configured). ``warn`` steps are worth reading but do not fail the check.
 """
@@ -23,7 +24,7 @@ from intentcam.control.geometry_store import GeometryStore
 from intentcam.detect import PersonDetector, build_detector
 from intentcam.detect.selection import select_detector
 from intentcam.errors import ConfigError, UserError
-from intentcam.models import load_manifest, verified_model_path
+from intentcam.models import Manifest, load_manifest, verified_model_path
 from intentcam.models.store import verified_labels
 from intentcam.service.lock import daemon_running
 from intentcam.telemetry.health import HealthReport, read_health_file
@@ -86,6 +87,31 @@ def watches_shelves(settings: Settings) -> bool:
     """Whether the zones the daemon counts with (live ones first) include a shelf."""
     geometry, _ = GeometryStore(settings.paths.state_dir).counting(settings.lines, settings.zones)
     return any(zone.kind == "shelf" for zone in geometry.zones)
+
+
+def view_models(settings: Settings) -> list[tuple[str, str]]:
+    """The models the daemon loads beside the detector, each with why: MoveNet for shelf zones,
+    the face and expression models when expression inference is on."""
+    needed = [("movenet_lightning", "shelf zones")] if watches_shelves(settings) else []
+    if settings.privacy.expression_inference:
+        needed += [(settings.faces.model, "expression inference"),
+                   ("fer_mini_xception", "expression inference")]  # fmt: skip
+    return needed
+
+
+def _view_models(settings: Settings, manifest: Manifest, detector: str) -> tuple[str, str]:
+    """The models step's state and detail: the detector's line, then each of
+    :func:`view_models` verified, or why not (a missing pose model fails the step, not the
+    detector's own steps)."""
+    found, problems = [detector], []
+    for model_id, why in view_models(settings):
+        try:
+            spec = manifest.get(model_id)
+            verified_model_path(spec, settings.paths.models)
+            found.append(f"{spec.id} {spec.version} ({why}) verified")
+        except UserError as exc:
+            problems.append(f"{exc} (needed for {why})")
+    return ("fail", "; ".join(problems)) if problems else ("pass", "; ".join(found))
 
 
 @dataclass
@@ -155,7 +181,8 @@ class Check:
             spec = select_detector(settings, manifest).spec
             path = verified_model_path(spec, settings.paths.models)
             verified_labels(manifest, spec)
-            steps.append(Step("models", "pass", f"{spec.id} {spec.version}: {path} verified"))
+            verified = f"{spec.id} {spec.version}: {path} verified"
+            steps.append(Step("models", *_view_models(settings, manifest, verified)))
         except UserError as exc:
             steps.append(Step("models", "fail", str(exc)))
             steps.append(Step("detector", "skip", "no verified model"))
