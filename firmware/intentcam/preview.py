@@ -148,7 +148,8 @@ def draw_zone(image: np.ndarray, zone: ZoneConfig) -> None:
     cv2.fillPoly(shade, [polygon], ZONE_COLOUR)
     cv2.addWeighted(shade, 0.25, image, 0.75, 0, dst=image)
     cv2.polylines(image, [polygon], True, ZONE_COLOUR, 2, cv2.LINE_AA)
-    _label(image, f"zone {zone.id}", tuple(polygon.min(axis=0) + [4, 18]), ZONE_COLOUR)
+    # The kind in the label: a shelf polygon is checked by other rules (hands, not feet).
+    _label(image, f"{zone.kind} {zone.id}", tuple(polygon.min(axis=0) + [4, 18]), ZONE_COLOUR)
 
 
 def draw_line(image: np.ndarray, line: LineConfig) -> None:
