@@ -594,6 +594,56 @@ def test_people_walking_through_a_shelf_seen_from_above_reach_for_nothing(
     assert reaches(as_if_standing) >= 2, reaches(as_if_standing)
 
 
+def test_a_shelf_zone_is_set_live_only_where_the_pose_model_is_installed(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """Without MoveNet, the first shopper at a shelf zone added live would stop the camera, and
+    the saved zone would stop every start after: set_zones and the calibrate page's Save refuse
+    it, naming the model, and save nothing; with the model they take it."""
+    from intentcam.calibrate.server import Editor
+    from intentcam.control import ControlPlane, GeometryStore, Reply
+
+    no_pose = tmp_path / "models"
+    no_pose.mkdir()
+    for model in model_dir.iterdir():
+        if not model.name.startswith("movenet"):
+            (no_pose / model.name).symlink_to(model)
+    shelf = {"lines": [], "zones": [{"id": "table", "kind": "shelf",
+                                    "points": [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8]]}]}  # fmt: skip
+    for models, ok in ((no_pose, False), (model_dir, True)):
+        config = tmp_path / "c.toml"
+        state = tmp_path / f"state-{ok}"
+        config.write_text(f'[paths]\nstate_dir = "{state}"\nmodel_dir = "{models}"\n',
+                          encoding="utf-8")  # fmt: skip
+        settings = load_config(config)
+        replies: list[Reply] = []
+        plane = ControlPlane(settings, GeometryStore(state), replies.append, config_path=config,
+                             max_bytes=4096)  # fmt: skip
+        plane.handle("set_zones", json.dumps(shelf).encode())
+        plane.apply_pending()  # as the frame loop does between two frames
+        (reply,) = replies
+        editor = Editor(settings, b"", 4, 3, None)
+        saved, message = editor.save(shelf)
+        assert reply.ok is ok and saved is ok, (reply.error, message)
+        if not ok:
+            for said in (str(reply.error), message):
+                assert "shelf zone 'table' needs the pose model" in said
+                assert "movenet_single_pose_lightning_ptq.tflite is not installed" in said
+            assert not (state / "zones.json").exists(), "nothing saved"
+    # A shelf zone written into the config file and reloaded: refused the same way.
+    config.write_text(config.read_text().replace(str(model_dir), str(no_pose))
+                      + '[[zones]]\nid = "table"\nkind = "shelf"\n'
+                      "points = [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8]]\n", encoding="utf-8")  # fmt: skip
+    (state / "zones.json").unlink()
+    replies.clear()
+    plane.handle("reload", b"")
+    plane.apply_pending()
+    (reply,) = replies
+    assert not reply.ok and "reload refused: shelf zone 'table' needs the pose model" in str(
+        reply.error
+    )
+
+
 def test_set_zones_may_not_pull_a_zone_from_under_an_alert_rule(tmp_path: Path) -> None:
     from intentcam.control import ControlPlane, GeometryStore, Reply
 

@@ -40,6 +40,7 @@ from intentcam.control.geometry_store import (
     GeometryLimits,
     GeometryStore,
     counting_geometry,
+    live_geometry_refusal,
     parse_geometry,
 )
 from intentcam.detect import PersonDetector
@@ -121,6 +122,9 @@ class Editor:
         geometry, problem = parse_geometry(data, limits)
         if geometry is None:
             return False, problem or "invalid"
+        refused = live_geometry_refusal(self.settings, geometry)
+        if refused:
+            return False, refused
         with self.geometry_lock:
             self.store.save(geometry)
             self.live.reset(geometry.lines, geometry.zones)

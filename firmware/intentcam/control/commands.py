@@ -4,9 +4,9 @@
 |------------------|-------------------------------------------------------|---------------------------------|
 | ``ping``         | ``{}`` or empty                                       | replies with uptime             |
 | ``get_config``   | ``{}`` or empty                                       | effective config, secrets as *** |
-| ``set_zones``    | ``{"lines": [...], "zones": [...]}`` (both required)  | validated, saved atomically to the state dir, applied live |
+| ``set_zones``    | ``{"lines": [...], "zones": [...]}`` (both required)  | validated, saved atomically to the state dir, applied live; refused when it takes away a zone an alert rule names or adds a shelf zone without the pose model installed |
 | ``reset_counters`` | ``{}`` or empty                                     | line totals and store occupancy to 0 |
-| ``reload``       | ``{}`` or empty                                       | re-reads config file and zones; applies lines, zones, log level; names what needs a restart |
+| ``reload``       | ``{}`` or empty                                       | re-reads config file and zones; applies lines, zones, log level; names what needs a restart; refused while a shelf zone lacks the pose model |
 | ``ota_install``  | ``{"url": "https://...", "sha256": "<64 hex>"}``      | downloads, verifies, self-tests and hot-swaps a model bundle; progress on the retained ``ota`` topic |
 | ``decommission`` | ``{}`` or empty                                       | removes the device from Home Assistant (empty retained discovery); counting goes on until the daemon is stopped |
 
@@ -32,7 +32,9 @@ from intentcam.control.geometry_store import (
     Geometry,
     GeometryLimits,
     GeometryStore,
+    live_geometry_refusal,
     parse_geometry,
+    shelf_model_refusal,
 )
 from intentcam.errors import ConfigError
 
@@ -264,9 +266,9 @@ class ControlPlane:
             geometry, invalid = parse_geometry(data, limits)
             if invalid or geometry is None:
                 raise _Invalid(f"invalid set_zones: {invalid}")
-            clash = alert_zone_problem(self.settings.alerts, geometry.zones)
-            if clash:
-                raise _Invalid(f"set_zones refused: {clash} (change [alerts] first)")
+            refused = live_geometry_refusal(self.settings, geometry)
+            if refused:
+                raise _Invalid(f"set_zones refused: {refused}")
             # Persisted here, on the network thread: the frame loop only swaps the geometry.
             try:
                 self.store.save(geometry)
@@ -398,6 +400,9 @@ class ControlPlane:
         before, after = redacted(self.settings), redacted(fresh)
         changed = sorted(key for key in after if after[key] != before.get(key))
         geometry = Geometry(lines=fresh.lines, zones=fresh.zones)
+        refused = shelf_model_refusal(fresh, geometry.zones)
+        if refused:
+            raise _Invalid(f"reload refused: {refused}")
         self.settings.lines, self.settings.zones = geometry.lines, geometry.zones
         self.settings.logging = fresh.logging
         logging.getLogger().setLevel(fresh.logging.level)

@@ -14,10 +14,12 @@ from intentcam.config import (
     LineConfig,
     Settings,
     ZoneConfig,
+    alert_zone_problem,
     check_unique_ids,
     describe_validation_error,
 )
 from intentcam.durable import atomic_write
+from intentcam.pose.build import pose_model_problem
 
 log = logging.getLogger(__name__)
 FILE_NAME = "zones.json"
@@ -67,6 +69,26 @@ def parse_geometry(
         return None, "; ".join(describe_validation_error(exc))
     problem = limits.problem(geometry) if limits is not None else None
     return (None, problem) if problem else (geometry, None)
+
+
+def live_geometry_refusal(settings: Settings, geometry: Geometry) -> str | None:
+    """Why the running daemon must not switch to ``geometry`` (``set_zones``, the calibrate
+    page's Save), or ``None``: a zone an alert rule names would go or change kind, or a shelf
+    zone would come without the pose model it needs installed."""
+    clash = alert_zone_problem(settings.alerts, geometry.zones)
+    if clash:
+        return f"{clash} (change [alerts] first)"
+    return shelf_model_refusal(settings, geometry.zones)
+
+
+def shelf_model_refusal(settings: Settings, zones: list[ZoneConfig]) -> str | None:
+    """Why these zones cannot be counted with live: a shelf zone without the pose model
+    installed (the first shopper at it would stop the camera), or ``None``."""
+    shelves = [zone.id for zone in zones if zone.kind == "shelf"]
+    problem = pose_model_problem(settings) if shelves else None
+    if problem:
+        return f"shelf zone {shelves[0]!r} needs the pose model: {problem}"
+    return None
 
 
 class GeometryStore:

@@ -26,6 +26,7 @@ from intentcam.detect.selection import select_detector
 from intentcam.errors import ConfigError, UserError
 from intentcam.models import Manifest, load_manifest, verified_model_path
 from intentcam.models.store import verified_labels
+from intentcam.pose.build import POSE_MODEL
 from intentcam.service.lock import daemon_running
 from intentcam.telemetry.health import HealthReport, read_health_file
 from intentcam.telemetry.mqtt import probe_broker
@@ -92,7 +93,7 @@ def watches_shelves(settings: Settings) -> bool:
 def view_models(settings: Settings) -> list[tuple[str, str]]:
     """The models the daemon loads beside the detector, each with why: MoveNet for shelf zones,
     the face and expression models when expression inference is on."""
-    needed = [("movenet_lightning", "shelf zones")] if watches_shelves(settings) else []
+    needed = [(POSE_MODEL, "shelf zones")] if watches_shelves(settings) else []
     if settings.privacy.expression_inference:
         needed += [(settings.faces.model, "expression inference"),
                    ("fer_mini_xception", "expression inference")]  # fmt: skip
