@@ -19,9 +19,9 @@ else:  # pragma: no cover
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 NPM_REGISTRY = "https://registry.npmjs.org"
-#: Roles the daemon runs today. Other models (``pose``, for the product-interaction work) stay in
-#: the manifest with their provenance but are fetched only when asked for by id.
-# "pose": MoveNet for the interactions at shelf zones (loaded only where there are any).
+#: Roles the daemon runs (``models fetch`` installs them by default); a model of any other role
+#: stays in the manifest with its provenance and is fetched only when asked for by id. "pose" is
+#: MoveNet for the interactions at shelf zones, loaded only where there are any.
 ROLES_IN_USE = ("person_detector", "face_detector", "expression", "pose")
 MANIFEST_NAME = "manifest.toml"
 
