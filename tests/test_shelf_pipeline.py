@@ -301,6 +301,9 @@ def test_rules_can_be_turned_off_and_keep_quiet_hours() -> None:
     night = datetime(2026, 11, 22, 23, tzinfo=ZoneInfo("UTC")).timestamp()
     assert rules(quiet_hours="21:00-08:00").check(watched(12.0, wall=night)) == []
     assert len(rules(quiet_hours="21:00-08:00").check(watched(12.0))) == 1  # noon
+    noon = datetime(2026, 11, 22, 12, tzinfo=ZoneInfo("UTC")).timestamp()
+    assert rules(quiet_hours="21:00-08:00").quiet(night) == ["help"]  # what the walk test says
+    assert rules(quiet_hours="21:00-08:00").quiet(noon) == [] == off.quiet(night)
     tz = ZoneInfo("UTC")
     assert in_quiet_hours(night, "21:00-08:00", tz) and not in_quiet_hours(night, "08:00-21:00", tz)
 

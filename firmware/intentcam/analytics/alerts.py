@@ -64,6 +64,11 @@ class AlertRules:
     def from_config(cls, config: AlertsConfig, timezone: str | None) -> AlertRules:
         return cls(config, ZoneInfo(timezone) if timezone else None)
 
+    def quiet(self, wall: float) -> list[str]:
+        """The ids of the active rules that keep quiet at ``wall`` (their quiet hours)."""
+        return [rule.id for rule in self.config.active
+                if in_quiet_hours(wall, rule.quiet_hours, self.tz)]  # fmt: skip
+
     def check(self, watched: Watched) -> list[Record]:
         """The alerts this frame raises."""
         alerts: list[Record] = []

@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from intentcam.analytics.alerts import in_quiet_hours
+from intentcam.analytics.alerts import AlertRules
 from intentcam.capture import detect_kind, open_source
 from intentcam.config import Settings, with_sections
 from intentcam.control.geometry_store import counting_geometry
@@ -52,14 +51,6 @@ class WalkReport:
         }
 
 
-def quiet_rules(settings: Settings, wall: float) -> list[str]:
-    """The active alert rules that keep quiet at ``wall`` (their quiet hours)."""
-    zone = settings.analytics.timezone
-    tz = ZoneInfo(zone) if zone else None
-    return [rule.id for rule in settings.alerts.active
-            if in_quiet_hours(wall, rule.quiet_hours, tz)]  # fmt: skip
-
-
 def walk(
     settings: Settings, seconds: float, report: Callable[[LiveEvent], None] = lambda e: None
 ) -> WalkReport:
@@ -75,7 +66,9 @@ def walk(
         LiveCounts.of(settings.lines, settings.zones),
         geometry=whose,
         rules=[rule.id for rule in settings.alerts.active],
-        quiet_rules=quiet_rules(settings, origin),
+        quiet_rules=AlertRules.from_config(settings.alerts, settings.analytics.timezone).quiet(
+            origin
+        ),
     )
 
     def happened(event: LiveEvent) -> None:

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from intentcam.analytics.shelf import KINDS
 from intentcam.telemetry.messages import SPOOLED, validation_errors
 
 #: Sequence numbers remembered per device for duplicate detection.
@@ -170,7 +171,7 @@ def _hands(interactions: dict[str, Any] | None) -> str:
     """A shelf zone's interactions in a window: `` (reach 2 inspect 1 put_back 0 engaged 0.5)``."""
     if not interactions:
         return ""
-    counts = [f"{kind} {interactions[kind]}" for kind in ("reach", "inspect", "put_back")]
+    counts = [f"{kind} {interactions[kind]}" for kind in KINDS]
     if "engagement" in interactions:
         counts.append(f"engaged {interactions['engagement']}")
     return " (" + " ".join(counts) + ")"
