@@ -402,3 +402,22 @@ def test_the_live_view_reads_every_event_off_the_records_without_a_token() -> No
     ]
     assert counts.shelves["table"]["put_back"] == 1 and counts.alerts == {"table": 1}
     assert "secret" not in json.dumps([e.as_dict() for e in seen])
+
+
+def test_the_calibrate_page_lists_the_last_events_newest_first() -> None:
+    from intentcam.calibrate.server import RECENT_EVENTS, LiveView
+    from intentcam.service.live import LiveEvent
+
+    live = LiveView()
+    live.reset([LineConfig(id="door", points=[(0.0, 0.5), (1.0, 0.5)])],
+               [ZoneConfig(id="table", kind="shelf", points=SQUARE)])  # fmt: skip
+    live.event(LiveEvent(1.0, "line", "door", "in"))
+    live.event(LiveEvent(2.5, "shelf", "table", "reach", 0.8))
+    snapshot = live.snapshot()
+    assert snapshot["recent"] == ["2.5 s  shelf table: reach, 0.8 s", "1.0 s  line door: in"]
+    assert snapshot["counts"]["shelves"]["table"]["reach"] == 1
+    for step in range(RECENT_EVENTS + 5):
+        live.event(LiveEvent(3.0 + step, "zone", "table"))
+    assert len(live.snapshot()["recent"]) == RECENT_EVENTS
+    live.reset([], [])  # a save: counts and the list start again
+    assert live.snapshot()["recent"] == [] and live.snapshot()["counts"]["lines"] == {}

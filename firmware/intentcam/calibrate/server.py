@@ -2,8 +2,9 @@
 
 One page (``page.html``, plain JavaScript, nothing to build or download) served from the
 device: the background plate of ``intentcam preview`` (no overlay: the page draws the geometry),
-the lines and zones, each line's arrow pointing in, the live counts and the trails of the last
-minute from the camera. Saving goes through the same validation and limits as the ``set_zones``
+the lines and zones, each line's arrow pointing in, the live counts (a shelf's reaches, inspects
+and put-backs among them), the last events counted and the trails of the last minute from the
+camera. Saving goes through the same validation and limits as the ``set_zones``
 command (self-intersecting polygons, duplicate ids, too many points are refused with the
 reason), into the state dir's ``zones.json`` that the daemon loads, and the live counts switch
 to the new geometry at once.
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Trails shown by the page: the last minute.
 TRAIL_SECONDS = 60.0
+#: Events listed by the page under "Just now".
+RECENT_EVENTS = 20
 MAX_BODY = 256 * 1024
 
 
@@ -61,16 +64,20 @@ class LiveView:
     saved), shared with the handlers."""
 
     counts: LiveCounts = field(default_factory=LiveCounts)
+    #: The last events counted, newest last (what the page's "Just now" lists).
+    recent: deque[LiveEvent] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     trails: dict[int, deque[tuple[float, float, float]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
         with self.lock:
             self.counts = LiveCounts.of(lines, zones)
+            self.recent.clear()
 
     def event(self, event: LiveEvent) -> None:
         with self.lock:
             self.counts.add(event)
+            self.recent.append(event)
 
     def track(self, now: float, ids: np.ndarray, boxes: np.ndarray) -> None:
         with self.lock:
@@ -88,6 +95,7 @@ class LiveView:
         with self.lock:
             return {
                 "counts": self.counts.as_dict(),
+                "recent": [event.describe().strip() for event in reversed(self.recent)],
                 "trails": [
                     [[round(x, 4), round(y, 4)] for _, x, y in t] for t in self.trails.values()
                 ],
