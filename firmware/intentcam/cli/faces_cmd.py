@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from intentcam.faces.quality import QualitySettings, judge
     from intentcam.inference.model import load_model
     from intentcam.models import load_manifest
+    from intentcam.sentiment.build import EXPRESSION_MODEL
 
     image = read_image(args.image)
     assert image is not None
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     model_id = MODELS[args.model] if args.model else settings.faces.model
     detector = BlazeFace(load_model(manifest.get(model_id), settings.paths.models, threads=2))
     expression = (
-        ExpressionModel(load_model(manifest.get("fer_mini_xception"), settings.paths.models))
+        ExpressionModel(load_model(manifest.get(EXPRESSION_MODEL), settings.paths.models))
         if args.expression
         else None
     )

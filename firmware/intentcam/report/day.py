@@ -229,17 +229,17 @@ def build_day(
     """The tables of one site's local ``day`` (time zone ``tz``)."""
     names = names or Names()
     zone = ZoneInfo(tz)
+    messages = [m for m in unique(messages) if m.get("site") == site]
     of_day = [
-        m for m in unique(messages)
-        if m.get("site") == site and "window" in m and _local(m["window"]["start"], zone).date() == day
+        m for m in messages
+        if "window" in m and _local(m["window"]["start"], zone).date() == day
     ]  # fmt: skip
     counts = sorted(
         (m for m in of_day if m["type"] == "counts"), key=lambda m: m["window"]["start"]
     )
     sessions = [s for m in of_day if m["type"] == "sessions" for s in _named(m, names)]
     alerts = [
-        m for m in unique(messages)
-        if m.get("site") == site and m["type"] == "alert" and _local(m["at"], zone).date() == day
+        m for m in messages if m["type"] == "alert" and _local(m["at"], zone).date() == day
     ]  # fmt: skip
     footfall, totals, peak = _footfall(counts, names, zone)
     return Day(

@@ -88,14 +88,14 @@ def alerts_chart(day: Day) -> bytes:
     columns = table.columns[1:-1]
 
     def draw(figure: Any, axes: Any) -> None:
+        from matplotlib.ticker import MaxNLocator  # loaded with the figure, not the module
+
         below = np.zeros(24)
         for index, name in enumerate(columns, start=1):
             values = np.array([row[index] for row in table.rows], dtype=float)
             axes.bar(hours, values, 0.8, bottom=below, label=name)
             below += values
         axes.set_xticks(hours, [f"{h:02d}" for h in hours])
-        from matplotlib.ticker import MaxNLocator  # loaded with the figure, not the module
-
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # no half alerts
         axes.set_xlabel("hour (local time)")
         axes.set_ylabel("alerts")

@@ -10,6 +10,9 @@ from intentcam.inference.model import load_model
 from intentcam.models import load_manifest
 from intentcam.sentiment.analyzer import AnalyzerSettings, FaceAnalyzer
 
+#: The manifest id of the expression model that expression inference loads.
+EXPRESSION_MODEL = "fer_mini_xception"
+
 
 def build_face_analyzer(settings: Settings) -> FaceAnalyzer | None:
     """The analyser, or ``None`` unless ``privacy.expression_inference`` is on (the default)."""
@@ -21,9 +24,7 @@ def build_face_analyzer(settings: Settings) -> FaceAnalyzer | None:
         load_model(manifest.get(faces.model), settings.paths.models, threads=1, delegate="cpu")
     )
     expression = ExpressionModel(
-        load_model(
-            manifest.get("fer_mini_xception"), settings.paths.models, threads=1, delegate="cpu"
-        )
+        load_model(manifest.get(EXPRESSION_MODEL), settings.paths.models, threads=1, delegate="cpu")
     )
     return FaceAnalyzer(
         detector,

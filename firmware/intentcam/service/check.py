@@ -27,6 +27,7 @@ from intentcam.errors import ConfigError, UserError
 from intentcam.models import Manifest, load_manifest, verified_model_path
 from intentcam.models.store import verified_labels
 from intentcam.pose.build import POSE_MODEL
+from intentcam.sentiment.build import EXPRESSION_MODEL
 from intentcam.service.lock import daemon_running
 from intentcam.telemetry.health import HealthReport, read_health_file
 from intentcam.telemetry.mqtt import probe_broker
@@ -96,7 +97,7 @@ def view_models(settings: Settings) -> list[tuple[str, str]]:
     needed = [(POSE_MODEL, "shelf zones")] if watches_shelves(settings) else []
     if settings.privacy.expression_inference:
         needed += [(settings.faces.model, "expression inference"),
-                   ("fer_mini_xception", "expression inference")]  # fmt: skip
+                   (EXPRESSION_MODEL, "expression inference")]  # fmt: skip
     return needed
 
 
