@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -111,6 +112,9 @@ def test_each_command_gets_its_reply(tmp_path: Path) -> None:
             b'{"url": "http://h/b.swu", "sha256": "' + b"a" * 64 + b'"}',
             "no OTA agent",
         ),
+        ("test_alert", b"{}", "no alert rule is on: add one to [alerts]"),
+        ("test_alert", b'{"zone": "x"}', "unknown field(s) for test_alert: zone"),
+        ("test_alert", b'{"rule": 3}', "rule must be the id of a rule in [alerts]"),
     ],
 )
 def test_bad_commands_are_refused_by_name_and_change_nothing(
@@ -124,6 +128,36 @@ def test_bad_commands_are_refused_by_name_and_change_nothing(
     assert expected in replies[0].error
     assert redacted(plane.settings) == before
     assert not (tmp_path / "state" / "zones.json").exists()
+
+
+def test_a_test_alert_names_its_rule_and_a_zone_it_watches(tmp_path: Path) -> None:
+    """``test_alert`` picks the rule asked for (or the first one on) and a zone of its kind; the
+    daemon's callback gets them on the frame loop and its result is the reply."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[zones]]\nid = "table"\nkind = "shelf"\npoints = [[0, 0], [0.5, 0], [0.5, 0.5]]\n'
+        '[[alerts.rules]]\nid = "help"\nkind = "shelf_help"\n'
+        '[[alerts.rules]]\nid = "queue"\nkind = "long_queue"\n'
+        '[[alerts.rules]]\nid = "off"\nkind = "shelf_help"\nenabled = false\n',
+        encoding="utf-8",
+    )
+    replies: list[Reply] = []
+    sent: list[tuple[str, str]] = []
+
+    def send_test_alert(rule: Any, zone: str) -> dict[str, Any]:
+        sent.append((rule.id, zone))
+        return {"rule": rule.id, "zone": zone}
+
+    plane = ControlPlane(load_config(config), GeometryStore(tmp_path / "state"), replies.append,
+                         send_test_alert=send_test_alert)  # fmt: skip
+    for payload in (b"", b'{"rule": "help", "id": 1}', b'{"rule": "queue"}', b'{"rule": "off"}'):
+        plane.handle("test_alert", payload)
+    plane.apply_pending()
+    assert sent == [("help", "table"), ("help", "table")]  # nothing sent for the refused two
+    assert [reply.ok for reply in replies] == [False, False, True, True]  # refusals answer first
+    assert "rule 'queue' watches no zone yet" in str(replies[0].error)
+    assert "no rule 'off' is on (on: help, queue)" in str(replies[1].error)
+    assert replies[3].request_id == 1 and replies[3].result == {"rule": "help", "zone": "table"}
 
 
 json_values = st.recursive(
@@ -181,16 +215,21 @@ class Commander:
         self.port = port
         self.replies: queue.Queue = queue.Queue()
         self.messages: queue.Queue = queue.Queue()
+        self.alerts: queue.Queue = queue.Queue()
         self.response_topic = f"tests/{uuid.uuid4().hex}/replies"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        subscribe(self.client, [self.response_topic, f"{base}/cmd/+/reply", f"{base}/counts"])
+        topics = [self.response_topic, f"{base}/cmd/+/reply", f"{base}/counts", f"{base}/alerts"]
+        subscribe(self.client, topics)
 
     def _on_message(self, client, userdata, message) -> None:
         if message.topic.endswith("/counts"):
             self.messages.put(json.loads(message.payload))
+            return
+        if message.topic.endswith("/alerts"):
+            self.alerts.put(json.loads(message.payload))
             return
         correlation = getattr(message.properties, "CorrelationData", None)
         self.replies.put((message.topic, correlation, json.loads(message.payload)))
@@ -231,6 +270,14 @@ window_s = 1
 [[zones]]
 id = "shelf"
 points = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]]
+[[zones]]
+id = "tills"
+kind = "queue"
+points = [[0.5, 0.5], [1.0, 0.5], [1.0, 1.0]]
+[[alerts.rules]]
+id = "queue"
+kind = "long_queue"
+min_people = 50
 [mqtt]
 host = "127.0.0.1"
 port = {broker.port}
@@ -281,6 +328,13 @@ def test_commands_through_the_broker(running_daemon) -> None:
     assert not refused["ok"] and "unknown command" in refused["error"]
     _, _, refused = commander.send("ping", b"x" * (70 * 1024))
     assert not refused["ok"] and "65536-byte limit" in refused["error"]
+    # A test alert goes out on the alerts topic as a real one would, marked as a test.
+    _, _, tried = commander.send("test_alert", b'{"rule": "queue"}')
+    assert tried["ok"] and tried["result"]["zone"] == "tills", tried
+    alert = commander.alerts.get(timeout=10)
+    assert alert["alert_id"] == tried["result"]["alert_id"] and alert["test"] is True
+    assert alert["reason"] == "a test of rule queue: nobody needs help"
+    assert validation_errors(alert) == [] and validation_errors(tried) == []
     _, _, applied = commander.send("set_zones", json.dumps(VALID_ZONES).encode())
     assert applied["ok"], applied
     stored = json.loads((tmp_path / "state" / "zones.json").read_text())
@@ -290,7 +344,7 @@ def test_commands_through_the_broker(running_daemon) -> None:
     while time.monotonic() < deadline:
         counts = commander.messages.get(timeout=30)
         if "new-zone" in counts["zones"]:
-            assert "shelf" not in counts["zones"] and "door" in counts["lines"]
+            assert not {"shelf", "tills"} & set(counts["zones"]) and "door" in counts["lines"]
             break
     else:
         pytest.fail("no counts window with the new zone")

@@ -369,7 +369,8 @@ def test_the_inventory_judges_each_device_from_its_messages() -> None:
     for device in ("a", "b", "c", "d"):
         add(device, "status", state="online", firmware="0.1.0", models=models, config_hash="f" * 16)
     add("a", "health", ts=fresh, fps=9.5, temperature_c=61.2, spool={"depth": 0},
-        throttled={"under_voltage": False, "throttled": True})  # fmt: skip
+        throttled={"under_voltage": False, "throttled": True},
+        alerts={"fired": 4, "expired": 1})  # fmt: skip
     add("b", "health", ts=old, fps=9.5, spool={"depth": 12})
     add("c", "status", state="degraded", reason="spool cannot write", firmware="0.1.0")
     add("c", "health", ts=fresh, fps=9.0, spool={"depth": 3})
@@ -385,3 +386,4 @@ def test_the_inventory_judges_each_device_from_its_messages() -> None:
     text = table(list(rows.values()))
     assert text.splitlines()[0].split()[:3] == ["SITE/DEVICE", "VERDICT", "STATE"]
     assert "s/b: stale: last health 3600 s ago" in text
+    assert "s/a: 1 staff alert(s) expired undelivered" in text and rows["a"].verdict == "ok"

@@ -3,18 +3,28 @@ backoff, said once with the reason, reported in health, and the link recovers wh
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from intentcam.capture.files import VideoFileSource
 from intentcam.config import load_config
 from intentcam.sinks import NullSink
+from intentcam.telemetry.consumer import describe
+from intentcam.telemetry.health import HealthMonitor
+from intentcam.telemetry.messages import envelope, validation_errors
 from intentcam.telemetry.service import Telemetry
-from tests.brokers import Broker, add_password, make_pki, subscriber
+from tests.brokers import Broker, add_password, make_pki, subscribe, subscriber
+from tests.data import CONCOURSE
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.broker
@@ -133,4 +143,118 @@ def test_a_stop_before_the_spool_drains_keeps_the_rest_for_the_next_start(tmp_pa
     finally:
         gateway.loop_stop()
         gateway.disconnect()
+        broker.stop()
+
+
+def alerting_telemetry(tmp_path: Path, port: int, deliver_within_s: float) -> Telemetry:
+    """Telemetry of a camera with a queue alert rule, its alerts good for ``deliver_within_s``."""
+    settings = load_config(
+        None,
+        overrides={
+            "device": {"id": "cam1", "site": "s1"},
+            "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2,
+                     "reconnect_max_s": 1.0},
+            "paths": {"state_dir": str(tmp_path / "state")},
+            "zones": [{"id": "tills", "kind": "queue", "points": [[0, 0], [1, 0], [1, 1]]}],
+            "alerts": {"deliver_within_s": deliver_within_s,
+                       "rules": [{"id": "queue", "kind": "long_queue"}]},
+        },
+    )  # fmt: skip
+    return Telemetry(settings, NullSink())
+
+
+def alert(alert_id: str) -> dict[str, Any]:
+    return {"type": "alert", "alert_id": alert_id, "rule": "queue", "kind": "long_queue",
+            "zone": "tills", "reason": "5 people in tills for 60 s", "at": "2026-11-24T10:00:00Z",
+            "people": 5, "for_s": 60.0}  # fmt: skip
+
+
+def staff_app(port: int, topic: str) -> tuple[mqtt.Client, list[tuple[dict[str, Any], int | None]]]:
+    """A staff app's MQTT 5 client with a session the broker keeps while it is away; returns
+    it and the (message, message expiry interval) of each alert it gets."""
+    got: list[tuple[dict[str, Any], int | None]] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="staff-app", protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: got.append(
+        (json.loads(m.payload), getattr(m.properties, "MessageExpiryInterval", None))
+    )
+    session = Properties(PacketTypes.CONNECT)
+    session.SessionExpiryInterval = 600
+    client.connect("127.0.0.1", port, clean_start=False, properties=session)
+    client.loop_start()
+    assert subscribe(client, [topic]) == [1]
+    return client, got
+
+
+def test_an_alert_raised_while_the_broker_is_away_goes_out_when_it_is_back(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """Within ``alerts.deliver_within_s`` an alert waits for the broker, carrying the time it
+    has left as its MQTT 5 expiry; a daemon stopping with alerts still waiting says so."""
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker", persistence=True).start()
+    telemetry = alerting_telemetry(tmp_path, broker.port, deliver_within_s=60)
+    app, got = staff_app(broker.port, telemetry.topics.of("alert"))
+    try:
+        telemetry.start()
+        assert wait_until(lambda: telemetry.broker_connected, 15)
+        broker.stop()
+        assert wait_until(lambda: not telemetry.broker_connected, 15)
+        telemetry.write(alert("0000000a"))
+        time.sleep(1.0)
+        broker.start()  # the staff app's session and subscription come back from persistence
+        assert wait_until(lambda: len(got) == 1, 30), "the alert raised while away never came"
+        message, expiry = got[0]
+        assert message["alert_id"] == "0000000a" and not validation_errors(message)
+        assert expiry is not None and 1 <= expiry < 60, expiry  # a second or more went by
+        assert telemetry.alert_delivery() == {"fired": 1, "expired": 0}
+        broker.stop()
+        assert wait_until(lambda: not telemetry.broker_connected, 15)
+        telemetry.write(alert("0000000b"))
+        with caplog.at_level(logging.WARNING, logger="intentcam.telemetry.mqtt"):
+            telemetry.stop()
+        assert "1 alert message(s) not delivered" in caplog.text
+    finally:
+        app.loop_stop()
+        app.disconnect()
+        broker.stop()
+
+
+def test_an_alert_older_than_deliver_within_s_is_dropped_logged_and_counted(
+    tmp_path: Path, caplog: Any
+) -> None:
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker").start()
+    telemetry = alerting_telemetry(tmp_path, broker.port, deliver_within_s=1)
+    app, got = staff_app(broker.port, telemetry.topics.of("alert"))
+    try:
+        telemetry.write(alert("0000000a"))  # the link is not up yet: as good as a broker away
+        time.sleep(1.5)
+        with caplog.at_level(logging.WARNING, logger="intentcam.telemetry.mqtt"):
+            telemetry.start()
+            assert wait_until(lambda: telemetry.broker_connected, 15)
+            telemetry.write(alert("0000000b"))
+            assert wait_until(lambda: len(got) == 1, 15)
+        assert [message["alert_id"] for message, _ in got] == ["0000000b"]
+        assert telemetry.alert_delivery() == {"fired": 2, "expired": 1}
+        assert "an alert waited too long for the broker and is dropped" in caplog.text
+        # ... and the health message says so, as its schema has it.
+        source = VideoFileSource(CONCOURSE)
+        try:
+            body = HealthMonitor().body(
+                0,
+                spool=telemetry.spool.stats(),
+                source=source,
+                broker=True,
+                models=[],
+                alerts=telemetry.alert_delivery(),
+            )
+        finally:
+            source.close()
+        health = envelope("health", "cam1", "s1", body, 1, boot_id=telemetry.boot_id)
+        assert health["alerts"] == {"fired": 2, "expired": 1} and not validation_errors(health)
+        assert describe(health).endswith("alerts 2 (1 expired)")  # intentcam tail's line
+    finally:
+        telemetry.stop()
+        app.loop_stop()
+        app.disconnect()
         broker.stop()

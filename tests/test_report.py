@@ -160,6 +160,8 @@ def test_the_alerts_table_counts_each_alert_once_in_its_local_hour(tmp_path: Pat
     messages.append(  # an alert of the day before
         {**alert("cam-aisle", 9, 10, 0, "coffee", "help"), "at": at(10)[:8] + "19T10:00:00.000Z"}
     )
+    # An installer's test alert (cmd/test_alert): nobody needed help.
+    messages.append({**alert("cam-aisle", 10, 11, 0, "coffee", "help"), "test": True})
     assert all(validation_errors(m) == [] for m in messages)
     # In a recording, as `intentcam run --sink jsonl:` and `intentcam tail --json` write them.
     recording = tmp_path / "day.jsonl"

@@ -17,7 +17,7 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from intentcam.aggregator import Aggregator, DayState
-from intentcam.analytics.alerts import AlertRules, Watched, in_quiet_hours
+from intentcam.analytics.alerts import AlertRules, Watched, in_quiet_hours, make_test_alert
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics
 from intentcam.analytics.shelf import (
@@ -31,6 +31,7 @@ from intentcam.analytics.zones import Visit
 from intentcam.benchmark import ClipAsCamera
 from intentcam.capture import VideoFileSource
 from intentcam.config import (
+    AlertRuleConfig,
     AlertsConfig,
     AnalyticsConfig,
     ConfigError,
@@ -524,7 +525,12 @@ def test_the_alert_fires_where_a_shopper_lingers_and_reaches(
     )
     assert json.loads(rendered) == {"event_type": "shelf_help", "rule": "help", "zone": "table",
                                     "reason": alerts[0]["reason"],
-                                    "alert_id": alerts[0]["alert_id"]}  # fmt: skip
+                                    "alert_id": alerts[0]["alert_id"], "test": False}  # fmt: skip
+    # An installer's test alert (cmd/test_alert) says so, for an automation to tell them apart.
+    test_alert = make_test_alert(AlertRuleConfig(id="help", kind="shelf_help"), "table", 0.0)
+    environment = ImmutableSandboxedEnvironment()
+    assert json.loads(environment.from_string(event["value_template"]).render(
+        value_json=test_alert))["test"] is True  # fmt: skip
     assert event["event_types"] == ["shelf_help"]
     # ... and today's reaches at the shelf as a sensor on the retained state.
     sensor = discovery.components([], ["table"], (), ("table",))["zone_table_reaches_today"]

@@ -555,11 +555,16 @@ class AlertRuleConfig(_Section):
 
 
 class AlertsConfig(_Section):
-    """Staff-assist alerts on the ``alerts`` topic (QoS 1, not retained, never spooled)."""
+    """Staff-assist alerts on the ``alerts`` topic (QoS 1, not retained, not spooled to disk)."""
 
     #: The off switch for every rule.
     enabled: bool = True
     rules: list[AlertRuleConfig] = Field(default_factory=list)
+    #: While the broker is away an alert waits in memory this long after it fired, then is
+    #: dropped, logged and counted (health ``alerts.expired``): staff sent minutes late find
+    #: nobody to help. It is also the alert's MQTT 5 message expiry, so the broker does not
+    #: hand it later to a staff app that was offline.
+    deliver_within_s: float = Field(default=120.0, ge=1, le=3600)
 
     @property
     def active(self) -> list[AlertRuleConfig]:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from intentcam.aggregator import DailyReset, DayState
+from intentcam.analytics.alerts import AlertRules, make_test_alert
 from intentcam.capture import open_source
-from intentcam.config import Settings
+from intentcam.config import AlertRuleConfig, Settings
 from intentcam.control import ControlPlane, GeometryStore, Reply
 from intentcam.control.commands import warn_alert_zones
 from intentcam.control.geometry_store import Geometry
@@ -88,6 +89,7 @@ class Daemon:
             reset_counters=self._reset_counters,
             ota_install=self._ota_install,
             decommission=self._decommission,
+            send_test_alert=self._send_test_alert,
         )
         self.telemetry = Telemetry(
             settings,
@@ -222,6 +224,21 @@ class Daemon:
             "the device again",
         }
 
+    def _send_test_alert(self, rule: AlertRuleConfig, zone: str) -> dict[str, Any]:
+        """``test_alert``: a test alert of ``rule`` goes out as a real one would."""
+        now = time.time()
+        alert = make_test_alert(rule, zone, now)
+        self.telemetry.write(alert)
+        log.info("test alert %s of rule %s at %s sent", alert["alert_id"], rule.id, zone)
+        quiet = AlertRules.from_config(self.settings.alerts, self.settings.analytics.timezone)
+        return {
+            "alert_id": alert["alert_id"],
+            "rule": rule.id,
+            "zone": zone,
+            # A real alert of the rule would keep quiet now: the staff may wonder why.
+            "quiet_hours_now": rule.id in quiet.quiet(now),
+        }
+
     def _reset_counters(self) -> None:
         if self.pipeline.view is not None:
             self.pipeline.view.reset_counters()
@@ -305,6 +322,7 @@ class Daemon:
                     broker=self.telemetry.broker_connected,
                     models=self.models(),
                     broker_error=self.telemetry.broker_error,
+                    alerts=self.telemetry.alert_delivery(),
                 )
             )
 

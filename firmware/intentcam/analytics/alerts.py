@@ -11,7 +11,8 @@ condition holds (docs/alerts.md says what each means):
 After an alert the same rule stays quiet in the same zone for ``cooldown_s``; no rule fires in
 its ``quiet_hours`` (local time) or when ``[alerts] enabled`` is off. An alert names the rule,
 the zone, the reason and the time, under a random short-lived ``alert_id``: never a session
-token or anything else that follows a person.
+token or anything else that follows a person. :func:`make_test_alert` is the alert an installer asks
+for (``cmd/test_alert``) to try the staff's app without a shopper.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from intentcam.analytics.shelf import ShelfStay
-from intentcam.config import AlertRuleConfig, AlertsConfig
+from intentcam.config import ALERT_ZONE_KIND, AlertRuleConfig, AlertsConfig, ZoneConfig
 from intentcam.records import Record, iso
 
 
@@ -36,6 +37,24 @@ def in_quiet_hours(wall: float, quiet: str | None, tz: ZoneInfo | None) -> bool:
     if start <= end:
         return start <= local < end
     return local >= start or local < end
+
+
+def zone_for_test_alert(rule: AlertRuleConfig, zones: list[ZoneConfig]) -> str | None:
+    """The zone a test alert of ``rule`` names: the first it watches, or ``None`` when there
+    is no zone of its kind."""
+    kind = ALERT_ZONE_KIND[rule.kind]
+    watched = rule.zones or [zone.id for zone in zones if zone.kind == kind]
+    return watched[0] if watched else None
+
+
+def make_test_alert(rule: AlertRuleConfig, zone: str, wall: float) -> Record:
+    """An alert of ``rule`` at ``zone`` marked ``test``, saying so in its reason, with none of
+    the figures a real one carries: an installer sends it (``cmd/test_alert``) to see it reach
+    the staff's app or a Home Assistant automation. The cooldown and quiet hours do not hold
+    it back, and it starts no cooldown; the daily report leaves it out."""
+    reason = f"a test of rule {rule.id}: nobody needs help"
+    return {"type": "alert", "alert_id": secrets.token_hex(4), "rule": rule.id, "kind": rule.kind,
+            "zone": zone, "reason": reason, "at": iso(wall), "test": True}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@
 | ``reload``       | ``{}`` or empty                                       | re-reads config file and zones; applies lines, zones, log level; names what needs a restart; refused while a shelf zone lacks the pose model |
 | ``ota_install``  | ``{"url": "https://...", "sha256": "<64 hex>"}``      | downloads, verifies, self-tests and hot-swaps a model bundle; progress on the retained ``ota`` topic |
 | ``decommission`` | ``{}`` or empty                                       | removes the device from Home Assistant (empty retained discovery); counting goes on until the daemon is stopped |
+| ``test_alert``   | ``{"rule": "<id>"}`` (optional: the first rule on)    | publishes an ``alert`` of that rule marked ``test`` (docs/alerts.md) |
 
 Anything else gets ``ok: false`` and an ``error`` naming the problem (unknown command, payload too
 large, not UTF-8, invalid JSON, not an object, unknown or mistyped field) and changes nothing.
@@ -27,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intentcam.config import Settings, alert_zone_problem, load_config, redacted
+from intentcam.analytics.alerts import zone_for_test_alert
+from intentcam.config import AlertRuleConfig, Settings, alert_zone_problem, load_config, redacted
 from intentcam.control.geometry_store import (
     Geometry,
     GeometryLimits,
@@ -48,9 +50,10 @@ COMMANDS = (
     "reload",
     "ota_install",
     "decommission",
+    "test_alert",
 )
 #: Commands whose payload has fields of its own (the others take none).
-WITH_FIELDS = ("set_zones", "ota_install")
+WITH_FIELDS = ("set_zones", "ota_install", "test_alert")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 #: Starts an install: (url, sha256) -> why it cannot start, or None.
 OtaInstall = Callable[[str, str], "str | None"]
@@ -180,6 +183,8 @@ class ControlPlane:
     decommission: Callable[[], dict[str, Any]] = lambda: {"homeassistant": "not enabled"}
     #: Starts a model update; ``None`` when the daemon has no OTA agent.
     ota_install: OtaInstall | None = None
+    #: Publishes a test alert of the rule (frame-loop thread); returns the reply's result.
+    send_test_alert: Callable[[AlertRuleConfig, str], dict[str, Any]] = lambda rule, zone: {}
     started: float = field(default_factory=time.monotonic)
     _queue: queue.Queue[tuple[str, Any, Reply]] = field(
         default_factory=lambda: queue.Queue(maxsize=QUEUE_SIZE)
@@ -277,6 +282,8 @@ class ControlPlane:
             self._enqueue(("set_zones", geometry, context))
         elif name == "ota_install":
             self._ota_install(data, context)
+        elif name == "test_alert":
+            self._enqueue(("test_alert", self._test_alert_target(data), context))
         else:
             self._enqueue((name, None, context))
 
@@ -318,6 +325,29 @@ class ControlPlane:
                 f"unknown field(s) for {name}: {', '.join(sorted(map(str, data)))[:200]}"
             )
         return request_id, data
+
+    def _test_alert_target(self, data: dict[str, Any]) -> tuple[AlertRuleConfig, str]:
+        """The rule ``test_alert`` names (or the first rule on) and the zone its alert names."""
+        rule_id = data.pop("rule", None)
+        if data:
+            unknown = ", ".join(sorted(map(str, data)))[:200]
+            raise _Invalid(f"unknown field(s) for test_alert: {unknown}")
+        if rule_id is not None and not isinstance(rule_id, str):
+            raise _Invalid("rule must be the id of a rule in [alerts] (a string)")
+        active = self.settings.alerts.active
+        if not active:
+            raise _Invalid("no alert rule is on: add one to [alerts] (docs/alerts.md)")
+        if rule_id is None:
+            rule = active[0]
+        else:
+            rules = {rule.id: rule for rule in active}
+            if rule_id not in rules:
+                raise _Invalid(f"rule: no rule {rule_id[:64]!r} is on (on: {', '.join(rules)})")
+            rule = rules[rule_id]
+        zone = zone_for_test_alert(rule, self.settings.zones)
+        if zone is None:
+            raise _Invalid(f"rule {rule.id!r} watches no zone yet: draw a zone of its kind first")
+        return rule, zone
 
     def _ota_install(self, data: dict[str, Any], context: Reply) -> None:
         url, sha256 = data.pop("url", None), data.pop("sha256", None)
@@ -373,6 +403,8 @@ class ControlPlane:
                     self._reply(context, result=self._reload())
                 elif name == "decommission":
                     self._reply(context, result=self.decommission())
+                elif name == "test_alert":
+                    self._reply(context, result=self.send_test_alert(*argument))
             except _Invalid as problem:
                 self._reply(context, error=str(problem))
             except OSError as exc:

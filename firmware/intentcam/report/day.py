@@ -238,9 +238,8 @@ def build_day(
         (m for m in of_day if m["type"] == "counts"), key=lambda m: m["window"]["start"]
     )
     sessions = [s for m in of_day if m["type"] == "sessions" for s in _named(m, names)]
-    alerts = [
-        m for m in messages if m["type"] == "alert" and _local(m["at"], zone).date() == day
-    ]  # fmt: skip
+    alerts = [m for m in messages if m["type"] == "alert" and not m.get("test")
+              and _local(m["at"], zone).date() == day]  # fmt: skip
     footfall, totals, peak = _footfall(counts, names, zone)
     return Day(
         site=site,
@@ -413,8 +412,9 @@ def _alerts(alerts: list[dict[str, Any]], names: Names, zone: ZoneInfo) -> Table
         rows,
         "Alerts raised by the cameras' staff-assist rules ([alerts]: a shopper lingering and "
         "reaching with no staff near, a long queue), per local hour, by zone and rule. Alerts are "
-        "sent the moment they fire and never spooled: a recording made while a camera was cut "
-        "off from the broker lacks them.",
+        "sent the moment they fire and never spooled to disk: a recording made while a camera was "
+        "cut off from the broker for longer than alerts.deliver_within_s lacks them. Test alerts "
+        "(cmd/test_alert) are left out.",
     )
 
 

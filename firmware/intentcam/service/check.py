@@ -293,14 +293,22 @@ def daemon_step(report: HealthReport, interval_s: float, now: float | None = Non
     camera = health.get("source", {}).get("state", "?")
     if camera not in ("streaming", "starting"):
         problems.append(f"camera {camera}")
+    # Not a failure by itself (the outage may be over), but the staff missed these.
+    alerts = health.get("alerts", {})
+    expired = (
+        f"; {alerts['expired']} of {alerts['fired']} staff alert(s) dropped undelivered "
+        "(broker away longer than alerts.deliver_within_s)"
+        if alerts.get("expired")
+        else ""
+    )
     if problems:
-        return Step("daemon", "fail", "; ".join(problems))
+        return Step("daemon", "fail", "; ".join(problems) + expired)
     return Step(
         "daemon",
         "pass",
         f"pid {report.pid} up {health.get('uptime_s', 0):.0f} s, {health.get('fps', 0)} fps, "
         f"broker {health.get('broker', '?')}, spool {health.get('spool', {}).get('depth', '?')}, "
-        f"report {age:.0f} s old",
+        f"report {age:.0f} s old{expired}",
     )
 
 

@@ -140,10 +140,12 @@ def describe(message: dict[str, Any]) -> str:
     if kind == "heatmap":
         return f"{head} grid {message['grid'][0]}x{message['grid'][1]} ({message['space']})"
     if kind == "health":
+        alerts = message.get("alerts")
         return (
             f"{head} fps {message['fps']} cpu {message['cpu_percent']}% rss "
             f"{message['rss_mb']} MB spool {message['spool']['depth']} "
             f"source {message['source']['state']} broker {message['broker']}"
+            + (f" alerts {alerts['fired']} ({alerts['expired']} expired)" if alerts else "")
         )
     if kind == "status":
         return f"{head} {message.get('state')}"

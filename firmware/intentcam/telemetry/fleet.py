@@ -44,6 +44,8 @@ class DeviceRow:
     throttled: list[str] = field(default_factory=list)
     spool_depth: int | None = None
     ota: str = ""
+    #: Staff alerts of this run the broker could not take in time (health ``alerts.expired``).
+    alerts_expired: int | None = None
 
 
 @dataclass
@@ -90,6 +92,7 @@ class Inventory:
             flags = health.get("throttled") or {}
             row.throttled = sorted(name for name, on in flags.items() if on)
             row.spool_depth = (health.get("spool") or {}).get("depth")
+            row.alerts_expired = (health.get("alerts") or {}).get("expired")
         elif status:
             row.last_seen_s = _age_s(status.get("ts"), now)
         reasons = []
@@ -141,4 +144,7 @@ def table(rows: list[DeviceRow]) -> str:
     lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
              for line in [header, *body]]  # fmt: skip
     lines += [f"{row.site}/{row.device}: {row.why}" for row in rows if row.why]
+    # Not a verdict (the outage may be over), but the staff missed these alerts.
+    lines += [f"{row.site}/{row.device}: {row.alerts_expired} staff alert(s) expired undelivered"
+              for row in rows if row.alerts_expired]  # fmt: skip
     return "\n".join(lines)

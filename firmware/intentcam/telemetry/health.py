@@ -127,6 +127,7 @@ class HealthMonitor:
         broker: bool,
         models: list[dict[str, Any]],
         broker_error: str = "",
+        alerts: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         now, cpu = time.monotonic(), time.process_time()
         elapsed = max(now - self._last_wall, 1e-9)
@@ -149,6 +150,7 @@ class HealthMonitor:
             },
             "broker": "connected" if broker else "disconnected",
             **({"broker_error": broker_error} if broker_error and not broker else {}),
+            **({"alerts": alerts} if alerts is not None else {}),
             "models": models,
             "uptime_s": round(now - self.started, 1),
         }

@@ -15,8 +15,9 @@ The ``decommission`` command sends an empty retained payload, which removes the 
 
 With staff-assist rules in ``[alerts]``, the ``alerts`` topic is one ``event`` entity ("Staff
 alert"): each alert becomes a Home Assistant event whose ``event_type`` is the rule's kind
-(``shelf_help``, ``long_queue``), with the rule, zone, reason and alert id as attributes, so an
-automation can send it to the staff's phones.
+(``shelf_help``, ``long_queue``), with the rule, zone, reason, alert id and ``test`` (true on
+a test alert, ``cmd/test_alert``) as attributes, so an automation can send it to the staff's
+phones.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ AVAILABLE = "{{ 'online' if value_json.state in ['online', 'degraded'] else 'off
 #: The alert fields a Home Assistant event carries (``event_type`` is the alert's ``kind``).
 ALERT_EVENT = (
     "{{ {'event_type': value_json.kind, 'rule': value_json.rule, 'zone': value_json.zone, "
-    "'reason': value_json.reason, 'alert_id': value_json.alert_id} | tojson }}"
+    "'reason': value_json.reason, 'alert_id': value_json.alert_id, "
+    "'test': value_json.test | default(false)} | tojson }}"
 )
 
 

@@ -52,8 +52,10 @@ DELIVERY = {
                        "clean exit; the last will (offline) after a crash."),
     "reply": Delivery(1, False, False, "The answer to a command (or on the MQTT 5 response topic)."),
     "ota": Delivery(1, True, False, "Every model-update transition."),
-    "alert": Delivery(1, False, False, "When a staff-assist rule of [alerts] fires (never spooled: "
-                      "an alert delivered hours late helps nobody)."),
+    "alert": Delivery(1, False, False, "When a staff-assist rule of [alerts] fires. Not spooled "
+                      "to disk: while the broker is away it waits in memory for "
+                      "alerts.deliver_within_s (120 s), its MQTT 5 message expiry, then is "
+                      "dropped and counted in health (help minutes late finds nobody)."),
 }  # fmt: skip
 #: Message types that go through the spool, with their QoS.
 SPOOLED = {kind: delivery.qos for kind, delivery in DELIVERY.items() if delivery.spooled}

@@ -38,13 +38,17 @@ CommandHandler = Callable[[str, bytes, str | None, bytes | None, bool], None]
 
 @dataclass(frozen=True)
 class Direct:
-    """A message that does not go through the spool (status, health, replies)."""
+    """A message that does not go through the spool (status, health, replies, alerts)."""
 
     topic: str
     payload: bytes
     qos: int = 0
     retain: bool = False
     correlation: bytes | None = None
+    #: ``time.monotonic()`` after which the message is no use (an alert): until then it waits
+    #: for a link that is down, is sent again if a connection drops before the broker took it,
+    #: and carries the time left as its MQTT 5 message expiry; after, it is dropped and counted.
+    expires_at: float | None = None
 
 
 def refusal_reason(reason: str, *, tls: bool) -> str:
@@ -162,7 +166,8 @@ class MqttLink:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._inflight: dict[int, int] = {}  # paho mid -> spool seq
-        self._direct_inflight: set[int] = set()
+        #: paho mid -> the direct message, until its PUBACK
+        self._direct_inflight: dict[int, Direct] = {}
         self._last_sent = 0
         self._disconnected = False
         self.last_error = ""
@@ -172,6 +177,8 @@ class MqttLink:
         self.attempts = 0
         self.restarts = 0
         self.takeovers = 0
+        #: Messages with an expiry (alerts) dropped because the broker could not take them in time.
+        self.expired = 0
         self._had_session = self._refused = False
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
 
@@ -208,14 +215,23 @@ class MqttLink:
         self._wake.set()
 
     def send_direct(self, message: Direct) -> bool:
-        """Queue a non-spooled message; dropped (False) while disconnected."""
-        if not self.connected:
+        """Queue a non-spooled message; dropped (False) while disconnected, unless it has an
+        expiry: then it waits for the link until it expires."""
+        if not self.connected and message.expires_at is None:
             return False
+        if not self._queue_direct(message):
+            return False
+        self._wake.set()
+        return True
+
+    def _queue_direct(self, message: Direct) -> bool:
         try:
             self._direct.put_nowait(message)
         except queue.Full:
+            if message.expires_at is not None:
+                self.expired += 1
+                log.warning("mqtt: an alert is dropped: the queue of direct messages is full")
             return False
-        self._wake.set()
         return True
 
     def stop(self, final_status: dict[str, Any] | None = None) -> None:
@@ -232,6 +248,24 @@ class MqttLink:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=flush_s + 5)
+        held = [message for message in self._unsent() if message.expires_at is not None]
+        if held:
+            log.warning(
+                "mqtt: %d alert message(s) not delivered: the broker was not reachable at stop",
+                len(held),
+            )
+
+    def _unsent(self) -> list[Direct]:
+        """Empty the direct queue and the unacknowledged direct messages; returns what the
+        broker has not taken, in order: the unacknowledged messages that have an expiry
+        (alerts; the others are not worth sending twice), then the queue."""
+        unsent = [m for m in self._direct_inflight.values() if m.expires_at is not None]
+        self._direct_inflight.clear()
+        while True:
+            try:
+                unsent.append(self._direct.get_nowait())
+            except queue.Empty:
+                return unsent
 
     def _wait(self, done: Callable[[], bool], limit_s: float) -> None:
         waited = 0.0
@@ -294,7 +328,8 @@ class MqttLink:
 
     def _serve(self, client: mqtt.Client) -> None:
         self._inflight.clear()
-        self._direct_inflight.clear()
+        for message in self._unsent():
+            self._queue_direct(message)
         self._last_sent = 0
         self._disconnected = False
         while not self._stop.is_set() and not self._disconnected:
@@ -351,7 +386,7 @@ class MqttLink:
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
-        self._direct_inflight.discard(mid)
+        self._direct_inflight.pop(mid, None)
         seq = self._inflight.pop(mid, None)
         if seq is None:
             return
@@ -380,19 +415,39 @@ class MqttLink:
                 message = self._direct.get_nowait()
             except queue.Empty:
                 return
-            properties = None
-            if message.correlation is not None and self.config.protocol == "5":
-                properties = Properties(PacketTypes.PUBLISH)
-                properties.CorrelationData = message.correlation
+            left_s = None
+            if message.expires_at is not None:
+                left_s = message.expires_at - time.monotonic()
+                if left_s <= 0:
+                    self.expired += 1
+                    log.warning(
+                        "mqtt: an alert waited too long for the broker and is dropped (%s; "
+                        "alerts.deliver_within_s)",
+                        message.topic,
+                    )
+                    continue
             info = client.publish(
                 message.topic,
                 message.payload,
                 qos=message.qos,
                 retain=message.retain,
-                properties=properties,
+                properties=self._properties(message, left_s),
             )
             if message.qos:
-                self._direct_inflight.add(info.mid)
+                self._direct_inflight[info.mid] = message
+
+    def _properties(self, message: Direct, left_s: float | None) -> Properties | None:
+        """MQTT 5 publish properties: a command reply's correlation data, an alert's expiry
+        (whole seconds left, so a broker does not hand it on after that to a subscriber who
+        was away)."""
+        if self.config.protocol != "5" or (message.correlation is None and left_s is None):
+            return None
+        properties = Properties(PacketTypes.PUBLISH)
+        if message.correlation is not None:
+            properties.CorrelationData = message.correlation
+        if left_s is not None:
+            properties.MessageExpiryInterval = max(1, int(left_s))
+        return properties
 
     def _handle_message(
         self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage

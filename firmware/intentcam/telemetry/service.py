@@ -76,6 +76,8 @@ class Telemetry:
         self._last_fault = ""
         self._runtime = settings.paths.runtime
         self._health_file_error = ""
+        #: Alerts raised in this run (health ``alerts.fired``).
+        self.alerts_fired = 0
         self.link: MqttLink | None = None
         if settings.mqtt.host:
             self.link = MqttLink(
@@ -97,8 +99,11 @@ class Telemetry:
 
     def write(self, record: Record, line: str | None = None) -> None:
         message_type = record.get("type")
-        if message_type == "alert":  # straight out: a late alert is no use
-            self._send(self._envelope("alert", body_of(record), self.spool.next_number("alert")))
+        if message_type == "alert":  # not spooled: a late alert is no use (deliver_within_s)
+            self.alerts_fired += 1
+            expires_at = time.monotonic() + self.settings.alerts.deliver_within_s
+            message = self._envelope("alert", body_of(record), self.spool.next_number("alert"))
+            self._send(message, expires_at=expires_at)
             return
         if message_type not in SPOOLED:
             self.forward.write(record, line)
@@ -222,10 +227,15 @@ class Telemetry:
         return self._status("online", self.spool.next_number("status"))
 
     def _send(
-        self, message: dict[str, Any], topic: str | None = None, correlation: bytes | None = None
+        self,
+        message: dict[str, Any],
+        topic: str | None = None,
+        correlation: bytes | None = None,
+        expires_at: float | None = None,
     ) -> bytes:
-        """A message that skips the spool: to the local sink, then to the broker if connected,
-        on its type's topic (unless ``topic`` says otherwise) with its type's QoS and retain.
+        """A message that skips the spool: to the local sink, then to the broker if connected
+        (or, with ``expires_at``, when it connects before then: :class:`Direct`), on its type's
+        topic (unless ``topic`` says otherwise) with its type's QoS and retain.
 
         Returns its bytes. Text is encoded with backslashreplace: replies echo what a sender
         wrote, and a stray surrogate must never break the encoding.
@@ -242,9 +252,20 @@ class Telemetry:
                     delivery.qos,
                     delivery.retained,
                     correlation,
+                    expires_at,
                 )
             )
         return payload
+
+    def alert_delivery(self) -> dict[str, int] | None:
+        """For health, while alert rules are on: alerts ``fired`` in this run and those
+        ``expired`` (the broker could not take them within ``alerts.deliver_within_s``)."""
+        if not self.settings.alerts.active:
+            return None
+        return {
+            "fired": self.alerts_fired,
+            "expired": self.link.expired if self.link is not None else 0,
+        }
 
     def send_reply(
         self,
