@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,12 @@ class Commander:
         self.client.disconnect()
 
 
+def quiet_now() -> str:
+    """Quiet hours from an hour ago to an hour from now, UTC."""
+    now = datetime.now(timezone.utc)
+    return "-".join(f"{(now + timedelta(hours=h)):%H:%M}" for h in (-1, 1))
+
+
 @pytest.fixture()
 def running_daemon(tmp_path: Path, model_dir: Path):
     folder = tmp_path / "broker"
@@ -267,6 +274,7 @@ id = "cam1"
 site = "store1"
 [analytics]
 window_s = 1
+timezone = "UTC"
 [[zones]]
 id = "shelf"
 points = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]]
@@ -278,6 +286,10 @@ points = [[0.5, 0.5], [1.0, 0.5], [1.0, 1.0]]
 id = "queue"
 kind = "long_queue"
 min_people = 50
+[[alerts.rules]]
+id = "night"
+kind = "long_queue"
+quiet_hours = "{quiet_now()}"
 [mqtt]
 host = "127.0.0.1"
 port = {broker.port}
@@ -331,10 +343,15 @@ def test_commands_through_the_broker(running_daemon) -> None:
     # A test alert goes out on the alerts topic as a real one would, marked as a test.
     _, _, tried = commander.send("test_alert", b'{"rule": "queue"}')
     assert tried["ok"] and tried["result"]["zone"] == "tills", tried
+    assert tried["result"]["quiet_hours_now"] is False
     alert = commander.alerts.get(timeout=10)
     assert alert["alert_id"] == tried["result"]["alert_id"] and alert["test"] is True
     assert alert["reason"] == "a test of rule queue: nobody needs help"
     assert validation_errors(alert) == [] and validation_errors(tried) == []
+    # In its quiet hours a rule still sends a test alert; the reply says real ones keep quiet.
+    _, _, night = commander.send("test_alert", b'{"rule": "night"}')
+    assert night["ok"] and night["result"]["quiet_hours_now"] is True, night
+    assert commander.alerts.get(timeout=10)["rule"] == "night"
     _, _, applied = commander.send("set_zones", json.dumps(VALID_ZONES).encode())
     assert applied["ok"], applied
     stored = json.loads((tmp_path / "state" / "zones.json").read_text())

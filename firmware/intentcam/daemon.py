@@ -230,13 +230,13 @@ class Daemon:
         alert = make_test_alert(rule, zone, now)
         self.telemetry.write(alert)
         log.info("test alert %s of rule %s at %s sent", alert["alert_id"], rule.id, zone)
-        quiet = AlertRules.from_config(self.settings.alerts, self.settings.analytics.timezone)
+        rules = AlertRules.from_config(self.settings.alerts, self.settings.analytics.timezone)
         return {
             "alert_id": alert["alert_id"],
             "rule": rule.id,
             "zone": zone,
             # A real alert of the rule would keep quiet now: the staff may wonder why.
-            "quiet_hours_now": rule.id in quiet.quiet(now),
+            "quiet_hours_now": rule.id in rules.quiet(now),
         }
 
     def _reset_counters(self) -> None:
