@@ -54,7 +54,7 @@ DELIVERY = {
     "ota": Delivery(1, True, False, "Every model-update transition."),
     "alert": Delivery(1, False, False, "When a staff-assist rule of [alerts] fires. Not spooled "
                       "to disk: while the broker is away it waits in memory for "
-                      "alerts.deliver_within_s (120 s), its MQTT 5 message expiry, then is "
+                      "alerts.deliver_within_s, its MQTT 5 message expiry, then is "
                       "dropped and counted in health (help minutes late finds nobody)."),
 }  # fmt: skip
 #: Message types that go through the spool, with their QoS.
