@@ -24,8 +24,8 @@ from paho.mqtt.properties import Properties
 from intentcam.config import load_config, redacted
 from intentcam.control import COMMANDS, ControlPlane, GeometryStore, Reply
 from intentcam.telemetry.messages import validation_errors
-from tests.brokers import Broker, subscribe
-from tests.cli import intentcam_argv
+from tests.brokers import Broker, free_port, subscribe
+from tests.cli import intentcam_argv, run_cli
 from tests.data import MALL
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("INTENTCAM_")}
@@ -367,6 +367,35 @@ def test_commands_through_the_broker(running_daemon) -> None:
         pytest.fail("no counts window with the new zone")
     _, _, reloaded = commander.send("reload", b"")
     assert reloaded["ok"] and reloaded["result"]["restart_required"] == []
+
+
+@pytest.mark.broker
+def test_intentcam_send_gets_the_reply_and_exits_by_it(running_daemon) -> None:
+    """``intentcam send``: 0 and the result when the camera did it, 1 and the reason when it
+    refused, 2 for what never reached it (an unknown command, bad JSON, a silent camera)."""
+    commander, _ = running_daemon
+    broker = ("--broker", f"127.0.0.1:{commander.port}", "--site", "store1")
+    tried = run_cli("send", *broker, "cam1", "test_alert", '{"rule": "queue"}', "--json")
+    assert tried.returncode == 0, tried.stderr
+    reply = json.loads(tried.stdout)
+    assert reply["type"] == "reply" and reply["result"]["zone"] == "tills"
+    assert reply["id"].startswith("send-") and validation_errors(reply) == []
+    assert commander.alerts.get(timeout=10)["alert_id"] == reply["result"]["alert_id"]
+    pong = run_cli("send", *broker, "cam1", "ping", '{"id": 42}')
+    assert pong.returncode == 0 and pong.stdout.startswith('cam1 ping: ok {"pong": true'), pong
+    refused = run_cli("send", *broker, "cam1", "test_alert", '{"rule": "nope"}')
+    assert refused.returncode == 1 and "refused: rule: no rule 'nope' is on" in refused.stderr
+    for args, said in (
+        (("cam1", "selfdestruct"), "unknown command 'selfdestruct' (known: ping,"),
+        (("cam1", "ping", "{not json"), "payload: not JSON"),
+        (("cam1", "ping", "[]"), "payload: must be a JSON object"),
+        (("cam9", "ping", "--timeout", "1"), "no reply from store1/cam9 to ping within 1 s"),
+    ):
+        result = run_cli("send", *broker, *args)
+        assert result.returncode == 2 and said in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    nobody = run_cli("send", "--broker", f"127.0.0.1:{free_port()}", "--site", "s", "c", "ping")
+    assert nobody.returncode == 2 and "mqtt 127.0.0.1:" in nobody.stderr
 
 
 @settings(

@@ -24,6 +24,7 @@ from intentcam.cli import (
     preview_cmd,
     report_cmd,
     run_cmd,
+    send_cmd,
     tail_cmd,
 )
 from intentcam.errors import UserError
@@ -42,6 +43,7 @@ COMMANDS = (
     tail_cmd,
     report_cmd,
     fleet_cmd,
+    send_cmd,
     bench_cmd,
     models_cmd,
     enroll_cmd,

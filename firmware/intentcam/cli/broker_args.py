@@ -1,5 +1,5 @@
-"""How the gateway-side commands (``tail``, ``fleet``) reach a broker: one set of options, one
-client builder, so both speak TLS, passwords and MQTT 5 the same way."""
+"""How the gateway-side commands (``tail``, ``fleet``, ``send``) reach a broker: one set of
+options, one client builder, so all speak TLS, passwords and MQTT 5 the same way."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ if TYPE_CHECKING:  # paho is loaded by the command, not by `intentcam --help`
     import paho.mqtt.client as mqtt
 
 
-def add_broker_arguments(parser: argparse.ArgumentParser, *, broker: bool = True) -> None:
+def add_broker_arguments(
+    parser: argparse.ArgumentParser, *, broker: bool = True, one_site: bool = False
+) -> None:
     """``--broker`` (unless the command names the broker otherwise), protocol, topic root, site
-    and the TLS and password options."""
+    (required with ``one_site``: the command talks to one camera) and the TLS and password
+    options."""
     if broker:
         parser.add_argument(
             "--broker",
@@ -26,7 +29,10 @@ def add_broker_arguments(parser: argparse.ArgumentParser, *, broker: bool = True
         )
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
     parser.add_argument("--topic-root", default="intentcam/v1")
-    parser.add_argument("--site", default="+", help="only this site (default: every site)")
+    if one_site:
+        parser.add_argument("--site", required=True, help="the camera's device.site")
+    else:
+        parser.add_argument("--site", default="+", help="only this site (default: every site)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--ca-file", type=Path, help="CA certificate(s) to trust")
     parser.add_argument("--cert-file", type=Path, help="client certificate")
