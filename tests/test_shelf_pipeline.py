@@ -4,6 +4,7 @@ telemetry, and the staff-assist alerts, on made-to-order inputs and on real shel
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from datetime import datetime
@@ -651,6 +652,56 @@ def test_a_shelf_zone_is_set_live_only_where_the_pose_model_is_installed(
     assert not reply.ok and "reload refused: shelf zone 'table' needs the pose model" in str(
         reply.error
     )
+
+
+def test_a_pose_model_lost_after_its_shelf_zone_was_taken_stops_the_shelves_not_the_camera(
+    tmp_path: Path, model_dir: Path, caplog: Any
+) -> None:
+    """MoveNet is there when set_zones takes a shelf zone, gone (deleted, corrupted) when the
+    first shopper comes to it: the shelf interactions switch off with the reason in the log and
+    a degraded status, the camera counts on, and the shelf's windows carry no interactions
+    (not measured) rather than zeros (measured, none)."""
+    from intentcam.daemon import Daemon
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for model in model_dir.iterdir():
+        (models / model.name).symlink_to(model)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[camera]\nsource = "{SHELF_CLIPS / "set-a-normal-6.mp4"}"\n[analytics]\nwindow_s = 2\n'
+        f'[paths]\nmodel_dir = "{models}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'runtime_dir = "{tmp_path / "run"}"\n',
+        encoding="utf-8",
+    )
+    sink = ListSink()
+    daemon = Daemon(load_config(config), sink)
+    shelf = {"lines": [], "zones": [{"id": "table", "kind": "shelf", "points": A_NORMAL_6_TABLE}]}
+    tick = daemon.pipeline.tick
+    assert tick is not None
+
+    def tick_with_command() -> None:
+        if daemon.pipeline.view is not None and not daemon.settings.zones:  # running, once
+            daemon.control.handle("set_zones", json.dumps(shelf).encode())  # MoveNet is there
+            for model in models.glob("movenet*"):
+                model.unlink()
+        tick()  # applies the zone
+
+    daemon.pipeline.tick = tick_with_command
+    with caplog.at_level(logging.ERROR, logger="intentcam.view"):
+        summary = daemon.run(threading.Event())
+    assert summary["frames"] == 90, summary
+    of = {kind: [r for r in sink.records if r.get("type") == kind]
+          for kind in ("reply", "status", "counts")}  # fmt: skip
+    assert [reply["ok"] for reply in of["reply"]] == [True]
+    assert "shelf interactions switched off, counting goes on" in caplog.text
+    assert "movenet_single_pose_lightning_ptq.tflite is not installed" in caplog.text
+    (degraded,) = [status for status in of["status"] if status["state"] == "degraded"]
+    assert degraded["reason"].startswith("shelf interactions off: model 'movenet_lightning'")
+    tables = [counts["zones"]["table"] for counts in of["counts"] if "table" in counts["zones"]]
+    assert len(tables) >= 3 and sum(table["entries"] for table in tables) >= 1
+    assert all("interactions" not in table for table in tables), tables
+    assert all(validation_errors(record) == [] for record in of["status"] + of["counts"])
 
 
 def test_set_zones_may_not_pull_a_zone_from_under_an_alert_rule(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,8 @@ def write_config(
         if broker
         else ""
     )
+    # The day's reset twelve hours away: a test run at 04:00 must not see the day start again.
+    reset = datetime.now(timezone.utc) + timedelta(hours=12)
     path.write_text(
         f"""
 [device]
@@ -120,6 +123,8 @@ site = "store1"
 [analytics]
 window_s = {window}
 heatmap_window_s = {window * 2}
+timezone = "UTC"
+occupancy_reset = "{reset:%H}:00"
 [telemetry]
 health_interval_s = 1
 [[lines]]

@@ -225,6 +225,9 @@ class Aggregator:
         self._heatmap_start: float | None = None
         self._frames = 0
         self.people = Level()
+        #: Whether shelf interactions are being measured: off, a shelf zone's window carries no
+        #: ``interactions`` (not measured) rather than zeros (measured, none).
+        self.interactions_measured = True
         self.replace_geometry(lines, zones)
 
     def replace_geometry(self, lines: list[LineConfig], zones: list[ZoneConfig]) -> None:
@@ -452,7 +455,7 @@ class Aggregator:
         }
         if len(stats.sentiments) >= self.k_min:  # a mean over fewer sessions is not published
             report["sentiment"] = mean_vector(stats.sentiments)
-        if stats.kind == "shelf":
+        if stats.kind == "shelf" and self.interactions_measured:
             report["interactions"] = self._shelf_report(stats)
         stats.interactions, stats.engaged = Counter(), 0
         stats.entries = 0

@@ -64,6 +64,8 @@ class Daemon:
         self.degraded = active.degraded
         self._rolled_back = active.rolled_back
         self._status_due = False
+        #: How many optional stages of the view were off at the last status (one more: say so).
+        self._stages_off = 0
         if self.degraded:
             log.error("running degraded: %s", self.degraded)
         self.detector_model = detector.describe()
@@ -97,7 +99,7 @@ class Daemon:
             models=self.models,
             occupancy=self._occupancy,
             on_command=self.control.handle,
-            degraded=lambda: self.degraded,
+            degraded=self._degraded_reason,
             ota=lambda: self.ota.body or None,
         )
         self.ota = OtaAgent(
@@ -298,9 +300,19 @@ class Daemon:
 
     # --- once per loop turn ---------------------------------------------------------------------
 
+    def _degraded_reason(self) -> str | None:
+        """Why the camera is not all there: a fallback detector, stages switched off."""
+        view = self.pipeline.view
+        off = [f"{stage} off: {why}" for stage, why in view.stages_off.items()] if view else []
+        return "; ".join(reason for reason in (self.degraded, *off) if reason) or None
+
     def _tick(self) -> None:
         self.control.apply_pending()
         self.ota.tick(self.pipeline.detector)
+        view = self.pipeline.view
+        if view is not None and len(view.stages_off) != self._stages_off:
+            self._stages_off = len(view.stages_off)
+            self._status_due = True  # status and health say degraded, and why
         if self._status_due:
             self._status_due = False
             self.telemetry.publish_status()

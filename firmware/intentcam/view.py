@@ -15,10 +15,11 @@ geometry, counters, occupancy). Inside, it wires the stages in their order:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from intentcam.config import (
     ZoneConfig,
 )
 from intentcam.detect.detections import Detections
+from intentcam.errors import UserError
 from intentcam.models.manifest import OperatingPoint
 from intentcam.pose.sampler import PoseSampler
 from intentcam.records import Record, SessionEnd
@@ -43,6 +45,11 @@ from intentcam.sentiment.analyzer import FaceAnalyzer
 from intentcam.sentiment.sessions import SessionSentiment
 from intentcam.track.bytetrack import ByteTracker, TrackerSettings, TrackFrame
 from intentcam.track.sessions import RelinkSettings, SessionTokens
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: The optional stages a failure switches off (:attr:`CameraView.stages_off`).
+SHELF_STAGE, FACES_STAGE = "shelf interactions", "expression sampling"
 
 
 class ViewAnalytics:
@@ -127,6 +134,11 @@ class ViewAnalytics:
         """A pose of someone at a shelf; returns the ``event`` records of what it ended."""
         self.aggregator.interactions(self.scene.add_pose(token, timestamp, pose))
         return self.aggregator.take_events()
+
+    def interactions_off(self) -> None:
+        """No more poses will come (the pose stage failed): windows stop reporting
+        interactions, which would read as zeros."""
+        self.aggregator.interactions_measured = False
 
     @property
     def shelf_zones(self) -> list[str]:
@@ -214,6 +226,9 @@ class CameraView:
     poses: PoseSampler | None = None
     #: Milliseconds per stage of the last frame (``tracking``, ``analytics``, ``sentiment``).
     stage_ms: dict[str, float] = field(default_factory=dict)
+    #: Optional stages switched off by a failure while running, with why: the camera counts on
+    #: without them for the rest of the run (the daemon's status says ``degraded``).
+    stages_off: dict[str, str] = field(default_factory=dict)
     _last: TrackFrame | None = None
     _last_ts: float = 0.0
     _last_tokens: list[str] = field(default_factory=list)
@@ -337,7 +352,8 @@ class CameraView:
         feet = self.analytics.foot_points(tracked.boxes)  # once per frame, for tokens and analytics
         tokens, rotated = self.sessions.assign(tracked.ids, timestamp, feet.view)
         tracked_at = time.perf_counter()
-        self.analytics.end_sessions(ended + rotated)
+        gone = ended + rotated
+        self.analytics.end_sessions(gone)
         self._last, self._last_ts, self._last_tokens = tracked, timestamp, tokens
         records = self.analytics.observe(timestamp, tokens, tracked.boxes, feet)
         analysed_at = time.perf_counter()
@@ -346,23 +362,50 @@ class CameraView:
             "analytics": (analysed_at - tracked_at) * 1e3,
         }
         if self.poses is None and self.pose_factory is not None and self.analytics.at_shelf:
-            self.poses = self.pose_factory()
+            self.poses = self._optional(SHELF_STAGE, self.pose_factory, self._shelves_off)
         if self.poses is not None and image is not None:
-            records += self._poses(
-                image, tokens, tracked.boxes, timestamp, (detect_ms, spare_ms), ended + rotated
-            )
+            earned = (detect_ms, spare_ms)
+            records += self._optional(
+                SHELF_STAGE,
+                lambda: self._poses(image, tokens, tracked.boxes, timestamp, earned, gone),
+                self._shelves_off,
+            ) or []  # fmt: skip
         if self.faces is not None and image is not None:
-            self.faces.forget([end.token for end in ended + rotated])
-            self.faces.analyse(
-                image,
-                tokens,
-                tracked.boxes,
-                timestamp,
-                self.analytics.no_face_tokens(),
-                self.analytics.add_expression,
+            faces = self.faces
+            self._optional(
+                FACES_STAGE,
+                lambda: self._faces(faces, image, tokens, tracked.boxes, timestamp, gone),
+                self._faces_off,
             )
             self.stage_ms["sentiment"] = (time.perf_counter() - analysed_at) * 1e3
         return records
+
+    def _optional(self, stage: str, work: Callable[[], T], off: Callable[[], None]) -> T | None:
+        """``work`` of an optional stage (poses, expressions). If it fails, ``off`` switches the
+        stage off for the rest of the run, which :attr:`stages_off` and the log say, and the
+        camera goes on counting: a broken pose model must not stop the footfall."""
+        try:
+            return work()
+        except Exception as exc:  # noqa: BLE001 - whatever broke, only this stage stops
+            why = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            self.stages_off[stage] = why
+            log.error("%s switched off, counting goes on: %s", stage, why)
+            log.debug("%s failed", stage, exc_info=True)
+            off()
+            return None
+
+    def _shelves_off(self) -> None:
+        self.poses = self.pose_factory = None
+        self.analytics.interactions_off()
+
+    def _faces_off(self) -> None:
+        self.faces = None
+
+    def _faces(self, faces: FaceAnalyzer, image: np.ndarray, tokens: list[str], boxes: np.ndarray,
+               timestamp: float, ended: list[SessionEnd]) -> None:  # fmt: skip
+        faces.forget([end.token for end in ended])
+        faces.analyse(image, tokens, boxes, timestamp, self.analytics.no_face_tokens(),
+                      self.analytics.add_expression)  # fmt: skip
 
     def _poses(self, image: np.ndarray, tokens: list[str], boxes: np.ndarray, timestamp: float,
                earned: tuple[float, float], ended: list[SessionEnd]) -> list[Record]:  # fmt: skip
