@@ -698,8 +698,11 @@ def test_a_pose_model_lost_after_its_shelf_zone_was_taken_stops_the_shelves_not_
     assert "movenet_single_pose_lightning_ptq.tflite is not installed" in caplog.text
     (degraded,) = [status for status in of["status"] if status["state"] == "degraded"]
     assert degraded["reason"].startswith("shelf interactions off: model 'movenet_lightning'")
-    tables = [counts["zones"]["table"] for counts in of["counts"] if "table" in counts["zones"]]
-    assert len(tables) >= 3 and sum(table["entries"] for table in tables) >= 1
+    # The windows that close after the switch-off (the first may close, wall-clock aligned,
+    # before anyone is at the shelf, while the stage was still on).
+    after = sink.records[sink.records.index(degraded) :]
+    tables = [r["zones"]["table"] for r in after if r["type"] == "counts" and "table" in r["zones"]]
+    assert len(tables) >= 2 and sum(table["occupancy"]["max"] for table in tables) >= 1
     assert all("interactions" not in table for table in tables), tables
     assert all(validation_errors(record) == [] for record in of["status"] + of["counts"])
 
