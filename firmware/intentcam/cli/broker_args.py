@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,9 +117,14 @@ def collect(
     *,
     persistent: bool = False,
     progress: bool = False,
+    request: tuple[str, bytes] | None = None,
+    until: Callable[[str, bytes], bool] | None = None,
 ) -> list[tuple[str, bytes]]:
     """Subscribe to ``topics`` on ``args.broker`` and return every (topic, payload) received
-    within ``seconds`` (retained ones first); a refused connection is one line, exit 2."""
+    within ``seconds`` (retained ones first); a refused connection is one line, exit 2.
+
+    ``request`` (topic, payload) is published once the broker has the subscriptions (its
+    answer cannot be missed); ``until`` ends the wait at the first message it accepts."""
     import queue
     import time
 
@@ -135,6 +141,7 @@ def collect(
             client.subscribe([(topic, 1) for topic in topics])
 
     client.on_connect = on_connect
+    client.on_subscribe = lambda *unused: received.put(("subscribed", None))
     client.on_message = lambda c, u, message: received.put(("message", message))
     connect(client, args, persistent=persistent)
     client.loop_start()
@@ -151,7 +158,13 @@ def collect(
                 continue
             if kind == "error":
                 raise UserError(f"mqtt {host}:{port}: {item}", exit_code=2)
+            if kind == "subscribed":
+                if request is not None:
+                    client.publish(*request, qos=1)
+                continue
             found.append((item.topic, bytes(item.payload)))
+            if until is not None and until(*found[-1]):
+                break
     finally:
         bar.close()
         client.loop_stop()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import secrets
 import sys
-import time
 from typing import Any
 
-from intentcam.cli.broker_args import add_broker_arguments, address, connect, make_client
+from intentcam.cli.broker_args import add_broker_arguments, collect
 from intentcam.errors import UserError
 
 NAME = "send"
@@ -83,45 +81,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _exchange(args: argparse.Namespace, payload: dict[str, Any], request_id: str | int) -> Any:
-    """Subscribe to the reply topic, publish the command once the broker has the
-    subscription (a reply before that would be lost), and wait for the reply to it."""
-    host, port = address(args.broker, args.tls)
+    """Publish the command once the reply topic is subscribed, and wait for the reply to it."""
     base = f"{args.topic_root}/{args.site}/{args.device}/cmd/{args.name}"
-    events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    client = make_client(args)
 
-    def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if reason.is_failure:
-            events.put(("error", f"broker refused the connection: {reason}"))
-        else:
-            client.subscribe(f"{base}/reply", qos=1)
+    def reply_of(raw: bytes) -> dict[str, Any] | None:
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            return None  # not ours to judge: tail does that
+        return reply if isinstance(reply, dict) and reply.get("id") == request_id else None
 
-    client.on_connect = on_connect
-    client.on_subscribe = lambda *unused: events.put(("subscribed", None))
-    client.on_message = lambda c, u, message: events.put(("message", message.payload))
-    connect(client, args)
-    client.loop_start()
-    deadline = time.monotonic() + args.timeout
-    try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                kind, item = events.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if kind == "error":
-                raise UserError(f"mqtt {host}:{port}: {item}", exit_code=2)
-            if kind == "subscribed":
-                client.publish(base, json.dumps(payload), qos=1)
-                continue
-            try:
-                reply = json.loads(item)
-            except ValueError:
-                continue  # not ours to judge: tail does that
-            if isinstance(reply, dict) and reply.get("id") == request_id:
-                return reply
-    finally:
-        client.loop_stop()
-        client.disconnect()
+    found = collect(args, [f"{base}/reply"], args.timeout,
+                    request=(base, json.dumps(payload).encode()),
+                    until=lambda topic, raw: reply_of(raw) is not None)  # fmt: skip
+    for _, raw in found:
+        reply = reply_of(raw)
+        if reply is not None:
+            return reply
     raise UserError(
         f"no reply from {args.site}/{args.device} to {args.name} within {args.timeout:g} s: is "
         "it online? (intentcam fleet)",
