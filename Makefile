@@ -36,7 +36,7 @@ BENCH_OUT ?= hw_bench/results
 
 help:
 	@echo "make setup   install system packages, the virtualenv (.venv) and the models (idempotent)"
-	@echo "make test    set up if needed, lint (ruff, mypy), run the whole test suite, then test-pythons"
+	@echo "make test    set up if needed, lint (ruff, mypy, import contracts), run the whole test suite, then test-pythons"
 	@echo "make test-fast  the suite without the slow and broker tests (about a minute)"
 	@echo "make test-pythons  the fast suite on Python $(OTHER_PYTHONS) too, each installed as on a device"
 	@echo "make demo    set up if needed, then run the daemon on a sample clip and write its store report"
@@ -106,6 +106,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: setup lint
 	INTENTCAM_MODEL_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
