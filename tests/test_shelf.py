@@ -686,3 +686,39 @@ def test_the_agreement_bench_compares_two_label_folders_and_stops_on_bad_ones(
     bad = run_python(bench, "--labels-only", "--second", str(tmp_path))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert str(tmp_path / "labels.json") in bad.stderr
+
+
+def test_leave_one_out_scores_each_clip_with_thresholds_chosen_without_it() -> None:
+    from intentcam.analytics.shelf import Interaction
+    from intentcam.evaluation.shelf import ClipPoses, PersonPoses, leave_one_out
+    from intentcam.evaluation.shelf_labels import LabelledClip
+
+    shelf = [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8], [0.6, 0.8]]
+    script = [AT_CHEST] * 15 + [ON_SHELF] * 9 + [AT_CHEST] * 15  # a reach from 1.0 s to 1.6 s
+    person = PersonPoses(
+        times=[frame / FPS for frame in range(len(script))],
+        poses=[pose(wrist) for wrist in script],
+        at=[np.array([True])] * len(script),
+        paces=[0.0] * len(script),
+    )
+    poses = ClipPoses(FPS, len(script), {1: person})
+    reach = Interaction("reach", 15, 23)  # labelled in frames
+    pairs = [
+        (LabelledClip(name, Path(f"{name}.mp4"), {"s": shelf}, "test", {"s": [reach]}), poses)
+        for name in ("a", "b", "c")
+    ]
+    shipped = ShelfSettings.from_config()
+    tuned_on: list[list[str]] = []
+
+    def chooser(others: list, base: ShelfSettings) -> tuple[ShelfSettings, float]:
+        tuned_on.append([clip.name for clip, _ in others])
+        # the fold that holds out "b" chooses an arm test no arm passes
+        return replace(base, extension=9.0 if "b" not in tuned_on[-1] else 0.5), 0.0
+
+    result = leave_one_out(pairs, shipped, chooser)
+    assert tuned_on == [["b", "c"], ["a", "c"], ["a", "b"]]
+    assert [row["settings"]["extension"] for row in result["clips"]] == [0.5, 9.0, 0.5]
+    assert [row["reach"] for row in result["clips"]] == [[1, 1, 1], [0, 0, 1], [1, 1, 1]]
+    assert result["total"]["reach"] == {
+        "matched": 2, "detected": 2, "labelled": 3, "precision": 1.0, "recall": 0.667
+    }  # fmt: skip

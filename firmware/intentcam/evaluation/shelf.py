@@ -273,6 +273,12 @@ def score(
         row["seconds"], row["events"] = round(seconds, 3), events
         false_total, quiet_total = false_total + false, quiet_total + quiet
         rows.append(row)
+    return {"clips": rows, "total": _summary(totals, false_total, quiet_total)}
+
+
+def _summary(totals: dict[str, list[int]], false: int, quiet_min: float) -> dict[str, Any]:
+    """The ``total`` of a score: per kind its [matched, detected, labelled] with precision and
+    recall, and the false events per quiet minute."""
     summary: dict[str, Any] = {}
     for kind, (matched, detected, labelled_count) in totals.items():
         summary[kind] = {
@@ -282,8 +288,8 @@ def score(
             "precision": share(matched, detected),
             "recall": share(matched, labelled_count),
         }
-    summary["false_per_quiet_minute"] = round(false_total / quiet_total, 2) if quiet_total else None
-    return {"clips": rows, "total": summary}
+    summary["false_per_quiet_minute"] = round(false / quiet_min, 2) if quiet_min else None
+    return summary
 
 
 def matched_detected_labelled(result: dict[str, Any], kind: str = "reach") -> list[int]:
@@ -310,6 +316,31 @@ def choose(
         if value > best_f1:
             best, best_f1 = settings, value
     return best, best_f1
+
+
+def leave_one_out(
+    pairs: list[tuple[LabelledClip, ClipPoses]],
+    base: ShelfSettings,
+    chooser: Callable[
+        [list[tuple[LabelledClip, ClipPoses]], ShelfSettings], tuple[ShelfSettings, float]
+    ] = choose,
+) -> dict[str, Any]:
+    """Every clip scored with thresholds chosen (``chooser``, the grid by default) on all the
+    *other* clips: each clip held out once, so every label counts as held out, which a fixed
+    tune/test split of a dozen short clips cannot do. Per clip its result and the thresholds
+    chosen without it; ``total`` pools the held-out counts as :func:`score` does."""
+    rows, pooled = [], {kind: [0, 0, 0] for kind in KINDS}
+    false_total, quiet_total = 0, 0.0
+    for index, held_out in enumerate(pairs):
+        chosen, _ = chooser(pairs[:index] + pairs[index + 1 :], base)
+        row = score([held_out], chosen)["clips"][0]
+        row["settings"] = {name: getattr(chosen, name) for name in GRID}
+        for kind in KINDS:
+            pooled[kind] = [a + b for a, b in zip(pooled[kind], row[kind])]
+        false_total += row["false_in_quiet"]
+        quiet_total += row["quiet_min"]
+        rows.append(row)
+    return {"clips": rows, "total": _summary(pooled, false_total, quiet_total)}
 
 
 def evaluate(
