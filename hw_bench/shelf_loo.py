@@ -24,9 +24,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from intentcam.analytics.shelf import ShelfSettings
 from intentcam.benchmark import write_report
-from intentcam.evaluation.shelf import GRID, choose, leave_one_out
-from shelf_clips import add_clip_arguments, clips_with_poses
+from intentcam.evaluation.shelf import GRID, choose, leave_one_out, share
+from shelf_clips import Pairs, add_clip_arguments, clips_with_poses
 
 
 def _count(counts: list[int]) -> str:
@@ -40,9 +41,7 @@ def _pooled(rows: list[dict[str, Any]], split: str | None) -> list[int]:
 
 def _shares(counts: list[int]) -> str:
     matched, detected, labelled = counts
-    precision = f"{matched / detected:.2f}" if detected else "-"
-    recall = f"{matched / labelled:.2f}" if labelled else "-"
-    return f"{precision} / {recall}"
+    return f"{share(matched, detected)} / {share(matched, labelled)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped, pairs, _ = clips_with_poses(args, parser.prog)
     folds = tqdm(total=len(pairs), desc="folds", unit="clip", leave=False)
 
-    def chooser(others: Any, base: Any) -> Any:
+    def chooser(others: Pairs, base: ShelfSettings) -> tuple[ShelfSettings, float]:
         folds.update()
         return choose(others, base)
 
