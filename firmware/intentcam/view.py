@@ -248,9 +248,10 @@ class CameraView:
         from intentcam.pose.build import build_pose_sampler
         from intentcam.sentiment.build import build_face_analyzer
 
-        has_shelf = bool(settings.shelf_zone_ids)
+        def pose_sampler() -> PoseSampler:
+            return build_pose_sampler(settings)
 
-        return cls(
+        view = cls(
             tracker=ByteTracker(
                 TrackerSettings.from_config(settings.tracker, point), aspect=aspect
             ),
@@ -272,12 +273,17 @@ class CameraView:
                 shelf=settings.shelf,
                 alerts=settings.alerts,
             ),
-            faces=build_face_analyzer(settings),
-            # Loaded now when shelves are configured (a missing model fails the start, not a
-            # frame hours later), else when a shelf added live first has someone at it.
-            poses=build_pose_sampler(settings) if has_shelf else None,
-            pose_factory=lambda: build_pose_sampler(settings),
+            pose_factory=pose_sampler,
         )
+        # The optional stages' models load now, so a missing or broken one is logged at start;
+        # it switches its stage off (status degraded, saying why) and the camera counts on: a
+        # shelf or face model must not cost the store its footfall. MoveNet loads now only
+        # when shelves are configured, else when a shelf added live first has someone at it.
+        view.faces = view._optional(FACES_STAGE, lambda: build_face_analyzer(settings),
+                                    view._faces_off)  # fmt: skip
+        if settings.shelf_zone_ids:
+            view.poses = view._optional(SHELF_STAGE, pose_sampler, view._shelves_off)
+        return view
 
     def recalibrate(self, config: TrackerConfig, point: OperatingPoint) -> None:
         """Follow a swapped detector: its operating point sets the association thresholds.
