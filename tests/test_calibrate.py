@@ -87,6 +87,7 @@ def test_draw_flip_and_save_a_line_in_a_real_browser(tmp_path: Path, model_dir: 
         field.send_keys("table")
         Select(driver.find_element(By.ID, "zone-kind")).select_by_value("shelf")
         driver.find_element(By.ID, "new-zone").click()
+        assert "up to their tops" in status.text, status.text  # how to draw a shelf
         for x, y in ((0.5, 0.5), (0.7, 0.5), (0.8, 0.9), (0.5, 0.9)):
             click_at(x, y)
         driver.find_element(By.ID, "finish").click()
