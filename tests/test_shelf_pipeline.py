@@ -414,6 +414,16 @@ def poses_taken(source: VideoFileSource, model_dir: Path, tmp_path: Path,
     return summary, pipeline.view.poses.counts
 
 
+def models_without(model_dir: Path, folder: Path, *missing: str) -> Path:
+    """``folder`` holding links to every model of ``model_dir`` except those whose file name
+    starts with one of ``missing`` (a device where those were never installed)."""
+    folder.mkdir()
+    for model in model_dir.iterdir():
+        if not model.name.startswith(missing):
+            (folder / model.name).symlink_to(model)
+    return folder
+
+
 def doubled_clip(clip: Path, folder: Path, frames: int) -> Path:
     """The first ``frames`` of ``clip`` at twice its size, losslessly (as a 1280x960 camera)."""
     capture = cv2.VideoCapture(str(clip))
@@ -607,17 +617,13 @@ def test_people_walking_through_a_shelf_seen_from_above_reach_for_nothing(
 def test_a_shelf_zone_is_set_live_only_where_the_pose_model_is_installed(
     tmp_path: Path, model_dir: Path
 ) -> None:
-    """Without MoveNet, the first shopper at a shelf zone added live would stop the camera, and
-    the saved zone would stop every start after: set_zones and the calibrate page's Save refuse
-    it, naming the model, and save nothing; with the model they take it."""
+    """Without MoveNet, a shelf zone added live would count no hands (its stage switched off at
+    the first shopper there, and at every start after): set_zones and the calibrate page's Save
+    refuse it, naming the model, and save nothing; with the model they take it."""
     from intentcam.calibrate.server import Editor
     from intentcam.control import ControlPlane, GeometryStore, Reply
 
-    no_pose = tmp_path / "models"
-    no_pose.mkdir()
-    for model in model_dir.iterdir():
-        if not model.name.startswith("movenet"):
-            (no_pose / model.name).symlink_to(model)
+    no_pose = models_without(model_dir, tmp_path / "models", "movenet")
     shelf = {"lines": [], "zones": [{"id": "table", "kind": "shelf",
                                     "points": [[0.6, 0.4], [0.9, 0.4], [0.9, 0.8]]}]}  # fmt: skip
     for models, ok in ((no_pose, False), (model_dir, True)):
@@ -663,10 +669,7 @@ def test_a_pose_model_lost_after_its_shelf_zone_was_taken_stops_the_shelves_not_
     (not measured) rather than zeros (measured, none)."""
     from intentcam.daemon import Daemon
 
-    models = tmp_path / "models"
-    models.mkdir()
-    for model in model_dir.iterdir():
-        (models / model.name).symlink_to(model)
+    models = models_without(model_dir, tmp_path / "models")  # MoveNet goes later
     config = tmp_path / "c.toml"
     config.write_text(
         f'[camera]\nsource = "{SHELF_CLIPS / "set-a-normal-6.mp4"}"\n[analytics]\nwindow_s = 2\n'
@@ -717,11 +720,7 @@ def test_a_shelf_and_a_face_model_missing_at_start_switch_their_stages_off_not_t
     store pays for; ``intentcam check`` fails its models step for the installer."""
     from intentcam.daemon import Daemon
 
-    models = tmp_path / "models"
-    models.mkdir()
-    for model in model_dir.iterdir():
-        if not model.name.startswith(("movenet", "fer_")):
-            (models / model.name).symlink_to(model)
+    models = models_without(model_dir, tmp_path / "models", "movenet", "fer_")
     config = tmp_path / "c.toml"
     config.write_text(
         f'[camera]\nsource = "{SHELF_CLIPS / "set-a-normal-6.mp4"}"\n[analytics]\nwindow_s = 2\n'

@@ -83,7 +83,9 @@ def live_geometry_refusal(settings: Settings, geometry: Geometry) -> str | None:
 
 def shelf_model_refusal(settings: Settings, zones: list[ZoneConfig]) -> str | None:
     """Why these zones cannot be counted with live: a shelf zone without the pose model
-    installed (the first shopper at it would stop the camera), or ``None``."""
+    installed (it would count no hands: the shelf interactions would switch off at the first
+    shopper there, and at every start after), or ``None``: refused while whoever sets the zone
+    is there to read why."""
     shelves = [zone.id for zone in zones if zone.kind == "shelf"]
     problem = pose_model_problem(settings) if shelves else None
     if problem:

@@ -31,8 +31,8 @@ def build_pose_sampler(settings: Settings) -> PoseSampler:
 
 def pose_model_problem(settings: Settings) -> str | None:
     """Why the pose model could not be loaded (not installed, or its hash does not match), or
-    ``None``: checked before a shelf zone is set live, so that the first shopper at it does not
-    stop the camera."""
+    ``None``: checked before a shelf zone is set live, so that a zone whose hands nothing could
+    see is refused with the reason instead."""
     try:
         verified_model_path(
             load_manifest(settings.paths.manifest).get(POSE_MODEL), settings.paths.models
