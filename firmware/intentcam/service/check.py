@@ -104,7 +104,7 @@ def view_models(settings: Settings) -> list[tuple[str, str]]:
 def _view_models(settings: Settings, manifest: Manifest, detector: str) -> tuple[str, str]:
     """The models step's state and detail: the detector's line, then each of
     :func:`view_models` verified, or why not (a missing pose model fails the step, not the
-    detector's own steps)."""
+    detector's own steps: the daemon would start without that stage, degraded)."""
     found, problems = [detector], []
     for model_id, why in view_models(settings):
         try:
@@ -112,7 +112,7 @@ def _view_models(settings: Settings, manifest: Manifest, detector: str) -> tuple
             verified_model_path(spec, settings.paths.models)
             found.append(f"{spec.id} {spec.version} ({why}) verified")
         except UserError as exc:
-            problems.append(f"{exc} (needed for {why})")
+            problems.append(f"{exc} (needed for {why}; the daemon counts on without it, degraded)")
     return ("fail", "; ".join(problems)) if problems else ("pass", "; ".join(found))
 
 
