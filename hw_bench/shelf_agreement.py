@@ -14,7 +14,8 @@ their shelf polygons overlap (intersection over union); then, unless ``--labels-
 detector with the shipped ``[shelf]`` thresholds scored against each labeller, on their own
 polygons (the poses are taken for each labeller's polygons: who is at a shelf depends on them).
 Nothing is chosen on it. The result of 2026-11-23 is in evaluation/shelf/README.md
-("Eighteenth session").
+("Eighteenth session"); ``--labels evaluation/shelf/adjudicated`` measures either labeller
+against the settled labels ("Twenty-third session").
 """
 
 from __future__ import annotations

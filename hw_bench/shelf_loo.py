@@ -12,8 +12,9 @@ clip scored with them, the counts pooled, so every labelled reach is a held-out 
 does not re-choose: the design decisions made over the sessions (the crop, the arm test, the
 pace), some of them after looking at test clips (evaluation/shelf/README.md says which), so
 this is the grid's generalisation, not a blind result. ``--labels evaluation/shelf/second``
-runs it on the second labeller's events and polygons. Result in evaluation/shelf/README.md
-("Twenty-first session").
+runs it on the second labeller's events and polygons, ``--labels evaluation/shelf/adjudicated``
+on the two labellings settled. Results in evaluation/shelf/README.md ("Twenty-first session",
+"Twenty-third session").
 """
 
 from __future__ import annotations

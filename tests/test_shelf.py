@@ -667,6 +667,33 @@ def test_the_second_labellers_labels_cover_the_first_labellers_shelf_clips() -> 
     assert (tune["both"], tune["second"], tune["first"]) == (5, 5, 5)
 
 
+def test_the_adjudicated_labels_settle_only_the_reaches_the_two_labellers_part_on() -> None:
+    """evaluation/shelf/adjudicated is the first labeller's file with the disagreements settled
+    from the frames: the tune clips and every clip the two agreed on are left as they were, a
+    settled clip says why, and by the README's count the settled test clips hold 12 reaches, 11
+    of them the second's and 8 the first's."""
+    from intentcam.evaluation.shelf_agreement import agreement
+    from intentcam.evaluation.shelf_labels import LabelledClip, load_labels
+    from intentcam.resources import project_file
+
+    def by_name(folder: str) -> dict[str, LabelledClip]:
+        return {c.name: c for c in load_labels(project_file(folder), SHELF_CLIPS)}
+
+    first, adjudicated = by_name("evaluation/shelf"), by_name("evaluation/shelf/adjudicated")
+    settled = {"set-a-shoplifting-1", "set-b-shoplifting-10", "set-b-shoplifting-14",
+               "set-c-normal-7"}  # fmt: skip
+    assert set(adjudicated) == set(first)
+    for name, clip in adjudicated.items():
+        assert clip.shelves == first[name].shelves and clip.split == first[name].split
+        assert (clip.events == first[name].events) == (name not in settled), name
+    notes = json.loads(project_file("evaluation/shelf/adjudicated/labels.json").read_text())
+    assert all(notes["clips"][name].get("note", "").startswith("settled") for name in settled)
+    for folder, found in (("evaluation/shelf/second", 11), ("evaluation/shelf", 8)):
+        result = agreement(list(adjudicated.values()), list(by_name(folder).values()))
+        reach = result["total"]["test"]["reach"]
+        assert (reach["both"], reach["first"]) == (found, 12), folder
+
+
 def test_the_agreement_bench_compares_two_label_folders_and_stops_on_bad_ones(
     tmp_path: Path,
 ) -> None:
