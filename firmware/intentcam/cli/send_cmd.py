@@ -94,10 +94,10 @@ def _exchange(args: argparse.Namespace, payload: dict[str, Any], request_id: str
     found = collect(args, [f"{base}/reply"], args.timeout,
                     request=(base, json.dumps(payload).encode()),
                     until=lambda topic, raw: reply_of(raw) is not None)  # fmt: skip
-    for _, raw in found:
-        reply = reply_of(raw)
-        if reply is not None:
-            return reply
+    # collect stops at the first reply to this request, so if there is one it came last
+    reply = reply_of(found[-1][1]) if found else None
+    if reply is not None:
+        return reply
     raise UserError(
         f"no reply from {args.site}/{args.device} to {args.name} within {args.timeout:g} s: is "
         "it online? (intentcam fleet)",

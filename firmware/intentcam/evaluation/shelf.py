@@ -250,37 +250,44 @@ def score(
 ) -> dict[str, Any]:
     """Per clip and overall: matched, detected and labelled per kind, precision, recall, false
     events per quiet minute."""
-    rows, totals = [], {kind: [0, 0, 0] for kind in KINDS}
-    false_total, quiet_total = 0, 0.0
-    for clip, poses in clips:
-        labelled = in_seconds(clip, poses.fps)
-        found = detect_events(poses, clip.shelves, settings)
-        seconds = poses.frames / poses.fps
-        events = [
-            event for shelf in clip.shelves for event in
-            event_rows(found[shelf], labelled[shelf], shelf)
-        ]  # fmt: skip
-        row: dict[str, Any] = {"clip": clip.name, "split": clip.split}
-        for kind in KINDS:
-            row[kind] = counts = event_counts(events, kind)
-            totals[kind] = [a + b for a, b in zip(totals[kind], counts)]
-        false, quiet = quiet_false_per_minute(
-            [e for events in found.values() for e in events],
-            [e for events in labelled.values() for e in events],
-            seconds,
-        )
-        row["false_in_quiet"], row["quiet_min"] = false, round(quiet, 3)
-        row["seconds"], row["events"] = round(seconds, 3), events
-        false_total, quiet_total = false_total + false, quiet_total + quiet
-        rows.append(row)
-    return {"clips": rows, "total": _summary(totals, false_total, quiet_total)}
+    scored = [_score_clip(clip, poses, settings) for clip, poses in clips]
+    return _pooled(scored)
 
 
-def _summary(totals: dict[str, list[int]], false: int, quiet_min: float) -> dict[str, Any]:
-    """The ``total`` of a score: per kind its [matched, detected, labelled] with precision and
-    recall, and the false events per quiet minute."""
+def _score_clip(
+    clip: LabelledClip, poses: ClipPoses, settings: ShelfSettings
+) -> tuple[dict[str, Any], float]:
+    """One clip's row of a :func:`score` result, and its quiet minutes unrounded (the row's
+    ``quiet_min`` is rounded for reading; the pooled rate is taken from the exact ones)."""
+    labelled = in_seconds(clip, poses.fps)
+    found = detect_events(poses, clip.shelves, settings)
+    seconds = poses.frames / poses.fps
+    events = [
+        event for shelf in clip.shelves for event in
+        event_rows(found[shelf], labelled[shelf], shelf)
+    ]  # fmt: skip
+    row: dict[str, Any] = {"clip": clip.name, "split": clip.split}
+    for kind in KINDS:
+        row[kind] = event_counts(events, kind)
+    false, quiet = quiet_false_per_minute(
+        [e for events in found.values() for e in events],
+        [e for events in labelled.values() for e in events],
+        seconds,
+    )
+    row["false_in_quiet"], row["quiet_min"] = false, round(quiet, 3)
+    row["seconds"], row["events"] = round(seconds, 3), events
+    return row, quiet
+
+
+def _pooled(scored: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+    """The clips' rows, and their ``total``: per kind the summed [matched, detected, labelled]
+    with precision and recall, and the false events per quiet minute over all of them."""
+    rows = [row for row, _ in scored]
+    quiet_min = sum(quiet for _, quiet in scored)
+    false = sum(row["false_in_quiet"] for row in rows)
     summary: dict[str, Any] = {}
-    for kind, (matched, detected, labelled_count) in totals.items():
+    for kind in KINDS:
+        matched, detected, labelled_count = (sum(row[kind][i] for row in rows) for i in range(3))
         summary[kind] = {
             "matched": matched,
             "detected": detected,
@@ -289,7 +296,7 @@ def _summary(totals: dict[str, list[int]], false: int, quiet_min: float) -> dict
             "recall": share(matched, labelled_count),
         }
     summary["false_per_quiet_minute"] = round(false / quiet_min, 2) if quiet_min else None
-    return summary
+    return {"clips": rows, "total": summary}
 
 
 def matched_detected_labelled(result: dict[str, Any], kind: str = "reach") -> list[int]:
@@ -329,18 +336,13 @@ def leave_one_out(
     *other* clips: each clip held out once, so every label counts as held out, which a fixed
     tune/test split of a dozen short clips cannot do. Per clip its result and the thresholds
     chosen without it; ``total`` pools the held-out counts as :func:`score` does."""
-    rows, pooled = [], {kind: [0, 0, 0] for kind in KINDS}
-    false_total, quiet_total = 0, 0.0
-    for index, held_out in enumerate(pairs):
+    scored = []
+    for index, (clip, poses) in enumerate(pairs):
         chosen, _ = chooser(pairs[:index] + pairs[index + 1 :], base)
-        row = score([held_out], chosen)["clips"][0]
+        row, quiet = _score_clip(clip, poses, chosen)
         row["settings"] = {name: getattr(chosen, name) for name in GRID}
-        for kind in KINDS:
-            pooled[kind] = [a + b for a, b in zip(pooled[kind], row[kind])]
-        false_total += row["false_in_quiet"]
-        quiet_total += row["quiet_min"]
-        rows.append(row)
-    return {"clips": rows, "total": _summary(pooled, false_total, quiet_total)}
+        scored.append((row, quiet))
+    return _pooled(scored)
 
 
 def evaluate(
