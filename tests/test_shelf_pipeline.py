@@ -18,7 +18,14 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from intentcam.aggregator import Aggregator, DayState
-from intentcam.analytics.alerts import AlertRules, Watched, in_quiet_hours, make_test_alert
+from intentcam.analytics.alerts import (
+    COOLDOWNS_FILE,
+    AlertRules,
+    SavedCooldowns,
+    Watched,
+    in_quiet_hours,
+    make_test_alert,
+)
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics
 from intentcam.analytics.shelf import (
@@ -267,10 +274,10 @@ def test_todays_reaches_per_shelf_add_up_and_survive_a_restart() -> None:
     assert DayState.from_saved({"store_occupancy": 0, "today": no_shelf.today()}) == no_shelf
 
 
-def rules(**rule: Any) -> AlertRules:
+def rules(saved: SavedCooldowns | None = None, **rule: Any) -> AlertRules:
     base = {"id": "help", "kind": "shelf_help", "linger_s": 10, "min_reaches": 2,
             "cooldown_s": 60}  # fmt: skip
-    return AlertRules(AlertsConfig(rules=[{**base, **rule}]), ZoneInfo("UTC"))
+    return AlertRules(AlertsConfig(rules=[{**base, **rule}]), ZoneInfo("UTC"), saved)
 
 
 def watched(t: float, reaches: int = 3, staff: int = 0, wall: float | None = None) -> Watched:
@@ -294,6 +301,48 @@ def test_shelf_help_fires_once_per_cooldown_and_names_no_one() -> None:
     message = envelope("alert", "cam", "site", {k: v for k, v in alert.items() if k != "type"},
                        1, boot_id="0" * 32)  # fmt: skip
     assert validation_errors(message) == []
+
+
+def test_a_restarted_daemon_keeps_the_cooldown_the_last_run_was_in(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """The cooldown outlives the run in the state dir: a restart (an update, a crash) does not
+    alert the staff twice about one zone within ``cooldown_s``, on the new run's frame clock;
+    a cooldown shortened in the config since holds only as long as it now says."""
+    noon = datetime(2026, 11, 22, 12, tzinfo=ZoneInfo("UTC")).timestamp()
+    assert len(rules(SavedCooldowns(tmp_path)).check(watched(12.0))) == 1  # quiet to noon + 72
+    saved = json.loads((tmp_path / COOLDOWNS_FILE).read_text())["quiet_until"]
+    assert saved == [{"rule": "help", "zone": "table", "until": "2026-11-22T12:01:12.000Z"}]
+    # The next run: its frame clock starts again, the wall clock goes on.
+    with caplog.at_level(logging.INFO, logger="intentcam.analytics.alerts"):
+        restarted = rules(SavedCooldowns(tmp_path))
+        assert restarted.check(watched(20.0, wall=noon + 40)) == []
+    assert "keeps quiet at table for 32 s more" in caplog.text
+    assert restarted.check(watched(51.0, wall=noon + 71)) == []
+    assert len(restarted.check(watched(53.0, wall=noon + 73))) == 1
+    assert len(rules().check(watched(20.0, wall=noon + 40))) == 1, "kept only in memory"
+    # Restarted with cooldown_s cut from 60 to 10 while 30 s of the old one were left.
+    (tmp_path / COOLDOWNS_FILE).unlink()
+    rules(SavedCooldowns(tmp_path)).check(watched(12.0))
+    shortened = rules(SavedCooldowns(tmp_path), cooldown_s=10)
+    assert shortened.check(watched(20.0, wall=noon + 42)) == []
+    assert len(shortened.check(watched(31.0, wall=noon + 53))) == 1
+    assert len(rules(SavedCooldowns(tmp_path), id="other").check(watched(20.0))) == 1
+
+
+def test_a_lost_or_unwritable_cooldown_file_costs_at_most_one_alert_too_many(
+    tmp_path: Path, caplog: Any
+) -> None:
+    (tmp_path / COOLDOWNS_FILE).write_text('{"quiet_until": [{"rule": "help"}]}')
+    with caplog.at_level(logging.WARNING, logger="intentcam.analytics.alerts"):
+        assert len(rules(SavedCooldowns(tmp_path)).check(watched(12.0))) == 1
+    assert f"alert cooldowns {tmp_path / COOLDOWNS_FILE} unreadable" in caplog.text
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    engine = rules(SavedCooldowns(blocked), cooldown_s=0)
+    with caplog.at_level(logging.ERROR, logger="intentcam.analytics.alerts"):
+        assert len(engine.check(watched(12.0))) == 1 and len(engine.check(watched(13.0))) == 1
+    assert caplog.text.count("cannot keep the alert cooldowns") == 1, "said once, not per alert"
 
 
 def test_rules_can_be_turned_off_and_keep_quiet_hours() -> None:
@@ -586,6 +635,31 @@ def test_a_shopper_at_the_shelf_from_the_first_frame_is_watched_from_it(
     shelf_counts = [re.search(r" table \d+ \(reach (\d+) inspect \d+ put_back \d+", line)
                     for line in shown["counts"]]  # fmt: skip
     assert sum(int(found.group(1)) for found in shelf_counts if found) == 2, shown["counts"]
+
+
+def test_a_daemon_restarted_within_the_cooldown_does_not_alert_again(
+    model_dir: Path, tmp_path: Path, caplog: Any
+) -> None:
+    """The same shopper's linger and reaches seen twice, by a daemon and by the daemon started
+    again on the same state dir (as after an update): the staff get one alert."""
+    from intentcam.daemon import Daemon
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        ALERT_CONFIG.format(table=A_NORMAL_6_TABLE, models=model_dir)
+        + f'state_dir = "{tmp_path / "state"}"\nruntime_dir = "{tmp_path / "run"}"\n'
+        f'[camera]\nsource = "{SHELF_CLIPS / "set-a-normal-6.mp4"}"\n',
+        encoding="utf-8",
+    )
+    alerts = []
+    with caplog.at_level(logging.INFO, logger="intentcam.analytics.alerts"):
+        for _ in range(2):
+            sink = ListSink()
+            Daemon(load_config(config), sink).run(threading.Event())
+            alerts.append([r for r in sink.records if r["type"] == "alert"])
+    assert [len(run) for run in alerts] == [1, 0], alerts
+    assert "alert rule help keeps quiet at table for" in caplog.text
+    assert (tmp_path / "state" / COOLDOWNS_FILE).exists()
 
 
 def test_no_alert_where_people_walk_past(model_dir: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ sink; commands from MQTT are validated on the network thread and applied between
 message goes out every ``telemetry.health_interval_s``, the retained ``state`` whenever the
 occupancy or today's totals change (at most every ``telemetry.state_interval_s``). A start
 continues the day a previous run saved in the spool (after publishing the checkpoint of a run
-that did not stop cleanly). On stop, the partial window is flushed into the spool, ``stopped``
+that did not stop cleanly), and the cooldowns its staff alerts were in. On stop, the partial window is flushed into the spool, ``stopped``
 is published and the spool gets a few seconds to drain.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from intentcam.aggregator import DailyReset, DayState
-from intentcam.analytics.alerts import AlertRules, make_test_alert
+from intentcam.analytics.alerts import AlertRules, SavedCooldowns, make_test_alert
 from intentcam.capture import open_source
 from intentcam.config import AlertRuleConfig, Settings
 from intentcam.control import ControlPlane, GeometryStore, Reply
@@ -129,6 +129,7 @@ class Daemon:
             frame_records=frame_records,
             tick=self._tick,
             restored=self.restored,
+            cooldowns=SavedCooldowns(settings.paths.state_dir),
         )
         self.pipeline.timings = self.health.timings
         self._next_health = time.monotonic() + settings.telemetry.health_interval_s

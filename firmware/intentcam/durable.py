@@ -1,7 +1,7 @@
 """Writing small state files so that a crash or power cut leaves the old or the new content.
 
 Used by everything that keeps state in ``paths.state_dir``: live zones, the OTA state and
-status, the window checkpoint, the spool's seq high-water mark.
+status, the window checkpoint, the spool's seq high-water mark, the alert cooldowns.
 """
 
 from __future__ import annotations

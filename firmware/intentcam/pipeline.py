@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intentcam.aggregator import DayState
+from intentcam.analytics.alerts import SavedCooldowns
 from intentcam.capture.frame import Frame, FrameSource
 from intentcam.config import Settings
 from intentcam.detect import PersonDetector, build_detector
@@ -293,10 +294,13 @@ def build_pipeline(
     frame_records: bool = False,
     tick: Callable[[], None] | None = None,
     restored: DayState | None = None,
+    cooldowns: SavedCooldowns | None = None,
 ) -> Pipeline:
     """The frame loop as configured: the daemon, the benchmark and the tests all build it here.
 
-    ``restored`` is the day state (store occupancy, today's totals) a previous run saved.
+    ``restored`` is the day state (store occupancy, today's totals) a previous run saved;
+    ``cooldowns`` where the alert rules' cooldowns outlive the run (the daemon's alone reach
+    the staff, so only it passes them).
 
     ``detector`` defaults to the configured one; ``gated`` forces the motion gate on or off
     (``None``: as ``[motion_gate] enabled`` says; on, it always uses the configured thresholds).
@@ -307,7 +311,9 @@ def build_pipeline(
     return Pipeline(
         source,
         detector,
-        lambda aspect, point: CameraView.from_settings(settings, aspect, point, restored=restored),
+        lambda aspect, point: CameraView.from_settings(
+            settings, aspect, point, restored=restored, cooldowns=cooldowns
+        ),
         sink,
         fps_cap=settings.camera.fps_cap,
         report_every_s=report_every_s,

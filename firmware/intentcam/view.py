@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from intentcam.aggregator import Aggregator, DayState
-from intentcam.analytics.alerts import AlertRules, Watched
+from intentcam.analytics.alerts import AlertRules, SavedCooldowns, Watched
 from intentcam.analytics.heatmap import Heatmap
 from intentcam.analytics.scene import Analytics, EndedSession, FootPoints, FrameEvents
 from intentcam.config import (
@@ -74,11 +74,12 @@ class ViewAnalytics:
         event_tokens: bool = False,
         shelf: ShelfConfig | None = None,
         alerts: AlertsConfig | None = None,
+        cooldowns: SavedCooldowns | None = None,
     ) -> None:
         self.scene = Analytics(
             config, lines, zones, aspect=aspect, exclude_zones=exclude_zones, shelf=shelf
         )
-        self.alerts = AlertRules.from_config(alerts or AlertsConfig(), config.timezone)
+        self.alerts = AlertRules.from_config(alerts or AlertsConfig(), config.timezone, cooldowns)
         floor_size = config.homography.floor_size if config.homography is not None else None
         self.heatmap = Heatmap(config.heatmap_grid, self.scene.space, k_min, floor_size)
         self.sentiment = SessionSentiment([zone.id for zone in zones])
@@ -241,10 +242,11 @@ class CameraView:
         point: OperatingPoint,
         wall_origin: float | None = None,
         restored: DayState | None = None,
+        cooldowns: SavedCooldowns | None = None,
     ) -> CameraView:
         """The view for frames of ``aspect`` = width / height, as configured, tracking the
         detections of a detector calibrated at ``point``; ``restored`` is the day state a
-        previous run saved."""
+        previous run saved, ``cooldowns`` where the alert rules' cooldowns outlive the run."""
         from intentcam.pose.build import build_pose_sampler
         from intentcam.sentiment.build import build_face_analyzer
 
@@ -272,6 +274,7 @@ class CameraView:
                 event_tokens=settings.telemetry.event_tokens,
                 shelf=settings.shelf,
                 alerts=settings.alerts,
+                cooldowns=cooldowns,
             ),
             pose_factory=pose_sampler,
         )

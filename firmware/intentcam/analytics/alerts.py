@@ -13,18 +13,32 @@ its ``quiet_hours`` (local time) or when ``[alerts] enabled`` is off. An alert n
 the zone, the reason and the time, under a random short-lived ``alert_id``: never a session
 token or anything else that follows a person. :func:`make_test_alert` is the alert an installer asks
 for (``cmd/test_alert``) to try the staff's app without a shopper.
+
+The daemon keeps the cooldowns running in ``<state_dir>/alert-cooldowns.json``
+(:class:`SavedCooldowns`), so that a restart (an update, a crash, a power cut) does not alert the
+staff twice about one zone within a rule's ``cooldown_s``: what the staff get does not depend on
+whether the daemon restarted.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from intentcam.analytics.shelf import ShelfStay
 from intentcam.config import ALERT_ZONE_KIND, AlertRuleConfig, AlertsConfig, ZoneConfig
-from intentcam.records import Record, iso
+from intentcam.durable import atomic_write
+from intentcam.records import Record, iso, wall_of
+
+log = logging.getLogger(__name__)
+COOLDOWNS_FILE = "alert-cooldowns.json"
+#: (rule id, zone id): what a cooldown is kept by.
+CooldownKey = tuple[str, str]
 
 
 def in_quiet_hours(wall: float, quiet: str | None, tz: ZoneInfo | None) -> bool:
@@ -57,6 +71,44 @@ def make_test_alert(rule: AlertRuleConfig, zone: str, wall: float) -> Record:
             "zone": zone, "reason": reason, "at": iso(wall), "test": True}  # fmt: skip
 
 
+class SavedCooldowns:
+    """The cooldowns a run leaves for the next: ``<state_dir>/alert-cooldowns.json``, the
+    wall-clock time each (rule, zone) may alert again. Written when an alert starts a cooldown
+    (rare: at most once per rule, zone and ``cooldown_s``), read once at the first frame."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / COOLDOWNS_FILE
+        self._failing = False
+
+    def load(self, wall: float) -> dict[CooldownKey, float]:
+        """The cooldowns still running at ``wall``: an unreadable file is logged and read as
+        none (the staff may then get one alert too many, never one too few)."""
+        if not self.path.exists():
+            return {}
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))["quiet_until"]
+            ends = {(str(item["rule"]), str(item["zone"])): wall_of(item["until"])
+                    for item in saved}  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("alert cooldowns %s unreadable (%s): starting without them",
+                        self.path, exc)  # fmt: skip
+            return {}
+        return {key: end for key, end in ends.items() if end > wall}
+
+    def save(self, ends: dict[CooldownKey, float]) -> None:
+        """Replace the file with these wall-clock ends; a storage fault is logged once (the
+        alerts go on, the next restart may repeat one)."""
+        saved = [{"rule": rule, "zone": zone, "until": iso(end)}
+                 for (rule, zone), end in sorted(ends.items())]  # fmt: skip
+        try:
+            atomic_write(self.path, json.dumps({"quiet_until": saved}, indent=1).encode())
+            self._failing = False
+        except OSError as exc:
+            if not self._failing:
+                log.error("cannot keep the alert cooldowns in %s: %s", self.path, exc)
+            self._failing = True
+
+
 @dataclass(frozen=True)
 class Watched:
     """What the rules look at in one frame."""
@@ -72,16 +124,25 @@ class Watched:
 
 @dataclass
 class AlertRules:
-    """The configured rules and their cooldowns; see the module docstring."""
+    """The configured rules and their cooldowns; see the module docstring.
+
+    ``saved``: where the cooldowns outlive the run (the daemon's); ``None`` keeps them in
+    memory only (a walk test, a benchmark: their alerts reach no staff).
+    """
 
     config: AlertsConfig
     tz: ZoneInfo | None = None
-    _quiet_until: dict[tuple[str, str], float] = field(default_factory=dict)
-    _queue_since: dict[tuple[str, str], float] = field(default_factory=dict)
+    saved: SavedCooldowns | None = None
+    #: Monotonic frame time until which each (rule, zone) keeps quiet.
+    _quiet_until: dict[CooldownKey, float] = field(default_factory=dict)
+    _queue_since: dict[CooldownKey, float] = field(default_factory=dict)
+    _restored: bool = False
 
     @classmethod
-    def from_config(cls, config: AlertsConfig, timezone: str | None) -> AlertRules:
-        return cls(config, ZoneInfo(timezone) if timezone else None)
+    def from_config(
+        cls, config: AlertsConfig, timezone: str | None, saved: SavedCooldowns | None = None
+    ) -> AlertRules:
+        return cls(config, ZoneInfo(timezone) if timezone else None, saved)
 
     def quiet(self, wall: float) -> list[str]:
         """The ids of the active rules that keep quiet at ``wall`` (their quiet hours)."""
@@ -90,6 +151,8 @@ class AlertRules:
 
     def check(self, watched: Watched) -> list[Record]:
         """The alerts this frame raises."""
+        if not self._restored:
+            self._restore(watched)
         alerts: list[Record] = []
         for rule in self.config.active:
             for zone, reason, details in self._findings(rule, watched):
@@ -102,7 +165,25 @@ class AlertRules:
                 alerts.append({"type": "alert", "alert_id": secrets.token_hex(4), "rule": rule.id,
                                "kind": rule.kind, "zone": zone, "reason": reason,
                                "at": iso(watched.wall), **details})  # fmt: skip
+        if alerts and self.saved is not None:
+            self.saved.save({key: watched.wall + until - watched.timestamp
+                             for key, until in self._quiet_until.items()
+                             if until > watched.timestamp})  # fmt: skip
         return alerts
+
+    def _restore(self, watched: Watched) -> None:
+        """Take up the cooldowns the last run left, on this run's frame clock; none outlasts
+        its rule's ``cooldown_s`` as configured now (it may have been shortened since)."""
+        self._restored = True
+        if self.saved is None:
+            return
+        cooldowns = {rule.id: rule.cooldown_s for rule in self.config.active}
+        for (rule, zone), end in self.saved.load(watched.wall).items():
+            if rule in cooldowns:
+                left = min(end - watched.wall, cooldowns[rule])
+                self._quiet_until[(rule, zone)] = watched.timestamp + left
+                log.info("alert rule %s keeps quiet at %s for %.0f s more (cooldown of the "
+                         "last run)", rule, zone, left)  # fmt: skip
 
     def _findings(
         self, rule: AlertRuleConfig, watched: Watched
