@@ -303,6 +303,18 @@ def test_shelf_help_fires_once_per_cooldown_and_names_no_one() -> None:
     assert validation_errors(message) == []
 
 
+def test_the_reason_says_how_often_the_shopper_reached_in_words() -> None:
+    def reason(reaches: int) -> str:
+        (alert,) = rules(min_reaches=0, staff_zone="counter").check(watched(12.0, reaches))
+        return str(alert["reason"])
+
+    assert (
+        reason(0) == "a shopper has been at table for 12 s without reaching in, nobody in counter"
+    )
+    assert reason(1) == "a shopper has been at table for 12 s and reached once, nobody in counter"
+    assert reason(3).endswith(" and reached 3 times, nobody in counter")
+
+
 def test_a_restarted_daemon_keeps_the_cooldown_the_last_run_was_in(
     tmp_path: Path, caplog: Any
 ) -> None:

@@ -206,8 +206,10 @@ class AlertRules:
                 continue
             if lingered >= rule.linger_s and stay.reaches >= rule.min_reaches:
                 nobody = f", nobody in {rule.staff_zone}" if rule.staff_zone else ""
-                reason = (f"a shopper has been at {stay.zone} for {lingered:.0f} s and reached "
-                          f"{stay.reaches} times{nobody}")  # fmt: skip
+                reached = {0: " without reaching in", 1: " and reached once"}.get(
+                    stay.reaches, f" and reached {stay.reaches} times"
+                )
+                reason = f"a shopper has been at {stay.zone} for {lingered:.0f} s{reached}{nobody}"
                 found[stay.zone] = (stay.zone, reason,
                                     {"lingered_s": round(lingered, 1), "reaches": stay.reaches})  # fmt: skip
         return list(found.values())
