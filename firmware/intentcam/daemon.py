@@ -5,8 +5,9 @@ sink; commands from MQTT are validated on the network thread and applied between
 message goes out every ``telemetry.health_interval_s``, the retained ``state`` whenever the
 occupancy or today's totals change (at most every ``telemetry.state_interval_s``). A start
 continues the day a previous run saved in the spool (after publishing the checkpoint of a run
-that did not stop cleanly), and the cooldowns its staff alerts were in. On stop, the partial window is flushed into the spool, ``stopped``
-is published and the spool gets a few seconds to drain.
+that did not stop cleanly), and the cooldowns its staff alerts were in. On stop, the partial
+window is flushed into the spool, ``stopped`` is published and the spool gets a few seconds to
+drain.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ status, the window checkpoint, the spool's seq high-water mark, the alert cooldo
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -37,3 +38,27 @@ def atomic_write(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+class RewrittenFile:
+    """A state file rewritten as the daemon runs (the window checkpoint, the alert cooldowns),
+    where a failed write must not stop it: the first fault of a spell is logged as an error
+    naming ``what`` the file keeps, the next are not until a write succeeds again (a full or
+    read-only card would otherwise fill the log every few seconds). ``log`` is the caller's
+    logger, so the line names the module that lost its state."""
+
+    def __init__(self, path: Path, what: str, log: logging.Logger) -> None:
+        self.path = path
+        self.what = what
+        self._log = log
+        self._failing = False
+
+    def write(self, data: bytes) -> None:
+        """Replace the file with ``data`` (:func:`atomic_write`); a fault is logged, not raised."""
+        try:
+            atomic_write(self.path, data)
+            self._failing = False
+        except OSError as exc:
+            if not self._failing:
+                self._log.error("cannot keep %s in %s: %s", self.what, self.path, exc)
+            self._failing = True

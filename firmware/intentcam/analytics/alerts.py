@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from intentcam.analytics.shelf import ShelfStay
 from intentcam.config import ALERT_ZONE_KIND, AlertRuleConfig, AlertsConfig, ZoneConfig
-from intentcam.durable import atomic_write
+from intentcam.durable import RewrittenFile
 from intentcam.records import Record, iso, wall_of
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class SavedCooldowns:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / COOLDOWNS_FILE
-        self._failing = False
+        self._file = RewrittenFile(self.path, "the alert cooldowns", log)
 
     def load(self, wall: float) -> dict[CooldownKey, float]:
         """The cooldowns still running at ``wall``: an unreadable file is logged and read as
@@ -100,13 +100,7 @@ class SavedCooldowns:
         alerts go on, the next restart may repeat one)."""
         saved = [{"rule": rule, "zone": zone, "until": iso(end)}
                  for (rule, zone), end in sorted(ends.items())]  # fmt: skip
-        try:
-            atomic_write(self.path, json.dumps({"quiet_until": saved}, indent=1).encode())
-            self._failing = False
-        except OSError as exc:
-            if not self._failing:
-                log.error("cannot keep the alert cooldowns in %s: %s", self.path, exc)
-            self._failing = True
+        self._file.write(json.dumps({"quiet_until": saved}, indent=1).encode())
 
 
 @dataclass(frozen=True)

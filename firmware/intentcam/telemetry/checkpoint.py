@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from intentcam.durable import atomic_write
+from intentcam.durable import RewrittenFile
 from intentcam.records import Record, encode
 
 log = logging.getLogger(__name__)
@@ -23,17 +23,11 @@ FILE_NAME = "window-checkpoint.json"
 class WindowCheckpoint:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE_NAME
-        self._failing = False
+        self._file = RewrittenFile(self.path, "the window checkpoint", log)
 
     def save(self, records: list[Record]) -> None:
         """Replace the checkpoint; a storage fault is logged once and retried next time."""
-        try:
-            atomic_write(self.path, encode({"records": records}).encode("utf-8"))
-            self._failing = False
-        except OSError as exc:
-            if not self._failing:
-                log.error("cannot write the window checkpoint %s: %s", self.path, exc)
-            self._failing = True
+        self._file.write(encode({"records": records}).encode("utf-8"))
 
     def take(self) -> list[Record]:
         """The records a run that did not stop cleanly left, marked ``recovered``; the file goes."""
