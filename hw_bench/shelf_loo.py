@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from intentcam.analytics.shelf import ShelfSettings
 from intentcam.benchmark import write_report
-from intentcam.evaluation.shelf import GRID, choose, leave_one_out, share
+from intentcam.evaluation.shelf import GRID, choose, leave_one_out
 from shelf_clips import Pairs, add_clip_arguments, clips_with_poses
 
 
@@ -35,14 +35,10 @@ def _count(counts: list[int]) -> str:
     return "/".join(str(value) for value in counts)
 
 
-def _pooled(rows: list[dict[str, Any]], split: str | None) -> list[int]:
-    chosen = [row["reach"] for row in rows if split is None or row["split"] == split]
-    return [sum(values) for values in zip(*chosen)] if chosen else [0, 0, 0]
-
-
-def _shares(counts: list[int]) -> str:
-    matched, detected, labelled = counts
-    return f"{share(matched, detected)} / {share(matched, labelled)}"
+def _pooled_line(label: str, total: dict[str, Any]) -> str:
+    reach = total["reach"]
+    counts = _count([reach["matched"], reach["detected"], reach["labelled"]])
+    return f"{label}: reach {counts}, precision / recall {reach['precision']} / {reach['recall']}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         chosen = ", ".join(f"{name} {row['settings'][name]}" for name in GRID)
         print(f"| {row['clip']} | {row['split']} | {_count(row['reach'])} | {chosen} |")
-    for label, split in (("all clips", None), ("test clips", "test"), ("tune clips", "tune")):
-        counts = _pooled(rows, split)
-        print(f"{label}: reach {_count(counts)}, precision / recall {_shares(counts)}")
+    print(_pooled_line("all clips", result["total"]))
+    for split in ("test", "tune"):
+        if split in result["splits"]:
+            print(_pooled_line(f"{split} clips", result["splits"][split]))
     print(f"false events per quiet minute, all clips: {result['total']['false_per_quiet_minute']}")
     if args.json:
         write_report({"labels": str(args.labels), **result}, args.json)

@@ -749,3 +749,4 @@ def test_leave_one_out_scores_each_clip_with_thresholds_chosen_without_it() -> N
     assert result["total"]["reach"] == {
         "matched": 2, "detected": 2, "labelled": 3, "precision": 1.0, "recall": 0.667
     }  # fmt: skip
+    assert result["splits"] == {"test": result["total"]}  # every clip here is a test clip

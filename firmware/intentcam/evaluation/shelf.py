@@ -335,14 +335,21 @@ def leave_one_out(
     """Every clip scored with thresholds chosen (``chooser``, the grid by default) on all the
     *other* clips: each clip held out once, so every label counts as held out, which a fixed
     tune/test split of a dozen short clips cannot do. Per clip its result and the thresholds
-    chosen without it; ``total`` pools the held-out counts as :func:`score` does."""
+    chosen without it; ``total`` pools the held-out counts as :func:`score` does, and
+    ``splits`` the same per split the labels name (``tune``, ``test``)."""
     scored = []
     for index, (clip, poses) in enumerate(pairs):
         chosen, _ = chooser(pairs[:index] + pairs[index + 1 :], base)
         row, quiet = _score_clip(clip, poses, chosen)
         row["settings"] = {name: getattr(chosen, name) for name in GRID}
         scored.append((row, quiet))
-    return _pooled(scored)
+    result = _pooled(scored)
+    splits = sorted({row["split"] for row, _ in scored})
+    result["splits"] = {
+        split: _pooled([item for item in scored if item[0]["split"] == split])["total"]
+        for split in splits
+    }
+    return result
 
 
 def evaluate(
