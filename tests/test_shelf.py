@@ -325,8 +325,9 @@ def test_labels_name_shelves_and_videos_or_say_what_is_wrong(tmp_path: Path) -> 
 def test_labels_in_pixels_and_seconds_are_the_same_labels_as_in_fractions_and_frames(
     tmp_path: Path,
 ) -> None:
-    """A labeller working in a video player and an annotation tool gives seconds and pixels;
-    the 640x480, 15 fps clip turns them into exactly the fractions and frames we label in."""
+    """A labeller working in a video player and an annotation tool gives seconds and pixels (and
+    labels per person, as the issue asks); the 640x480, 15 fps clip turns them into exactly the
+    fractions and frames we label in."""
     from intentcam.evaluation.shelf_labels import load_labels
 
     fractions = [[0.45, 0.45], [0.62, 0.40], [0.84, 0.86], [0.46, 0.95]]
@@ -334,8 +335,9 @@ def test_labels_in_pixels_and_seconds_are_the_same_labels_as_in_fractions_and_fr
                                            {"kind": "inspect", "start": 60, "end": 74}]}  # fmt: skip
     theirs = {
         "shelf": [[x * 640, y * 480] for x, y in fractions],
-        "events": [{"kind": "reach", "start_s": 51 / 15, "end_s": 90 / 15},
-                   {"kind": "inspect", "start_s": 4.0, "end_s": 5.0, "note": "turns the box"}],
+        "events": [{"kind": "reach", "start_s": 51 / 15, "end_s": 90 / 15, "person": 1},
+                   {"kind": "inspect", "start_s": 4.0, "end_s": 5.0, "person": "A",
+                    "note": "turns the box"}],
     }  # fmt: skip
     (tmp_path / "ours").mkdir()
     (tmp_path / "ours" / "labels.json").write_text(json.dumps({"clips": {"set-a-normal-6": ours}}))

@@ -26,7 +26,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "evaluation/shelf/; a labels.json in DIR itself is used first (a held-out set: clips "
         "without 'split' are test clips, and without tune clips the [shelf] thresholds of the "
         'config are scored). Polygons may be fractions of the frame or, with "coordinates": '
-        '"pixels", pixels; events frame numbers (start, end) or seconds (start_s, end_s).',
+        '"pixels", pixels; events frame numbers (start, end) or seconds (start_s, end_s), '
+        "optionally with the person they are of (person: not scored).",
     )
     parser.add_argument("clips", type=Path, metavar="DIR", help="the folder of the labelled clips")
     parser.add_argument("--labels", type=Path, metavar="DIR",

@@ -8,7 +8,8 @@ The format (``evaluation/shelf/README.md`` has the protocol)::
         "split": "test",                     # or "tune": thresholds may be chosen on it
         "fps": 25,                           # only where the container states a wrong rate
         "events": [{"kind": "reach", "start": 12, "end": 20},        # frames, both included
-                   {"kind": "inspect", "start_s": 1.4, "end_s": 3.0}]  # or seconds
+                   {"kind": "inspect", "start_s": 1.4, "end_s": 3.0,   # or seconds
+                    "person": 2}]                    # optional, whose: not scored
      }}}
 
 Someone else's labels are the check that matters, so every mistake a labeller can make (a
@@ -94,6 +95,11 @@ class EventLabel(BaseModel):
     end: int | None = Field(default=None, ge=0)
     start_s: float | None = Field(default=None, ge=0)
     end_s: float | None = Field(default=None, ge=0)
+    #: Whose event (the labeller's own number or letter for the person), where labelled per
+    #: person: kept for the reader, not scored. The detector's tracks are anonymous, so there is
+    #: no name to compare it with; two people reaching at once are two labels, each matched to
+    #: one detection by its start.
+    person: str | int | None = None
     note: str | None = None
 
     @model_validator(mode="after")
