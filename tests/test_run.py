@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -155,6 +156,9 @@ def test_a_recording_never_writes_into_the_device_spool(tmp_path: Path, model_di
     assert result.returncode == 0, result.stderr
     assert "is a recording" in result.stderr and "publishes nothing" in result.stderr
     assert not (device_state / "spool.sqlite").exists()
+    throwaway = re.search(r"uses the throwaway state dir (\S+) and", result.stderr)
+    assert throwaway is not None and not Path(throwaway[1]).exists()
+    assert f"removed the throwaway state dir {throwaway[1]}" in result.stderr
     chosen = tmp_path / "chosen"
     kept = run_cli("run", "--source", str(CONCOURSE), "--max-frames", "3", "--sink", "none",
                    "--state-dir", str(chosen), env=env)  # fmt: skip

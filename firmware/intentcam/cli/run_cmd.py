@@ -152,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if scratch is not None:  # its records went to the sink; the spool copy is not needed
             shutil.rmtree(scratch.paths.state_dir, ignore_errors=True)
+            log.info(
+                "removed the throwaway state dir %s (its records went to the sink)",
+                scratch.paths.state_dir,
+            )
     if summary["frames"] == 0 and summary["source_state"] in ("ended", "finished", "failed"):
         raise UserError(
             f"{settings.camera.source}: no readable frame (not a video, or images that do not decode)"
