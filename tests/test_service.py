@@ -276,6 +276,21 @@ def test_check_passes_on_a_working_setup(check_config, model_dir: Path) -> None:
                       "broker": "skip"}  # fmt: skip
 
 
+def test_check_says_how_many_people_it_sees_in_words(check_config, model_dir: Path) -> None:
+    """The installer reads this line while standing in front of the camera: one shopper at the
+    table is "1 person", the four in the CAVIAR corridor "4 people"."""
+    from intentcam.service.check import Check
+
+    found = {}
+    for name, source in (("shelf", SHELF_CLIPS / "set-a-normal-6.mp4"),
+                         ("corridor", CAVIAR / "video.mpg")):  # fmt: skip
+        steps = {
+            step.name: step for step in Check(check_config(model_dir, str(source), None), {}).run()
+        }
+        found[name] = steps["detection"].detail.split(" (")[0]
+    assert found == {"shelf": "1 person in the frame", "corridor": "4 people in the frame"}
+
+
 def test_check_says_whose_geometry_counts_and_whether_the_clock_is_synchronised(
     tmp_path: Path,
 ) -> None:

@@ -243,13 +243,13 @@ class Check:
             steps.append(Step("detection", "skip", "needs a detector and a camera frame"))
             return
         detections = detector.detect(frame.image, near=near)  # tiled as the daemon would
+        noun = "person" if len(detections) == 1 else "people"
         steps.append(
             Step(
                 "detection",
                 "pass",
-                f"{len(detections)} people in the frame (tiling "
-                f"{detector.last.layout}, {detector.last.invokes} "
-                "invoke(s))",
+                f"{len(detections)} {noun} in the frame (tiling "
+                f"{detector.last.layout}, {detector.last.invokes} invoke(s))",
             )
         )
 
