@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -194,7 +195,7 @@ state_dir = "{tmp_path / "state"}"
         assert receiver.wait_for("WATCHDOG=1", timeout=30, count=3)
         assert receiver.wait_for("STATUS=", timeout=10)
         status = receiver.lines("STATUS=")[-1]
-        assert "fps" in status and "people in view" in status and "broker not configured" in status
+        assert re.search(r"fps, \d+ (person|people) in view, broker not configured", status)
         server.stop()  # the camera goes away
         time.sleep(2.5)  # frames in flight drain; the source is reconnecting
         away_since = time.monotonic()

@@ -383,6 +383,11 @@ def test_long_queue_needs_the_queue_to_hold() -> None:
     assert engine.check(at(17, 5)) == [] and engine.check(at(30, 5)) == []
     (alert,) = engine.check(at(38, 5))
     assert (alert["zone"], alert["people"]) == ("tills", 5)
+    assert alert["reason"] == "5 people in tills, at least 3 for 21 s"
+    lone = AlertRules(AlertsConfig(rules=[{"id": "q", "kind": "long_queue", "min_people": 1,
+                                            "for_s": 5}]))  # fmt: skip
+    assert lone.check(at(0, 1)) == []
+    assert lone.check(at(6, 1))[0]["reason"] == "1 person in tills, at least 1 for 6 s"
 
 
 def test_alert_rules_must_name_zones_of_the_right_kind(tmp_path: Path) -> None:

@@ -377,7 +377,8 @@ class Daemon:
             else "not configured"
         )
         return (
-            f"{fps:.1f} fps, {people} people in view, broker {broker}, "
+            f"{fps:.1f} fps, {people} {'person' if people == 1 else 'people'} in view, "
+            f"broker {broker}, "
             f"spool {self.telemetry.spool.stats()['depth']}, camera {self.source.stats.state}"
         )
 

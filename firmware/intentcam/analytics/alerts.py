@@ -222,6 +222,7 @@ class AlertRules:
             since = self._queue_since.setdefault(key, watched.timestamp)
             if watched.timestamp - since >= rule.for_s:
                 held = watched.timestamp - since
-                reason = f"{people} people in {zone}, at least {rule.min_people} for {held:.0f} s"
+                noun = "person" if people == 1 else "people"
+                reason = f"{people} {noun} in {zone}, at least {rule.min_people} for {held:.0f} s"
                 found.append((zone, reason, {"people": people, "for_s": round(held, 1)}))
         return found
