@@ -32,6 +32,7 @@ from intentcam.ota.download import Download
 from intentcam.ota.install import Installer, fault_from_environment, store_of
 from intentcam.ota.startup import load_active
 from intentcam.pipeline import build_pipeline
+from intentcam.records import people_in_words
 from intentcam.service.lock import DaemonLock
 from intentcam.service.notify import Notifier
 from intentcam.sinks import Sink
@@ -365,7 +366,7 @@ class Daemon:
         now, frames = time.monotonic(), self.pipeline.heartbeat.frames
         fps = (frames - self._status_frames) / max(now - self._status_at, 1e-9)
         self._status_at, self._status_frames = now, frames
-        people = self._occupancy()["people"]
+        in_view = people_in_words(self._occupancy()["people"])
         mqtt = self.settings.mqtt
         broker = (
             (
@@ -377,8 +378,7 @@ class Daemon:
             else "not configured"
         )
         return (
-            f"{fps:.1f} fps, {people} {'person' if people == 1 else 'people'} in view, "
-            f"broker {broker}, "
+            f"{fps:.1f} fps, {in_view} in view, broker {broker}, "
             f"spool {self.telemetry.spool.stats()['depth']}, camera {self.source.stats.state}"
         )
 

@@ -57,6 +57,12 @@ def wall_of(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def people_in_words(count: int) -> str:
+    """``count`` people in words, as the logs, alerts and the installer's commands say it:
+    ``1 person``, ``3 people``."""
+    return f"{count} {'person' if count == 1 else 'people'}"
+
+
 def iso(wall: float) -> str:
     """UTC ISO 8601 with milliseconds, e.g. ``2026-11-21T12:00:00.000Z``."""
     return (

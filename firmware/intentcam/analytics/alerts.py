@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from intentcam.analytics.shelf import ShelfStay
 from intentcam.config import ALERT_ZONE_KIND, AlertRuleConfig, AlertsConfig, ZoneConfig
 from intentcam.durable import RewrittenFile
-from intentcam.records import Record, iso, wall_of
+from intentcam.records import Record, iso, people_in_words, wall_of
 
 log = logging.getLogger(__name__)
 COOLDOWNS_FILE = "alert-cooldowns.json"
@@ -222,7 +222,6 @@ class AlertRules:
             since = self._queue_since.setdefault(key, watched.timestamp)
             if watched.timestamp - since >= rule.for_s:
                 held = watched.timestamp - since
-                noun = "person" if people == 1 else "people"
-                reason = f"{people} {noun} in {zone}, at least {rule.min_people} for {held:.0f} s"
+                reason = f"{people_in_words(people)} in {zone}, at least {rule.min_people} for {held:.0f} s"
                 found.append((zone, reason, {"people": people, "for_s": round(held, 1)}))
         return found

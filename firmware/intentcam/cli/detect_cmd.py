@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: `intentcam --help` and the other commands do not pay for them.
     from intentcam.capture.files import read_image
     from intentcam.detect import build_detector
+    from intentcam.records import people_in_words
 
     image = read_image(args.image)
     assert image is not None
@@ -72,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    noun = "person" if len(detections) == 1 else "people"
     print(
-        f"{len(detections)} {noun} in {args.image} ({width}x{height}, tiling {layout}, "
+        f"{people_in_words(len(detections))} in {args.image} ({width}x{height}, tiling {layout}, "
         f"{detector.last.invokes} invoke(s), {elapsed_ms:.0f} ms on {delegate})"
     )
     for number, person in enumerate(report["people"], start=1):

@@ -27,6 +27,7 @@ from intentcam.errors import ConfigError, UserError
 from intentcam.models import Manifest, load_manifest, verified_model_path
 from intentcam.models.store import verified_labels
 from intentcam.pose.build import POSE_MODEL
+from intentcam.records import people_in_words
 from intentcam.sentiment.build import EXPRESSION_MODEL
 from intentcam.service.lock import daemon_running
 from intentcam.telemetry.health import HealthReport, read_health_file
@@ -243,12 +244,11 @@ class Check:
             steps.append(Step("detection", "skip", "needs a detector and a camera frame"))
             return
         detections = detector.detect(frame.image, near=near)  # tiled as the daemon would
-        noun = "person" if len(detections) == 1 else "people"
         steps.append(
             Step(
                 "detection",
                 "pass",
-                f"{len(detections)} {noun} in the frame (tiling "
+                f"{people_in_words(len(detections))} in the frame (tiling "
                 f"{detector.last.layout}, {detector.last.invokes} invoke(s))",
             )
         )
