@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from intentcam.analytics.geometry import Polygon
-from intentcam.analytics.shelf import ShelfInteractions, ShelfSettings
+from intentcam.analytics.shelf import Interaction, ShelfInteractions, ShelfSettings
 from tests.cli import run_cli
 from tests.data import DATA, SHELF_CLIPS
 
@@ -351,6 +351,23 @@ def test_labels_in_pixels_and_seconds_are_the_same_labels_as_in_fractions_and_fr
     for a, b in zip(other.events["shelf"], mine.events["shelf"], strict=True):
         assert a.kind == b.kind and a.start == pytest.approx(b.start)
         assert a.end == pytest.approx(b.end)
+    assert [e.person for e in other.events["shelf"]] == [1, "A"]
+
+
+def test_the_json_names_the_labellers_person_on_their_labels_and_no_one_on_detections() -> None:
+    """Labelled per person, the rows of ``eval-shelf --json`` say whose reach was missed; a
+    detection's track stays anonymous, and a label given without a person carries none."""
+    from intentcam.evaluation.shelf import event_rows
+    from intentcam.evaluation.shelf_labels import LabelledEvent
+
+    found = [Interaction("reach", 1.2, 2.0), Interaction("reach", 9.0, 9.5)]
+    labelled = [LabelledEvent("reach", 1.0, 2.0, "A"), LabelledEvent("reach", 4.0, 5.0, 2),
+                LabelledEvent("reach", 7.0, 7.5)]  # fmt: skip
+    rows = event_rows(found, labelled, "shelf")
+    labels = [(r["start"], r.get("person"), r["matched"]) for r in rows if r["source"] == "label"]
+    assert labels == [(1.0, "A", True), (4.0, 2, False), (7.0, None, False)]
+    assert [r["matched"] for r in rows if r["source"] == "found"] == [True, False]
+    assert not any("person" in r for r in rows if r["source"] == "found")
 
 
 def test_a_clip_whose_container_misstates_its_frame_rate_is_timed_at_the_labels_rate(
@@ -435,7 +452,6 @@ def bar_ids(svg: str) -> list[str]:
 def test_events_are_paired_within_the_tolerance_and_drawn_by_what_became_of_them(
     tmp_path: Path,
 ) -> None:
-    from intentcam.analytics.shelf import Interaction
     from intentcam.errors import UserError
     from intentcam.evaluation.shelf import event_counts, event_rows
     from intentcam.evaluation.shelf_timeline import check_timeline_path, timeline

@@ -27,7 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "without 'split' are test clips, and without tune clips the [shelf] thresholds of the "
         'config are scored). Polygons may be fractions of the frame or, with "coordinates": '
         '"pixels", pixels; events frame numbers (start, end) or seconds (start_s, end_s), '
-        "optionally with the person they are of (person: not scored).",
+        "optionally with the person they are of (person: not scored; --json repeats it on "
+        "each of their labels, so a labeller sees whose reaches were missed).",
     )
     parser.add_argument("clips", type=Path, metavar="DIR", help="the folder of the labelled clips")
     parser.add_argument("--labels", type=Path, metavar="DIR",

@@ -35,7 +35,7 @@ from intentcam.analytics.shelf import (
 from intentcam.config import Settings, ShelfConfig
 from intentcam.detect import build_detector
 from intentcam.errors import UserError
-from intentcam.evaluation.shelf_labels import LabelledClip, frame_rate
+from intentcam.evaluation.shelf_labels import LabelledClip, LabelledEvent, frame_rate
 from intentcam.pose.build import build_pose_model
 from intentcam.pose.movenet import PoseModel
 from intentcam.pose.sampler import MAX_SPARE_MS, PoseSampler
@@ -207,9 +207,17 @@ def event_rows(found: list[Interaction], labelled: list[Interaction],
         matched = {"found": {i for i, _ in pairs}, "label": {j for _, j in pairs}}
         for source, events in (("label", labels), ("found", detections)):
             rows += [{"source": source, "kind": kind, "shelf": shelf, "start": round(e.start, 3),
-                      "end": round(e.end, 3), "matched": i in matched[source]}
+                      "end": round(e.end, 3), "matched": i in matched[source], **whose(e)}
                      for i, e in enumerate(events)]  # fmt: skip
     return rows
+
+
+def whose(event: Interaction) -> dict[str, str | int]:
+    """``{"person": ...}`` for a label the labeller made per person; nothing for a detection,
+    whose track is anonymous and never named in what eval-shelf reports."""
+    if isinstance(event, LabelledEvent) and event.person is not None:
+        return {"person": event.person}
+    return {}
 
 
 def event_counts(events: list[dict[str, Any]], kind: str) -> list[int]:

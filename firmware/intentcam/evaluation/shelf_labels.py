@@ -39,6 +39,14 @@ FALLBACK_FPS = 15.0
 
 
 @dataclass(frozen=True)
+class LabelledEvent(Interaction):
+    """A labelled interval, with whose it is where the labeller said (``person``: their own
+    number or name for the person, echoed in ``--json``, never scored)."""
+
+    person: str | int | None = None
+
+
+@dataclass(frozen=True)
 class LabelledClip:
     """A clip's shelf polygons by id (normalised), and its labelled events by shelf (frame
     numbers, the last one included); ``frames`` as its container states (0: unknown); ``fps``
@@ -48,7 +56,7 @@ class LabelledClip:
     path: Path
     shelves: dict[str, list[list[float]]]
     split: str
-    events: dict[str, list[Interaction]]
+    events: dict[str, list[LabelledEvent]]
     frames: int = 0
     fps: float | None = None
 
@@ -96,9 +104,9 @@ class EventLabel(BaseModel):
     start_s: float | None = Field(default=None, ge=0)
     end_s: float | None = Field(default=None, ge=0)
     #: Whose event (the labeller's own number or letter for the person), where labelled per
-    #: person: kept for the reader, not scored. The detector's tracks are anonymous, so there is
-    #: no name to compare it with; two people reaching at once are two labels, each matched to
-    #: one detection by its start.
+    #: person: kept for the reader (``--json`` echoes it), not scored. The detector's tracks are
+    #: anonymous, so there is no name to compare it with; two people reaching at once are two
+    #: labels, each matched to one detection by its start.
     person: str | int | None = None
     note: str | None = None
 
@@ -214,7 +222,7 @@ def _clip(path: Path, name: str, label: ClipLabel, clips: Path, coordinates: str
         if problem:
             raise ConfigError([f"{where}.{field}: {problem}"])
         shelves[shelf] = [list(point) for point in normalised]
-    events: dict[str, list[Interaction]] = {shelf: [] for shelf in shelves}
+    events: dict[str, list[LabelledEvent]] = {shelf: [] for shelf in shelves}
     fps = label.fps or found.fps
     for index, event in enumerate(label.events):
         first, last = event.frames(fps)
@@ -223,5 +231,6 @@ def _clip(path: Path, name: str, label: ClipLabel, clips: Path, coordinates: str
                 f"{where}.events.{index}: starts at frame {first:g}, after the clip's last "
                 f"({found.frames - 1} at {fps:g} fps)"
             ])  # fmt: skip
-        events[event.shelf or next(iter(shelves))].append(Interaction(event.kind, first, last))
+        labelled = LabelledEvent(event.kind, first, last, event.person)
+        events[event.shelf or next(iter(shelves))].append(labelled)
     return LabelledClip(name, video, shelves, label.split, events, found.frames, label.fps)
