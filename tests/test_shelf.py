@@ -370,6 +370,42 @@ def test_the_json_names_the_labellers_person_on_their_labels_and_no_one_on_detec
     assert not any("person" in r for r in rows if r["source"] == "found")
 
 
+def test_the_text_report_lists_whose_labels_were_missed_and_says_when_a_share_has_no_whole() -> (
+    None
+):
+    """A labeller reading the table sees each missed test label with its person, and a kind
+    nothing was detected or labelled of reads n/a, not None."""
+    from intentcam.cli.eval_shelf_cmd import text_report
+    from intentcam.evaluation.shelf import event_counts, event_rows, share
+    from intentcam.evaluation.shelf_labels import LabelledEvent
+
+    labelled = [LabelledEvent("reach", 1.0, 2.0, "A"), LabelledEvent("reach", 4.0, 5.0, 2),
+                LabelledEvent("inspect", 2.0, 3.5)]  # fmt: skip
+    events = event_rows([Interaction("reach", 1.2, 2.0)], labelled, "shelf")
+    row = {"clip": "aisle-3", "split": "test", "false_in_quiet": 0, "events": events}
+    row |= {kind: event_counts(events, kind) for kind in ("reach", "inspect", "put_back")}
+    total = {kind: dict(zip(("matched", "detected", "labelled"), row[kind])) for kind in
+             ("reach", "inspect", "put_back")}  # fmt: skip
+    for counts in total.values():
+        counts["precision"] = share(counts["matched"], counts["detected"])
+        counts["recall"] = share(counts["matched"], counts["labelled"])
+    result = {"settings": {"extension": 0.5, "end_s": 0.4}, "tune": {"clips": []},
+              "all": {"clips": [row]},
+              "test": {"clips": [row], "total": total | {"false_per_quiet_minute": 0.0}}}  # fmt: skip
+    lines = text_report(result).splitlines()
+    assert lines[0] == "thresholds (from the config): extension 0.5, end_s 0.4"
+    assert "aisle-3" in lines[2] and "1/1/2" in lines[2] and "0/0/1" in lines[2]
+    missed = lines[lines.index("test labels not found:") + 1 :][:2]
+    assert [line.split() for line in missed] == [
+        ["aisle-3", "reach", "4-5", "s", "person", "2"],
+        ["aisle-3", "inspect", "2-3.5", "s"],
+    ]
+    assert any(line.startswith("test reach: precision 1.0, recall 0.5 ") for line in lines)
+    put_back = next(line for line in lines if line.startswith("test put_back"))
+    assert "precision n/a (nothing detected), recall n/a (nothing labelled)" in put_back
+    assert "None" not in "\n".join(lines)
+
+
 def test_a_clip_whose_container_misstates_its_frame_rate_is_timed_at_the_labels_rate(
     tmp_path: Path,
 ) -> None:
@@ -519,6 +555,9 @@ def test_eval_shelf_reports_every_labelled_clip(model_dir: Path, tmp_path: Path)
     assert report["all"]["total"]["reach"]["labelled"] == labelled
     walking_past = next(r for r in report["all"]["clips"] if r["clip"] == "set-c-normal-11")
     assert walking_past["reach"][1] == 0, "people walking past the shelf reach for nothing"
+    from intentcam.cli.eval_shelf_cmd import text_report
+
+    assert f"recall {report['test']['total']['reach']['recall']} " in text_report(report)
 
 
 def test_the_camera_variants_of_the_invariance_bench_move_shelf_and_labels_along(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 from intentcam.cli.common import add_config_option, settings_from
 from intentcam.errors import UserError
@@ -81,21 +81,46 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    where = ", ".join(result["tune"]["clips"]) or "the config"
-    print(f"thresholds (from {where}): {result['settings']}")
-    print(f"{'clip':32} {'split':5} {'reach m/d/l':>12} {'inspect':>9} {'put_back':>9} false")
-    for row in result["all"]["clips"]:
-        cells = ["/".join(map(str, row[kind])) for kind in ("reach", "inspect", "put_back")]
-        print(f"{row['clip']:32} {row['split']:5} {cells[0]:>12} {cells[1]:>9} {cells[2]:>9} "
-              f"{row['false_in_quiet']}")  # fmt: skip
-    for kind, totals in result["test"]["total"].items():
-        if isinstance(totals, dict):
-            print(f"test {kind}: precision {totals['precision']} recall {totals['recall']} "
-                  f"({totals['matched']}/{totals['detected']} detected, {totals['labelled']} "
-                  "labelled)", file=sys.stdout)  # fmt: skip
-    print(
-        f"test false events per quiet minute: {result['test']['total']['false_per_quiet_minute']}"
-    )
+    print(text_report(result))
     if args.timeline:
         print(f"time line of every clip's events: {args.timeline}")
     return 0
+
+
+def text_report(result: dict[str, Any]) -> str:
+    """``eval-shelf``'s result for reading: the thresholds, a row per clip, every test label
+    that was not found (with whose, where labelled per person) and the test totals."""
+    from intentcam.analytics.shelf import KINDS
+
+    where = ", ".join(result["tune"]["clips"]) or "the config"
+    thresholds = ", ".join(f"{name} {value:g}" for name, value in result["settings"].items())
+    lines = [
+        f"thresholds (from {where}): {thresholds}",
+        f"{'clip':32} {'split':5} {'reach':>8} {'inspect':>8} {'put_back':>8}  false in quiet",
+    ]
+    for row in result["all"]["clips"]:
+        cells = ["/".join(map(str, row[kind])) for kind in KINDS]
+        lines.append(f"{row['clip']:32} {row['split']:5} {cells[0]:>8} {cells[1]:>8} "
+                     f"{cells[2]:>8}  {row['false_in_quiet']}")  # fmt: skip
+    lines.append("(matched/detected/labelled; false in quiet: events where nothing was labelled)")
+    missed = [
+        f"  {row['clip']:32} {event['kind']:8} {event['start']:g}-{event['end']:g} s"
+        + (f"  person {event['person']}" if "person" in event else "")
+        for row in result["test"]["clips"]
+        for event in row["events"]
+        if event["source"] == "label" and not event["matched"]
+    ]
+    if missed:
+        lines += ["test labels not found:", *missed]
+    for kind in KINDS:
+        total = result["test"]["total"][kind]
+        precision = total["precision"] if total["detected"] else "n/a (nothing detected)"
+        recall = total["recall"] if total["labelled"] else "n/a (nothing labelled)"
+        lines.append(
+            f"test {kind}: precision {precision}, recall {recall} ({total['matched']} of "
+            f"{total['detected']} detected right, {total['matched']} of {total['labelled']} "
+            "labelled found)"
+        )
+    quiet = result["test"]["total"]["false_per_quiet_minute"]
+    lines.append(f"test false events per quiet minute: {'n/a' if quiet is None else quiet}")
+    return "\n".join(lines)
