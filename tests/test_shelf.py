@@ -382,6 +382,7 @@ def test_the_text_report_lists_whose_labels_were_missed_and_says_when_a_share_ha
     labelled = [LabelledEvent("reach", 1.0, 2.0, "A"), LabelledEvent("reach", 4.0, 5.0, 2),
                 LabelledEvent("inspect", 2.0, 3.5)]  # fmt: skip
     events = event_rows([Interaction("reach", 1.2, 2.0)], labelled, "shelf")
+    events += event_rows([], [LabelledEvent("reach", 8.0, 9.0, "B")], "fridge")
     row = {"clip": "aisle-3", "split": "test", "false_in_quiet": 0, "events": events}
     row |= {kind: event_counts(events, kind) for kind in ("reach", "inspect", "put_back")}
     total = {kind: dict(zip(("matched", "detected", "labelled"), row[kind])) for kind in
@@ -394,13 +395,14 @@ def test_the_text_report_lists_whose_labels_were_missed_and_says_when_a_share_ha
               "test": {"clips": [row], "total": total | {"false_per_quiet_minute": 0.0}}}  # fmt: skip
     lines = text_report(result).splitlines()
     assert lines[0] == "thresholds (from the config): extension 0.5, end_s 0.4"
-    assert "aisle-3" in lines[2] and "1/1/2" in lines[2] and "0/0/1" in lines[2]
-    missed = lines[lines.index("test labels not found:") + 1 :][:2]
+    assert "aisle-3" in lines[2] and "1/1/3" in lines[2] and "0/0/1" in lines[2]
+    missed = lines[lines.index("test labels not found:") + 1 :][:3]
     assert [line.split() for line in missed] == [
         ["aisle-3", "reach", "4-5", "s", "person", "2"],
         ["aisle-3", "inspect", "2-3.5", "s"],
+        ["aisle-3", "reach", "8-9", "s", "at", "fridge", "person", "B"],
     ]
-    assert any(line.startswith("test reach: precision 1.0, recall 0.5 ") for line in lines)
+    assert any(line.startswith("test reach: precision 1.0, recall 0.333 ") for line in lines)
     put_back = next(line for line in lines if line.startswith("test put_back"))
     assert "precision n/a (nothing detected), recall n/a (nothing labelled)" in put_back
     assert "None" not in "\n".join(lines)

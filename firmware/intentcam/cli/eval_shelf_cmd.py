@@ -105,6 +105,7 @@ def text_report(result: dict[str, Any]) -> str:
     lines.append("(matched/detected/labelled; false in quiet: events where nothing was labelled)")
     missed = [
         f"  {row['clip']:32} {event['kind']:8} {event['start']:g}-{event['end']:g} s"
+        + (f"  at {event['shelf']}" if event["shelf"] != "shelf" else "")
         + (f"  person {event['person']}" if "person" in event else "")
         for row in result["test"]["clips"]
         for event in row["events"]
