@@ -492,9 +492,10 @@ def test_events_are_paired_within_the_tolerance_and_drawn_by_what_became_of_them
 ) -> None:
     from intentcam.errors import UserError
     from intentcam.evaluation.shelf import event_counts, event_rows
+    from intentcam.evaluation.shelf_labels import LabelledEvent
     from intentcam.evaluation.shelf_timeline import check_timeline_path, timeline
 
-    labelled = [Interaction("reach", 1.0, 2.0), Interaction("reach", 5.0, 6.0),
+    labelled = [Interaction("reach", 1.0, 2.0), LabelledEvent("reach", 5.0, 6.0, "B"),
                 Interaction("inspect", 2.0, 4.0)]  # fmt: skip
     found = [Interaction("reach", 1.4, 2.2), Interaction("reach", 5.6, 6.0),  # 0.6 s late
              Interaction("inspect", 2.3, 4.0), Interaction("reach", 1.1, 1.3)]  # fmt: skip
@@ -504,7 +505,10 @@ def test_events_are_paired_within_the_tolerance_and_drawn_by_what_became_of_them
     assert event_counts(events, "inspect") == [1, 1, 1]
     assert event_counts(events, "put_back") == [0, 0, 0]
     row = {"clip": "c", "split": "test", "seconds": 7.0, "events": events}
-    assert bar_ids(timeline([row]).decode()) == sorted(
+    svg = timeline([row]).decode()
+    # The labeller's person is written on their missed label's bar, and on nothing else.
+    assert re.findall(r'id="(person-[^"]+)"', svg) == ["person-missed-label-reach-0"]
+    assert bar_ids(svg) == sorted(
         ["matched-label-reach", "missed-label-reach", "matched-found-reach", "false-found-reach",
          "false-found-reach", "matched-label-inspect", "matched-found-inspect"]
     )  # fmt: skip

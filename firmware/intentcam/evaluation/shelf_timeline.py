@@ -66,7 +66,8 @@ def slots(events: list[dict[str, Any]]) -> list[int]:
 
 def timeline(clips: list[dict[str, Any]], fmt: str = "svg") -> bytes:
     """The picture of ``clips`` (the per-clip rows of :func:`intentcam.evaluation.shelf.score`)
-    as SVG or PNG bytes. In the SVG every bar has the id ``STATUS-SOURCE-KIND-N``."""
+    as SVG or PNG bytes. In the SVG every bar has the id ``STATUS-SOURCE-KIND-N``, and the
+    labeller's person written on a label bar ``person-STATUS-SOURCE-KIND-N``."""
     lanes = [(row, kind) for row in clips for kind in KINDS]
 
     def draw(figure: Any, axes: Any) -> None:
@@ -98,6 +99,11 @@ def timeline(clips: list[dict[str, Any]], fmt: str = "svg") -> bytes:
                                      align="edge", edgecolor="white", linewidth=0.4,
                                      color=MISS if state == "false" else COLOURS[kind])  # fmt: skip
                 bars.patches[0].set_gid(f"{key}-{numbered[key]}")
+                if "person" in event:  # the labeller's own name for whose event it was
+                    axes.text(event["start"] + 0.03, y, str(event["person"]), fontsize=6,
+                              va="center", gid=f"person-{key}-{numbered[key]}",
+                              bbox={"facecolor": "white", "alpha": 0.8, "pad": 0.6,
+                                    "linewidth": 0})  # fmt: skip
         axes.set_yticks(
             [len(lanes) - 1 - lane for lane in range(len(lanes))],
             [
