@@ -376,7 +376,7 @@ def test_the_text_report_lists_whose_labels_were_missed_and_says_when_a_share_ha
     """A labeller reading the table sees each missed test label with its person, and a kind
     nothing was detected or labelled of reads n/a, not None."""
     from intentcam.cli.eval_shelf_cmd import text_report
-    from intentcam.evaluation.shelf import event_counts, event_rows, share
+    from intentcam.evaluation.shelf import event_counts, event_rows, pooled
     from intentcam.evaluation.shelf_labels import LabelledEvent
 
     labelled = [LabelledEvent("reach", 1.0, 2.0, "A"), LabelledEvent("reach", 4.0, 5.0, 2),
@@ -385,14 +385,9 @@ def test_the_text_report_lists_whose_labels_were_missed_and_says_when_a_share_ha
     events += event_rows([], [LabelledEvent("reach", 8.0, 9.0, "B")], "fridge")
     row = {"clip": "aisle-3", "split": "test", "false_in_quiet": 0, "events": events}
     row |= {kind: event_counts(events, kind) for kind in ("reach", "inspect", "put_back")}
-    total = {kind: dict(zip(("matched", "detected", "labelled"), row[kind])) for kind in
-             ("reach", "inspect", "put_back")}  # fmt: skip
-    for counts in total.values():
-        counts["precision"] = share(counts["matched"], counts["detected"])
-        counts["recall"] = share(counts["matched"], counts["labelled"])
+    scored = pooled([(row, 0.1)])
     result = {"settings": {"extension": 0.5, "end_s": 0.4}, "tune": {"clips": []},
-              "all": {"clips": [row]},
-              "test": {"clips": [row], "total": total | {"false_per_quiet_minute": 0.0}}}  # fmt: skip
+              "all": scored, "test": scored}  # fmt: skip
     lines = text_report(result).splitlines()
     assert lines[0] == "thresholds (from the config): extension 0.5, end_s 0.4"
     assert "aisle-3" in lines[2] and "1/1/3" in lines[2] and "0/0/1" in lines[2]

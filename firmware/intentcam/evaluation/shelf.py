@@ -259,7 +259,7 @@ def score(
     """Per clip and overall: matched, detected and labelled per kind, precision, recall, false
     events per quiet minute."""
     scored = [_score_clip(clip, poses, settings) for clip, poses in clips]
-    return _pooled(scored)
+    return pooled(scored)
 
 
 def _score_clip(
@@ -287,7 +287,7 @@ def _score_clip(
     return row, quiet
 
 
-def _pooled(scored: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+def pooled(scored: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
     """The clips' rows, and their ``total``: per kind the summed [matched, detected, labelled]
     with precision and recall, and the false events per quiet minute over all of them."""
     rows = [row for row, _ in scored]
@@ -351,10 +351,10 @@ def leave_one_out(
         row, quiet = _score_clip(clip, poses, chosen)
         row["settings"] = {name: getattr(chosen, name) for name in GRID}
         scored.append((row, quiet))
-    result = _pooled(scored)
+    result = pooled(scored)
     splits = sorted({row["split"] for row, _ in scored})
     result["splits"] = {
-        split: _pooled([item for item in scored if item[0]["split"] == split])["total"]
+        split: pooled([item for item in scored if item[0]["split"] == split])["total"]
         for split in splits
     }
     return result
