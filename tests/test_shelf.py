@@ -475,6 +475,20 @@ def test_eval_shelf_stops_on_bad_labels_with_one_line_and_exit_2(tmp_path: Path)
     assert "clips.set-c-normal-11.events.0.kind" in line
 
 
+def test_eval_shelf_with_no_test_clip_stops_with_one_line_and_exit_2(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    labels = {"clips": {"set-c-normal-11": {"shelf": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]],
+                                            "split": "tune", "events": []}}}  # fmt: skip
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[paths]\nmodel_dir = "{model_dir}"\n', encoding="utf-8")
+    result = run_cli("eval-shelf", str(SHELF_CLIPS), "--labels", str(tmp_path), "--config",
+                     str(config), "--json")  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert "no clip is labelled 'test': nothing to report on" in result.stderr
+
+
 def bar_ids(svg: str) -> list[str]:
     """The ids of a timeline's bars, less their number: ``STATUS-SOURCE-KIND``."""
     return sorted(

@@ -287,6 +287,13 @@ def _score_clip(
     return row, quiet
 
 
+def of_split(
+    scored: list[tuple[dict[str, Any], float]], split: str
+) -> list[tuple[dict[str, Any], float]]:
+    """The scored clips (:func:`_score_clip` results) labelled ``split`` (``tune``, ``test``)."""
+    return [item for item in scored if item[0]["split"] == split]
+
+
 def pooled(scored: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
     """The clips' rows, and their ``total``: per kind the summed [matched, detected, labelled]
     with precision and recall, and the false events per quiet minute over all of them."""
@@ -353,10 +360,7 @@ def leave_one_out(
         scored.append((row, quiet))
     result = pooled(scored)
     splits = sorted({row["split"] for row, _ in scored})
-    result["splits"] = {
-        split: pooled([item for item in scored if item[0]["split"] == split])["total"]
-        for split in splits
-    }
+    result["splits"] = {split: pooled(of_split(scored, split))["total"] for split in splits}
     return result
 
 
@@ -371,23 +375,23 @@ def evaluate(
     """Choose thresholds on the ``tune`` clips (unless ``tune`` is off or there are none: then
     the ``configured`` ones; those outside :data:`GRID` are always the ``configured`` ones),
     report on the ``test`` clips (and all)."""
+    if not any(clip.split == "test" for clip in clips):  # before minutes of pose extraction
+        raise UserError("no clip is labelled 'test': nothing to report on", exit_code=2)
     pairs = []
     for clip in clips:
         progress(clip.name)
         pairs.append((clip, poses_of(clip)))
     tuning = [p for p in pairs if p[0].split == "tune"]
-    testing = [p for p in pairs if p[0].split == "test"]
-    if not testing:
-        raise UserError("no clip is labelled 'test': nothing to report on", exit_code=2)
     if tune and tuning:
         settings, tuned_f1 = choose(tuning, configured)
         chosen = {"clips": [c.name for c, _ in tuning], "reach_f1": round(tuned_f1, 3)}
     else:
         settings, chosen = configured, {"clips": [], "configured": True}
+    scored = [_score_clip(clip, poses, settings) for clip, poses in pairs]  # each clip once
     return {
         "settings": asdict(settings),
         "tolerance_s": TOLERANCE_S,
         "tune": chosen,
-        "test": score(testing, settings),
-        "all": score(pairs, settings),
+        "test": pooled(of_split(scored, "test")),
+        "all": pooled(scored),
     }
