@@ -376,15 +376,15 @@ def test_the_text_report_lists_whose_labels_were_missed_and_says_when_a_share_ha
     """A labeller reading the table sees each missed test label with its person, and a kind
     nothing was detected or labelled of reads n/a, not None."""
     from intentcam.cli.eval_shelf_cmd import text_report
-    from intentcam.evaluation.shelf import event_counts, event_rows, pooled
+    from intentcam.evaluation.shelf import counts_by_kind, event_rows, pooled
     from intentcam.evaluation.shelf_labels import LabelledEvent
 
     labelled = [LabelledEvent("reach", 1.0, 2.0, "A"), LabelledEvent("reach", 4.0, 5.0, 2),
                 LabelledEvent("inspect", 2.0, 3.5)]  # fmt: skip
     events = event_rows([Interaction("reach", 1.2, 2.0)], labelled, "shelf")
     events += event_rows([], [LabelledEvent("reach", 8.0, 9.0, "B")], "fridge")
-    row = {"clip": "aisle-3", "split": "test", "false_in_quiet": 0, "events": events}
-    row |= {kind: event_counts(events, kind) for kind in ("reach", "inspect", "put_back")}
+    row = {"clip": "aisle-3", "split": "test", "false_in_quiet": 0, "events": events,
+           **counts_by_kind(events)}  # fmt: skip
     scored = pooled([(row, 0.1)])
     result = {"settings": {"extension": 0.5, "end_s": 0.4}, "tune": {"clips": []},
               "all": scored, "test": scored}  # fmt: skip

@@ -91,6 +91,7 @@ def text_report(result: dict[str, Any]) -> str:
     """``eval-shelf``'s result for reading: the thresholds, a row per clip, every test label
     that was not found (with whose, where labelled per person) and the test totals."""
     from intentcam.analytics.shelf import KINDS
+    from intentcam.evaluation.shelf_labels import SOLE_SHELF
 
     where = ", ".join(result["tune"]["clips"]) or "the config"
     thresholds = ", ".join(f"{name} {value:g}" for name, value in result["settings"].items())
@@ -105,7 +106,7 @@ def text_report(result: dict[str, Any]) -> str:
     lines.append("(matched/detected/labelled; false in quiet: events where nothing was labelled)")
     missed = [
         f"  {row['clip']:32} {event['kind']:8} {event['start']:g}-{event['end']:g} s"
-        + (f"  at {event['shelf']}" if event["shelf"] != "shelf" else "")
+        + (f"  at {event['shelf']}" if event["shelf"] != SOLE_SHELF else "")
         + (f"  person {event['person']}" if "person" in event else "")
         for row in result["test"]["clips"]
         for event in row["events"]

@@ -220,6 +220,11 @@ def whose(event: Interaction) -> dict[str, str | int]:
     return {}
 
 
+def counts_by_kind(events: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """:func:`event_counts` of every kind, as a clip's row of :func:`score` carries them."""
+    return {kind: event_counts(events, kind) for kind in KINDS}
+
+
 def event_counts(events: list[dict[str, Any]], kind: str) -> list[int]:
     """[matched, detected, labelled] of one kind among :func:`event_rows`."""
     found = [e for e in events if e["kind"] == kind and e["source"] == "found"]
@@ -274,9 +279,7 @@ def _score_clip(
         event for shelf in clip.shelves for event in
         event_rows(found[shelf], labelled[shelf], shelf)
     ]  # fmt: skip
-    row: dict[str, Any] = {"clip": clip.name, "split": clip.split}
-    for kind in KINDS:
-        row[kind] = event_counts(events, kind)
+    row: dict[str, Any] = {"clip": clip.name, "split": clip.split, **counts_by_kind(events)}
     false, quiet = quiet_false_per_minute(
         [e for events in found.values() for e in events],
         [e for events in labelled.values() for e in events],

@@ -36,6 +36,8 @@ from intentcam.errors import ConfigError, UserError
 UNKNOWN_FIELD = "unknown field (check the spelling against evaluation/shelf/README.md)"
 #: eval-shelf's frame rate for a clip whose container states none (the shelf clips' rate).
 FALLBACK_FPS = 15.0
+#: The id of a clip's shelf where its labels give one polygon (``"shelf"``) and no ``shelves``.
+SOLE_SHELF = "shelf"
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ class ClipLabel(BaseModel):
         return self
 
     def polygons(self) -> dict[str, list[Point]]:
-        return self.shelves if self.shelves is not None else {"shelf": self.shelf or []}
+        return self.shelves if self.shelves is not None else {SOLE_SHELF: self.shelf or []}
 
 
 class LabelFile(BaseModel):
